@@ -1,0 +1,95 @@
+// The token as SPEC §2 describes it. Pure data: no I/O, no library types.
+
+/** SPEC §3 access types. */
+export const ACCESS_STANDARD = 0;
+export const ACCESS_MASTER = 1;
+export const ACCESS_ACL = 2;
+export type AccessType = typeof ACCESS_STANDARD | typeof ACCESS_MASTER | typeof ACCESS_ACL;
+
+export type MqttAction = 'publish' | 'subscribe';
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'HEAD' | 'OPTIONS';
+
+/**
+ * One ACL entry. `{uri: "mqtt", topic, actions}` grants MQTT topic rights;
+ * `{uri, methods}` grants REST rights on `/uri...` (prefix match).
+ */
+export interface AclEntry {
+  uri: string;
+  topic?: string;
+  actions?: MqttAction[];
+  methods?: HttpMethod[];
+}
+
+export interface TokenAccess {
+  type: AccessType;
+  acl?: AclEntry[];
+}
+
+/** A stored token as returned to clients (never carries the key). */
+export interface Token {
+  id: number;
+  info: string;
+  enabled: boolean;
+  /** UNIX seconds, 0 = unused. */
+  expire: number;
+  /** Seconds, 0 = unused. */
+  ttl: number;
+  /** UNIX seconds, read-only. */
+  created: number;
+  /** UNIX seconds, read-only. */
+  accessed: number;
+  access: TokenAccess;
+  ips: string;
+  metadata: Record<string, string>;
+}
+
+/** Token returned once, by the call that creates it. */
+export interface CreatedToken extends Token {
+  key: string;
+}
+
+/** Fields a client may set at creation (all optional; validated by `validateCreate`). */
+export interface TokenInput {
+  info?: string;
+  enabled?: boolean;
+  expire?: number;
+  ttl?: number;
+  access?: TokenAccess;
+  ips?: string;
+  metadata?: Record<string, string>;
+}
+
+/** Fields a client may change (SPEC §5 PUT). */
+export type TokenPatch = TokenInput;
+
+/** The writable fields, in a fixed order (used by stores and schemas). */
+export const WRITABLE_FIELDS = ['info', 'enabled', 'expire', 'ttl', 'access', 'ips', 'metadata'] as const;
+export type WritableField = (typeof WRITABLE_FIELDS)[number];
+
+/** SPEC §2 limits. */
+export const LIMITS = {
+  info: 1024,
+  aclEntries: 256,
+  metadataKeys: 64,
+  metadataValue: 1024,
+  ips: 4096,
+  topic: 65535,
+  /** Characters in a metadata key. */
+  metadataKey: 128,
+  /** Seconds: 10 years of 365 days. */
+  ttl: 315360000,
+  /** UNIX seconds: 2^32. */
+  expire: 4294967296,
+  /** Characters in a REST ACL `uri`. */
+  uri: 1024,
+} as const;
+
+/** The values `AclEntry.actions` may hold, in order. */
+export const MQTT_ACTIONS: readonly MqttAction[] = ['publish', 'subscribe'];
+/** The values `AclEntry.methods` may hold, in order. */
+export const HTTP_METHODS: readonly HttpMethod[] = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS'];
+
+/** What `validateCreate` returns: every writable field present, defaults filled in. */
+export type NormalizedTokenInput = Required<TokenInput>;
+
+export type ChangeKind = 'created' | 'updated' | 'deleted';
