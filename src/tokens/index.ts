@@ -1,0 +1,19 @@
+// The token model's public API: pure functions and data, no I/O (SPEC §2, §3).
+// src/store and src/broker import from here.
+
+export * from './types.js';
+export { TokenValidationError } from './errors.js';
+export { validateCreate, validatePatch, checkResult } from './validate.js';
+export { isValid, isExpired, deadline, lastUse, touchInterval, type TokenTimes } from './validity.js';
+export { matches, intersects, isValidFilter, isValidTopic, filterError, topicError, MAX_TOPIC_BYTES } from './topic.js';
+export {
+  substitutePlaceholders,
+  isSafeClientId,
+  hasPlaceholder,
+  CLIENT_ID_PLACEHOLDER,
+  TOKEN_ID_PLACEHOLDER,
+  type SessionContext,
+} from './placeholders.js';
+export { compileRights, isSysTopic, Rights } from './rights.js';
+export { TopicTrie } from './topic-trie.js';
+export { compileIpMasks, normalizeIp, type IpMatcher } from './ips.js';
