@@ -1,0 +1,213 @@
+// Broker benchmarks of issue 3, each against a bare Aedes (no hooks) started in
+// the same run. Prints one JSON object. Loopback only, bounded in count.
+//   node dist/bench/broker.js            (npm run bench:broker)
+import mqtt, { type MqttClient } from 'mqtt';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { AuthLimiter, createTokenBroker, type TokenBroker } from '../src/broker/index.js';
+import { MemoryStore } from '../src/store/memory-store.js';
+import { RedisStore } from '../src/store/redis-store.js';
+import type { TokenStore } from '../src/store/types.js';
+import type { AclEntry } from '../src/tokens/types.js';
+import { startRedisServer } from '../test/helpers/redis-server.js';
+import { median, percentile, pool, rawConnect, round, startBareAedes } from './lib.js';
+
+const log = pino({ level: 'silent' });
+const PUBLISHERS = 10;
+const SUBSCRIBERS = 10;
+const PER_PUBLISHER = Number(process.env.BENCH_MESSAGES ?? 2000);
+const PAYLOAD = Buffer.alloc(64, 'x');
+const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 2000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+
+interface Target { port: number; pubKey: string[]; subKey: string; close(): Promise<void> }
+
+async function startTokenmq(store: TokenStore): Promise<{ broker: TokenBroker; port: number; close(): Promise<void> }> {
+  const broker = await createTokenBroker({ store, log, limiter: new AuthLimiter(0, 10), nodeId: 'bench' });
+  const ports = await broker.listen({ host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: false });
+  return { broker, port: ports.mqtt, close: () => broker.close() };
+}
+
+/** Ten ACL entries, as the issue asks; the last ones are the ones that match. */
+function aclFor(kind: 'pub' | 'sub', i: number): AclEntry[] {
+  const entries: AclEntry[] = [];
+  for (let j = 0; j < 9; j++) entries.push({ uri: 'mqtt', topic: `other/${j}/+/data`, actions: ['publish', 'subscribe'] });
+  entries.push(kind === 'pub'
+    ? { uri: 'mqtt', topic: `bench/${i}/data`, actions: ['publish'] }
+    : { uri: 'mqtt', topic: 'bench/+/data', actions: ['subscribe'] });
+  return entries;
+}
+
+async function throughput(target: Target, qos: 0 | 1): Promise<number> {
+  const connect = (username: string): Promise<MqttClient> =>
+    mqtt.connectAsync(`mqtt://127.0.0.1:${target.port}`, { username, reconnectPeriod: 0, clientId: `b${Math.random().toString(36).slice(2)}` });
+  const subs = await Promise.all(Array.from({ length: SUBSCRIBERS }, () => connect(target.subKey)));
+  const pubs = await Promise.all(Array.from({ length: PUBLISHERS }, (_, i) => connect(target.pubKey[i]!)));
+  const expected = PUBLISHERS * PER_PUBLISHER;
+  let done = 0;
+  const allIn = new Promise<void>((resolve) => {
+    for (const s of subs) {
+      let n = 0;
+      s.on('message', () => { if (++n === expected && ++done === SUBSCRIBERS) resolve(); });
+    }
+  });
+  await Promise.all(subs.map((s) => s.subscribeAsync('bench/#', { qos })));
+  const started = process.hrtime.bigint();
+  await Promise.all(pubs.map(async (p, i) => {
+    for (let k = 0; k < PER_PUBLISHER; k++) {
+      // Await every 50th write so the client's buffer stays bounded.
+      if (k % 50 === 49 || qos === 1 && k % 10 === 9) await p.publishAsync(`bench/${i}/data`, PAYLOAD, { qos });
+      else p.publish(`bench/${i}/data`, PAYLOAD, { qos });
+    }
+  }));
+  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('throughput run timed out')), 60_000).unref());
+  await Promise.race([allIn, timeout]);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  await Promise.all([...subs, ...pubs].map((c) => c.endAsync(true)));
+  return (expected * SUBSCRIBERS) / seconds; // deliveries per second
+}
+
+async function connectRate(port: number, username: () => string): Promise<{ perSecond: number; p50: number; p99: number; refused: number }> {
+  const latencies: number[] = [];
+  let refused = 0;
+  const ms = await pool(CONNECTS, 50, async () => {
+    const r = await rawConnect(port, username());
+    if (r.code !== 0) refused++;
+    latencies.push(r.ms);
+  });
+  latencies.sort((a, b) => a - b);
+  return { perSecond: (CONNECTS * 1000) / ms, p50: percentile(latencies, 50), p99: percentile(latencies, 99), refused };
+}
+
+async function redisCommandCalls(redis: Redis): Promise<Map<string, number>> {
+  const info = await redis.info('commandstats');
+  const out = new Map<string, number>();
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
+  return out;
+}
+
+function delta(a: Map<string, number>, b: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of b) {
+    const d = v - (a.get(k) ?? 0);
+    if (d > 0 && k !== 'info') out[k] = d;
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const redisServer = process.env.REDIS_URL ? null : await startRedisServer();
+  const redisUrl = process.env.REDIS_URL ?? redisServer!.url;
+  const result: Record<string, unknown> = { node: process.version, rounds: ROUNDS };
+  try {
+    // 1. Publish throughput, memory store (store is not on the message path anyway).
+    const memStore = new MemoryStore();
+    const now = Math.floor(Date.now() / 1000);
+    const pubTokens = await memStore.create(Array.from({ length: PUBLISHERS }, (_, i) => ({ ttl: 3600, access: { type: 2 as const, acl: aclFor('pub', i) } })), now);
+    const [subToken] = await memStore.create([{ ttl: 3600, access: { type: 2, acl: aclFor('sub', 0) } }], now);
+    for (const qos of [0, 1] as const) {
+      const bare: number[] = [];
+      const ours: number[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        const b = await startBareAedes();
+        bare.push(await throughput({ port: b.port, pubKey: pubTokens.map(() => 'x'), subKey: 'x', close: b.close }, qos));
+        await b.close();
+        const t = await startTokenmq(memStore);
+        ours.push(await throughput({ port: t.port, pubKey: pubTokens.map((p) => p.key), subKey: subToken!.key, close: t.close }, qos));
+        await t.close();
+      }
+      result[`publish_qos${qos}`] = {
+        deliveries_per_s_bare: round(median(bare), 0),
+        deliveries_per_s_tokenmq: round(median(ours), 0),
+        ratio: round(median(ours) / median(bare), 3),
+        target: 0.9,
+        samples_bare: bare.map((x) => round(x, 0)),
+        samples_tokenmq: ours.map((x) => round(x, 0)),
+      };
+    }
+    await memStore.close();
+
+    // 2. Connect rate with the Redis store, 3. Redis commands per 10,000 PUBLISH, 4. revocation latency.
+    const store = new RedisStore({ url: redisUrl, prefix: `bench:${Date.now()}:`, logger: log });
+    const redis = new Redis(redisUrl);
+    const keys = (await store.create(Array.from({ length: 200 }, () => ({ ttl: 3600 })), Math.floor(Date.now() / 1000))).map((t) => t.key);
+    let k = 0;
+    type Run = Awaited<ReturnType<typeof connectRate>>;
+    const bareRuns: Run[] = [];
+    const ourRuns: Run[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const b = await startBareAedes();
+      bareRuns.push(await connectRate(b.port, () => 'anything'));
+      await b.close();
+      const t = await startTokenmq(store);
+      ourRuns.push(await connectRate(t.port, () => keys[k++ % keys.length]!));
+      await t.close();
+    }
+    const pick = (runs: Run[]): Run => runs.sort((a, b) => a.perSecond - b.perSecond)[Math.floor(runs.length / 2)]!;
+    const cb = pick(bareRuns);
+    const co = pick(ourRuns);
+    result.connect_redis_store = {
+      concurrency: 50, connects: CONNECTS,
+      per_s_bare: round(cb.perSecond, 0), per_s_tokenmq: round(co.perSecond, 0), ratio: round(co.perSecond / cb.perSecond, 3), target: 0.7,
+      p50_ms_bare: round(cb.p50), p99_ms_bare: round(cb.p99), p50_ms_tokenmq: round(co.p50), p99_ms_tokenmq: round(co.p99),
+      refused: co.refused,
+    };
+
+    const t = await startTokenmq(store);
+    const [pubT] = await store.create([{ ttl: 3600, access: { type: 2, acl: aclFor('pub', 0) } }], Math.floor(Date.now() / 1000));
+    const [subT] = await store.create([{ ttl: 3600, access: { type: 2, acl: aclFor('sub', 0) } }], Math.floor(Date.now() / 1000));
+    const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${t.port}`, { username: pubT!.key, reconnectPeriod: 0 });
+    const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${t.port}`, { username: subT!.key, reconnectPeriod: 0 });
+    await sub.subscribeAsync('bench/#', { qos: 0 });
+    let got = 0;
+    const all = new Promise<void>((resolve) => sub.on('message', () => { if (++got === 10_000) resolve(); }));
+    // Idle window first: what the node sends anyway (sweeper, periodic touch) in the same time.
+    const t0 = Date.now();
+    const before = await redisCommandCalls(redis);
+    for (let i = 0; i < 10_000; i++) {
+      if (i % 100 === 99) await pub.publishAsync('bench/0/data', PAYLOAD, { qos: 0 });
+      else pub.publish('bench/0/data', PAYLOAD, { qos: 0 });
+    }
+    await all;
+    const after = await redisCommandCalls(redis);
+    const busyMs = Date.now() - t0;
+    const idleBefore = await redisCommandCalls(redis);
+    await new Promise((r) => setTimeout(r, busyMs));
+    const idleAfter = await redisCommandCalls(redis);
+    const busy = delta(before, after);
+    const idle = delta(idleBefore, idleAfter);
+    const sum = (o: Record<string, number>): number => Object.values(o).reduce((a, b) => a + b, 0);
+    result.redis_commands_per_10k_publish = {
+      during_publish: busy, total_during_publish: sum(busy),
+      idle_same_duration: idle, total_idle: sum(idle),
+      attributable_to_publish: Math.max(0, sum(busy) - sum(idle)), window_ms: busyMs, target: 0,
+    };
+    await Promise.all([pub.endAsync(true), sub.endAsync(true)]);
+
+    // Revocation: DELETE (store call) → socket close, 100 sessions one after another.
+    const victims = await store.create(Array.from({ length: 100 }, () => ({ ttl: 3600 })), Math.floor(Date.now() / 1000));
+    const lat: number[] = [];
+    for (const v of victims) {
+      const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${t.port}`, { username: v.key, reconnectPeriod: 0 });
+      const closedAt = new Promise<bigint>((resolve) => c.stream.once('close', () => resolve(process.hrtime.bigint())));
+      const started = process.hrtime.bigint();
+      await store.delete([v.id]);
+      lat.push(Number((await closedAt) - started) / 1e6);
+      c.end(true);
+    }
+    lat.sort((a, b) => a - b);
+    result.revocation_latency_ms = { sessions: 100, p50: round(percentile(lat, 50)), p99: round(percentile(lat, 99)), max: round(lat[lat.length - 1]!), target_p99: 1000 };
+    await t.close();
+    await store.close();
+    redis.disconnect();
+  } finally {
+    await redisServer?.stop();
+  }
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  process.exit(0);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${String(err instanceof Error ? err.stack : err)}\n`);
+  process.exit(1);
+});

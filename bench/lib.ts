@@ -1,0 +1,69 @@
+// Shared pieces of the benches: percentiles, raw MQTT connects, bare Aedes.
+import { Aedes } from 'aedes';
+import { createServer, connect as netConnect, type AddressInfo, type Server } from 'node:net';
+import mqttPacket from 'mqtt-packet';
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+export function round(n: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+export function median(values: number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 50);
+}
+
+/** A bare Aedes (no hooks) on an ephemeral TCP port: the baseline. */
+export async function startBareAedes(): Promise<{ port: number; close(): Promise<void> }> {
+  const aedes = await Aedes.createBroker();
+  const server: Server = createServer((socket) => { socket.setNoDelay(true); aedes.handle(socket); });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    },
+  };
+}
+
+let seq = 0;
+/** CONNECT → CONNACK → DISCONNECT on a raw socket; resolves with latency (ms) to CONNACK and its code. */
+export function rawConnect(port: number, username: string): Promise<{ ms: number; code: number }> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const socket = netConnect({ port, host: '127.0.0.1' });
+    socket.setNoDelay(true);
+    const packet = mqttPacket.generate({
+      cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: 30,
+      clientId: `bench-${process.pid}-${++seq}`, username,
+    });
+    let buf = Buffer.alloc(0);
+    socket.on('connect', () => socket.write(packet));
+    socket.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length >= 4 && buf[0] === 0x20) {
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        const code = buf[3]!;
+        socket.end(Buffer.from([0xe0, 0x00]));
+        resolve({ ms, code });
+      }
+    });
+    socket.on('error', reject);
+  });
+}
+
+/** Runs `total` tasks with `concurrency` in flight; returns wall time (ms). */
+export async function pool(total: number, concurrency: number, task: (i: number) => Promise<void>): Promise<number> {
+  let next = 0;
+  const started = Date.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < total) await task(next++);
+  }));
+  return Date.now() - started;
+}

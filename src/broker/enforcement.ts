@@ -1,0 +1,219 @@
+// Live enforcement (SPEC §4): sessions follow their token. Change-feed events
+// and a timer at each token's deadline make this node re-read the token and
+// close or trim its sessions; a batched `touch` keeps `accessed` fresh while
+// sessions live (SPEC §2). The held rights are the cache; this is the one
+// place that refreshes them.
+import type { Logger } from 'pino';
+import { compileIpMasks, compileRights, deadline, isValid, touchInterval, type Token } from '../tokens/index.js';
+import { StoreUnavailableError, type TokenStore } from '../store/types.js';
+import type { Session, SessionRegistry } from './sessions.js';
+import type { BrokerStats } from './stats.js';
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const RETRY_MS = 1000;
+const TOUCH_TICK_MS = 250;
+
+interface Held {
+  token: Token;
+  accessKey: string;
+  /** Next periodic touch, epoch ms. */
+  nextTouch: number;
+  timer: NodeJS.Timeout | null;
+}
+
+interface ClientInternals {
+  subscriptions?: Record<string, unknown>;
+  clean: boolean;
+  broker?: { persistence?: { removeSubscriptions?: (client: unknown, topics: string[]) => Promise<unknown> } };
+  unsubscribe(packet: { unsubscriptions: string[] }, done?: (err?: Error) => void): void;
+}
+
+export interface EnforcementDeps {
+  store: TokenStore;
+  registry: SessionRegistry;
+  stats: BrokerStats;
+  log: Logger;
+}
+
+export class Enforcement {
+  private readonly held = new Map<number, Held>();
+  /** Tokens to touch at the next tick (connect, disconnect). */
+  private readonly touchNow = new Set<number>();
+  private touchTimer: NodeJS.Timeout | null = null;
+  private touching: Promise<void> | null = null;
+  private unsubscribe: (() => void) | null = null;
+  /** Serialises refreshes per token so two events never apply out of order. */
+  private readonly refreshing = new Map<number, Promise<void>>();
+  private readonly again = new Set<number>();
+
+  constructor(private readonly deps: EnforcementDeps) {}
+
+  start(): void {
+    this.unsubscribe = this.deps.store.onChange((id, kind) => {
+      if (!this.held.has(id)) return;
+      if (kind === 'deleted') this.closeAll(id, 'token deleted');
+      else if (kind === 'updated') this.refresh(id);
+    });
+    this.touchTimer = setInterval(() => { void this.flushTouches(false); }, TOUCH_TICK_MS);
+    this.touchTimer.unref();
+  }
+
+  /** Stops timers and writes pending `accessed` updates (SPEC §1 shutdown). */
+  async stop(): Promise<void> {
+    this.unsubscribe?.();
+    if (this.touchTimer) clearInterval(this.touchTimer);
+    for (const h of this.held.values()) if (h.timer) clearTimeout(h.timer);
+    await this.flushTouches(true);
+  }
+
+  sessionStarted(session: Session, token: Token): void {
+    const id = token.id;
+    let h = this.held.get(id);
+    if (!h) {
+      h = { token, accessKey: JSON.stringify(token.access), nextTouch: 0, timer: null };
+      this.held.set(id, h);
+    }
+    h.nextTouch = Date.now() + touchInterval(token) * 1000;
+    this.touchNow.add(id);
+    this.arm(id, h);
+    void session;
+  }
+
+  sessionEnded(session: Session): void {
+    const id = session.tokenId;
+    this.touchNow.add(id);
+    if (this.deps.registry.forToken(id).length === 0) {
+      const h = this.held.get(id);
+      if (h?.timer) clearTimeout(h.timer);
+      this.held.delete(id);
+    }
+  }
+
+  /** Closes a session for an enforcement reason; its will still goes out (SPEC §4). */
+  close(session: Session, reason: string): void {
+    if (session.dropReason !== null) return;
+    session.dropReason = reason;
+    this.deps.stats.dropped++;
+    this.deps.log.info({ clientId: session.clientId, tokenId: session.tokenId, ip: session.conn.ip, reason }, 'session closed');
+    session.client.close();
+  }
+
+  private closeAll(id: number, reason: string): void {
+    for (const s of this.deps.registry.forToken(id)) this.close(s, reason);
+  }
+
+  /** Re-reads a token and applies it to its sessions, one refresh at a time per token. */
+  refresh(id: number): void {
+    if (this.refreshing.has(id)) {
+      this.again.add(id);
+      return;
+    }
+    const run = this.deps.store.get([id]).then(([token]) => this.apply(id, token ?? null), (err: unknown) => {
+      this.deps.stats.storeErrors++;
+      if (!(err instanceof StoreUnavailableError)) this.deps.log.error({ err, tokenId: id }, 'token refresh failed');
+      this.retryLater(id);
+    }).finally(() => {
+      this.refreshing.delete(id);
+      if (this.again.delete(id)) this.refresh(id);
+    });
+    this.refreshing.set(id, run);
+  }
+
+  private apply(id: number, token: Token | null): void {
+    const h = this.held.get(id);
+    if (!h) return;
+    const now = Math.floor(Date.now() / 1000);
+    if (token === null) return this.closeAll(id, 'token deleted');
+    if (!token.enabled) return this.closeAll(id, 'token disabled');
+    if (!isValid(token, now)) return this.closeAll(id, 'token expired');
+    const accessKey = JSON.stringify(token.access);
+    const accessChanged = accessKey !== h.accessKey;
+    const ipMatcher = token.ips === h.token.ips ? null : compileIpMasks(token.ips);
+    h.token = token;
+    h.accessKey = accessKey;
+    for (const s of this.deps.registry.forToken(id)) {
+      if (ipMatcher) s.ipMatcher = ipMatcher;
+      if (!s.ipMatcher.allows(s.conn.ip)) {
+        this.close(s, 'address no longer in token ips');
+        continue;
+      }
+      if (!accessChanged) continue;
+      const rights = compileRights(token.access, { clientId: s.clientId, tokenId: id });
+      if (!rights.hasMqtt) {
+        this.close(s, 'token lost its MQTT rights');
+        continue;
+      }
+      s.rights = rights;
+      this.trimSubscriptions(s);
+    }
+    this.arm(id, h);
+  }
+
+  /** SPEC §4: subscriptions that no longer intersect a subscribe entry are removed. */
+  trimSubscriptions(session: Session): void {
+    const client = session.client as unknown as ClientInternals;
+    const topics = Object.keys(client.subscriptions ?? {}).filter((t) => !session.rights.canSubscribe(t));
+    if (topics.length === 0) return;
+    this.deps.log.info({ clientId: session.clientId, tokenId: session.tokenId, topics }, 'subscriptions removed by access change');
+    // Aedes calls the callback unconditionally: it must be given.
+    client.unsubscribe({ unsubscriptions: topics }, (err) => {
+      if (err) this.deps.log.warn({ err, clientId: session.clientId }, 'could not remove subscriptions');
+    });
+    if (!client.clean) {
+      client.broker?.persistence?.removeSubscriptions?.(session.client, topics)?.catch((err: unknown) => {
+        this.deps.log.warn({ err, clientId: session.clientId }, 'could not remove persisted subscriptions');
+      });
+    }
+  }
+
+  /** Timer at the token's deadline; then the store decides (another node may have refreshed `accessed`). */
+  private arm(id: number, h: Held): void {
+    if (h.timer) clearTimeout(h.timer);
+    const end = deadline(h.token);
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, end * 1000 - Date.now()));
+    h.timer = setTimeout(() => {
+      h.timer = null;
+      this.refresh(id);
+    }, delay);
+    h.timer.unref();
+  }
+
+  private retryLater(id: number): void {
+    const h = this.held.get(id);
+    if (!h) return;
+    // Store unreachable: sessions go on with what they were last told (SPEC §7),
+    // except that an expire-only token past its expire is invalid whatever the store says.
+    if (h.token.ttl === 0 && h.token.expire > 0 && Date.now() >= h.token.expire * 1000) {
+      this.closeAll(id, 'token expired');
+      return;
+    }
+    if (h.timer) clearTimeout(h.timer);
+    h.timer = setTimeout(() => { h.timer = null; this.refresh(id); }, RETRY_MS);
+    h.timer.unref();
+  }
+
+  /** One batched `touch` for the tokens due (SPEC §2); failed ids are kept for the next tick. */
+  flushTouches(all: boolean): Promise<void> {
+    if (this.touching) return all ? this.touching.then(() => this.flushTouches(true)) : this.touching;
+    const now = Date.now();
+    const ids = new Set(this.touchNow);
+    for (const [id, h] of this.held) if (all || h.nextTouch <= now) ids.add(id);
+    if (ids.size === 0) return Promise.resolve();
+    this.touchNow.clear();
+    const list = [...ids];
+    this.touching = this.deps.store.touch(list, Math.floor(now / 1000)).then(() => {
+      for (const id of list) {
+        const h = this.held.get(id);
+        if (!h) continue;
+        h.token = { ...h.token, accessed: Math.max(h.token.accessed, Math.floor(now / 1000)) };
+        h.nextTouch = now + touchInterval(h.token) * 1000;
+        this.arm(id, h);
+      }
+    }, (err: unknown) => {
+      this.deps.stats.storeErrors++;
+      for (const id of list) this.touchNow.add(id);
+      if (!(err instanceof StoreUnavailableError)) this.deps.log.warn({ err }, 'touch failed');
+    }).finally(() => { this.touching = null; });
+    return this.touching;
+  }
+}

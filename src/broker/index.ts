@@ -1,0 +1,108 @@
+// The broker: Aedes with tokenmq's hooks, the session registry and live
+// enforcement. main.ts gives it a store and a logger; tests do the same.
+import { Aedes, type AedesOptions, type Client } from 'aedes';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { TokenStore } from '../store/types.js';
+import { AuthLimiter } from './auth-limiter.js';
+import { createAuthenticate, createPreConnect, type ConnectMeta } from './authenticate.js';
+import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscribe } from './authorize.js';
+import { Enforcement } from './enforcement.js';
+import { SessionRegistry, type ConnectionInfo, type Session } from './sessions.js';
+import { BrokerStats } from './stats.js';
+import { startListeners, type ListenOptions, type Listeners } from './transports.js';
+
+export { AuthLimiter } from './auth-limiter.js';
+export { BrokerStats, CONNECT_RESULTS } from './stats.js';
+export type { Session, SessionRegistry, SessionView, Transport } from './sessions.js';
+export type { ListenOptions } from './transports.js';
+
+export interface BrokerDeps {
+  store: TokenStore;
+  log: Logger;
+  /** Shared with the REST API (SPEC §4 brute-force guard). */
+  limiter: AuthLimiter;
+  nodeId: string;
+  /** Cluster mode: mqemitter-redis and aedes-persistence-redis instances. */
+  mq?: AedesOptions['mq'];
+  persistence?: AedesOptions['persistence'];
+}
+
+export interface TokenBroker {
+  aedes: Aedes;
+  registry: SessionRegistry;
+  enforcement: Enforcement;
+  stats: BrokerStats;
+  /** Hands a connected stream to Aedes (listeners call this; tests may too). */
+  handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void;
+  listen(opts: ListenOptions): Promise<Listeners['ports']>;
+  /** Closes the session(s) with this client id on this node; returns how many. */
+  kick(clientId: string, reason: string): number;
+  /** Stops listeners, flushes `accessed`, closes sessions and Aedes (SPEC §1 shutdown). */
+  close(): Promise<void>;
+}
+
+export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> {
+  const log = deps.log;
+  const registry = new SessionRegistry(deps.nodeId);
+  const stats = new BrokerStats();
+  const enforcement = new Enforcement({ store: deps.store, registry, stats, log });
+  const connections = new WeakMap<object, ConnectionInfo>();
+  const connectMeta = new WeakMap<Client, ConnectMeta>();
+  const authDeps = { registry, stats, log };
+
+  const aedes = await Aedes.createBroker({
+    id: deps.nodeId,
+    mq: deps.mq,
+    persistence: deps.persistence,
+    preConnect: createPreConnect(connectMeta),
+    authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, connections, stats, log }, connectMeta),
+    authorizePublish: createAuthorizePublish(authDeps),
+    authorizeSubscribe: createAuthorizeSubscribe(authDeps),
+    authorizeForward: createAuthorizeForward(authDeps),
+  });
+  aedes.on('clientReady', (client) => {
+    // Restored subscriptions of a persistent session skip authorizeSubscribe; apply this token's rights.
+    const session = registry.get(client);
+    if (session && !client.clean) enforcement.trimSubscriptions(session);
+  });
+  aedes.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'client error'));
+  aedes.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'connection error'));
+  enforcement.start();
+
+  let listeners: Listeners | null = null;
+
+  function handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
+    connections.set(stream, info);
+    const client = aedes.handle(stream, req);
+    stream.once('close', () => {
+      const session: Session | undefined = registry.remove(client);
+      if (session) enforcement.sessionEnded(session);
+    });
+  }
+
+  return {
+    aedes,
+    registry,
+    enforcement,
+    stats,
+    handle,
+    async listen(opts) {
+      listeners = await startListeners(handle, opts, log);
+      return listeners.ports;
+    },
+    kick(clientId, reason) {
+      const sessions = registry.byClientId(clientId);
+      for (const s of sessions) enforcement.close(s, reason);
+      return sessions.length;
+    },
+    async close() {
+      const stopped = listeners?.close();
+      await enforcement.stop();
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      listeners?.destroyConnections();
+      await stopped;
+    },
+  };
+}

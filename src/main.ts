@@ -1,0 +1,105 @@
+// Composition root: the one place that reads configuration, creates the store,
+// the broker and the REST API, and handles signals (SPEC §1).
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { pino, type Logger } from 'pino';
+import { ConfigError, cidrBlockList, loadConfig, type Config } from './config.js';
+import { createStore, ensureMasterToken } from './store/index.js';
+import { AuthLimiter, createTokenBroker } from './broker/index.js';
+import { buildApi } from './api/index.js';
+import { createMetrics } from './metrics.js';
+
+const SHUTDOWN_LIMIT_MS = 10_000;
+
+function createLogger(config: Config): Logger {
+  return pino({
+    level: config.logLevel,
+    base: { node: config.nodeId },
+    // A second fence: no code path logs a key, but if one ever does it is censored.
+    redact: {
+      paths: ['key', '*.key', 'token.key', 'password', 'username', 'req.headers.authorization', 'headers.authorization'],
+      censor: '[redacted]',
+    },
+  });
+}
+
+function printMasterBanner(key: string, httpPort: number): void {
+  const line = '='.repeat(78);
+  process.stderr.write([
+    line,
+    ' tokenmq created the first master token. Its key is shown here ONCE and will not',
+    ' be shown again (only its SHA-256 is stored). Keep it safe:',
+    '',
+    `   ${key}`,
+    '',
+    ' Use it as the MQTT username, or in REST calls:',
+    `   curl -H 'Authorization: FlespiToken <key>' http://127.0.0.1:${httpPort}/platform/tokens/all`,
+    ' Set MASTER_TOKEN to choose the key yourself instead.',
+    line,
+    '',
+  ].join('\n'));
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`tokenmq: configuration error: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  if (!config.nodeId) config.nodeId = `node-${randomBytes(4).toString('hex')}`;
+  const log = createLogger(config);
+
+  const store = createStore({ redisUrl: config.redisUrl || undefined, prefix: config.redisPrefix, logger: log.child({ module: 'store' }) });
+  const boot = await ensureMasterToken(store, { masterKey: config.masterToken || undefined, now: Math.floor(Date.now() / 1000) });
+  if (boot.created && boot.key && !config.masterToken) printMasterBanner(boot.key, config.httpPort);
+  else if (boot.created) log.info({ tokenId: boot.id }, 'master token created from MASTER_TOKEN');
+
+  const limiter = new AuthLimiter(config.authFailLimit, config.authFailWindow);
+  const broker = await createTokenBroker({ store, log: log.child({ module: 'broker' }), limiter, nodeId: config.nodeId });
+  const trustProxy = config.trustProxy.length ? cidrBlockList(config.trustProxy) : undefined;
+  const tls = config.tlsCert && config.tlsKey
+    ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), mqttsPort: config.mqttsPort, wssPort: config.wssPort }
+    : undefined;
+  const ports = await broker.listen({
+    host: config.host, mqttPort: config.mqttPort, wsPort: config.wsPort, tls, proxyProtocol: config.proxyProtocol, trustProxy,
+  });
+  const metrics = config.metrics ? createMetrics({ broker, store }) : undefined;
+  const api = await buildApi({ store, broker, limiter, log: log.child({ module: 'api' }), trustProxy, metrics });
+  await api.listen({ port: config.httpPort, host: config.host });
+  const httpPort = (api.server.address() as { port: number }).port;
+  log.info({ ...ports, http: httpPort, store: config.redisUrl ? 'redis' : 'memory' }, 'listening');
+
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    setTimeout(() => {
+      log.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, SHUTDOWN_LIMIT_MS).unref();
+    (async () => {
+      await api.close();
+      await broker.close();
+      await store.close();
+    })().then(() => {
+      log.info('stopped');
+      process.exit(0);
+    }, (err: unknown) => {
+      log.error({ err }, 'error during shutdown');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`tokenmq: fatal: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});
