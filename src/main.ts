@@ -56,8 +56,7 @@ async function main(): Promise<void> {
 
   const store = createStore({ redisUrl: config.redisUrl || undefined, prefix: config.redisPrefix, logger: log.child({ module: 'store' }) });
   const boot = await ensureMasterToken(store, { masterKey: config.masterToken || undefined, now: Math.floor(Date.now() / 1000) });
-  if (boot.created && boot.key && !config.masterToken) printMasterBanner(boot.key, config.httpPort);
-  else if (boot.created) log.info({ tokenId: boot.id }, 'master token created from MASTER_TOKEN');
+  if (boot.created) log.info({ tokenId: boot.id, fromEnv: Boolean(config.masterToken) }, 'master token created');
 
   const limiter = new AuthLimiter(config.authFailLimit, config.authFailWindow);
   const broker = await createTokenBroker({ store, log: log.child({ module: 'broker' }), limiter, nodeId: config.nodeId });
@@ -73,6 +72,7 @@ async function main(): Promise<void> {
   await api.listen({ port: config.httpPort, host: config.host });
   const httpPort = (api.server.address() as { port: number }).port;
   log.info({ ...ports, http: httpPort, store: config.redisUrl ? 'redis' : 'memory' }, 'listening');
+  if (boot.created && boot.key && !config.masterToken) printMasterBanner(boot.key, httpPort);
 
   let stopping = false;
   const shutdown = (signal: string): void => {
