@@ -24,23 +24,64 @@ export class StoreDataError extends Error {
  * automatic expiry uses the real clock.
  */
 export interface TokenStore {
-  /** Creates tokens (ids assigned, keys generated); keys are returned only here. */
+  /**
+   * Creates tokens (ids assigned, keys generated); keys are returned only here.
+   * All or nothing. Missing fields get the defaults of `validateCreate`; a
+   * token with neither expire nor ttl, or already invalid by time at `now`, is
+   * refused with a TokenValidationError (SPEC §2).
+   */
   create(inputs: TokenInput[], now: number): Promise<CreatedToken[]>;
-  /** Tokens by id; missing ids are skipped. `'all'` lists every stored token. */
+  /**
+   * Creates one token with a key chosen by the caller (`MASTER_TOKEN`, SPEC §1).
+   * Null when a token with this key already exists. Atomic on the key index:
+   * two nodes starting together create at most one token.
+   */
+  createWithKey(input: TokenInput, key: string, now: number): Promise<CreatedToken | null>;
+  /**
+   * Creates a master token (access type 1) unless one is stored (SPEC §1: the
+   * first start creates one). Null when a master exists. Atomic: two nodes
+   * starting together on an empty store create one master, not two.
+   */
+  createMasterIfNone(input: Omit<TokenInput, 'access'>, now: number): Promise<CreatedToken | null>;
+  /** Whether a master token (access type 1, enabled or not) is stored. */
+  hasMaster(): Promise<boolean>;
+  /**
+   * Tokens by id, in the order asked, each once; missing ids are skipped.
+   * `'all'` lists every stored token by ascending id; a token whose stored data
+   * cannot be decoded is then skipped (and logged) rather than failing the
+   * listing, whereas asking for it by id raises StoreDataError.
+   */
   get(ids: number[] | 'all'): Promise<Token[]>;
-  /** The token whose key has this SHA-256, or null. Does not check validity. */
+  /** The token with this key (looked up by its SHA-256), or null. Does not check validity. */
   findByKey(key: string): Promise<Token | null>;
-  /** Partial, atomic update; returns the updated tokens (missing ids skipped). */
+  /**
+   * Partial, atomic update: only the fields in `patch` change (each replaced
+   * whole), all tokens or none. Returns the updated tokens (missing ids
+   * skipped). Refused with a TokenValidationError, changing nothing, when a
+   * token would be left with neither expire nor ttl. A token that the change
+   * makes invalid by time at `now` is deleted (change `deleted`, not returned).
+   */
   update(ids: number[], patch: TokenPatch, now: number): Promise<Token[]>;
   /** Deletes; returns the ids that existed. */
   delete(ids: number[]): Promise<number[]>;
-  /** Sets `accessed = max(accessed, now)` for many tokens in one round trip. */
+  /**
+   * Sets `accessed = max(accessed, now)` for many tokens in one round trip,
+   * moving their ttl deadline. No change event (touch is frequent). Tokens
+   * already invalid by time at `now` are left to expire.
+   */
   touch(ids: number[], now: number): Promise<void>;
   /** Token created/updated/deleted (including automatic expiry), on every node. Returns an unsubscribe. */
   onChange(listener: ChangeListener): () => void;
-  /** Number of stored tokens. */
+  /** Number of stored tokens (not yet expired). */
   count(): Promise<number>;
   /** Resolves when the backend answers; rejects with StoreUnavailableError otherwise. */
   ping(): Promise<void>;
+  /** Stops timers and connections; later calls reject with StoreUnavailableError. */
   close(): Promise<void>;
+}
+
+/** The pino methods the stores use, so that any pino-like logger fits. */
+export interface StoreLogger {
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
 }

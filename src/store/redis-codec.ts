@@ -1,0 +1,202 @@
+// How a token is laid out in its Redis hash `{p}token:{id}` (one field per
+// token field, plus `hash`, the key's SHA-256) and how it is read back.
+// Reading never trusts the data: anything under our prefix may have been
+// written by another program or an older version, and a token that decodes to
+// the wrong shape could crash the broker when its rights are compiled. So each
+// field is checked and a StoreDataError names the token and the field.
+
+import {
+  HTTP_METHODS,
+  MQTT_ACTIONS,
+  type AccessType,
+  type AclEntry,
+  type HttpMethod,
+  type MqttAction,
+  type Token,
+  type TokenAccess,
+  type TokenPatch,
+} from '../tokens/types.js';
+import { KEY_HASH } from './key.js';
+import { StoreDataError } from './types.js';
+
+/** The stored fields, in the order the create script takes them. */
+export const HASH_FIELDS = ['info', 'enabled', 'expire', 'ttl', 'created', 'accessed', 'access', 'ips', 'metadata', 'hash'] as const;
+export type HashField = (typeof HASH_FIELDS)[number];
+
+/** Integers as Redis keeps them: decimal digits only (no sign, exponent or fraction). */
+const UNSIGNED = /^\d{1,15}$/;
+
+/** The values of HASH_FIELDS for a token, in that order. */
+export function encodeToken(token: Token, keyHash: string): string[] {
+  return [
+    token.info,
+    token.enabled ? '1' : '0',
+    String(token.expire),
+    String(token.ttl),
+    String(token.created),
+    String(token.accessed),
+    JSON.stringify(token.access),
+    token.ips,
+    JSON.stringify(token.metadata),
+    keyHash,
+  ];
+}
+
+/** The fields a patch sets, as flat [field, value, ...] pairs. */
+export function encodePatch(patch: TokenPatch): string[] {
+  const out: string[] = [];
+  if (patch.info !== undefined) out.push('info', patch.info);
+  if (patch.enabled !== undefined) out.push('enabled', patch.enabled ? '1' : '0');
+  if (patch.expire !== undefined) out.push('expire', String(patch.expire));
+  if (patch.ttl !== undefined) out.push('ttl', String(patch.ttl));
+  if (patch.access !== undefined) out.push('access', JSON.stringify(patch.access));
+  if (patch.ips !== undefined) out.push('ips', patch.ips);
+  if (patch.metadata !== undefined) out.push('metadata', JSON.stringify(patch.metadata));
+  return out;
+}
+
+/** Reads one stored field; undefined when it is missing. */
+export type FieldSource = (field: HashField) => string | undefined;
+
+/** Fields from HGETALL (ioredis turns it into an object). */
+export function fromRecord(record: Record<string, string>): FieldSource {
+  return (field) => (Object.hasOwn(record, field) ? record[field] : undefined);
+}
+
+/**
+ * Fields from `HMGET key ...HASH_FIELDS`, as the scripts return them: values
+ * only, in HASH_FIELDS order (half the reply of HGETALL, on the CONNECT path).
+ */
+export function fromValues(values: unknown): FieldSource {
+  const list: readonly unknown[] = Array.isArray(values) ? values : [];
+  return (field) => {
+    const value = list[HASH_FIELDS.indexOf(field)];
+    return typeof value === 'string' ? value : undefined;
+  };
+}
+
+export interface DecodedToken {
+  token: Token;
+  /** SHA-256 of the token's key. */
+  hash: string;
+}
+
+/** A token from its hash fields; StoreDataError naming the id and field when they do not decode. */
+export function decodeToken(id: number, fields: FieldSource): DecodedToken {
+  const read = new FieldReader(id, fields);
+  const token: Token = {
+    id,
+    info: read.string('info'),
+    enabled: read.flag('enabled'),
+    expire: read.integer('expire'),
+    ttl: read.integer('ttl'),
+    created: read.integer('created'),
+    accessed: read.integer('accessed'),
+    access: read.json('access', decodeAccess),
+    ips: read.string('ips'),
+    metadata: read.json('metadata', decodeMetadata),
+  };
+  const hash = read.string('hash');
+  if (!KEY_HASH.test(hash)) throw read.error('hash', 'is not a SHA-256 in hex');
+  return { token, hash };
+}
+
+/** Reasons for a bad field; `FieldReader` adds the token id and field name. */
+class Malformed extends Error {}
+
+class FieldReader {
+  constructor(
+    private readonly id: number,
+    private readonly fields: FieldSource,
+  ) {}
+
+  error(field: HashField, problem: string): StoreDataError {
+    return new StoreDataError(`token ${this.id}: stored field '${field}' ${problem}`, this.id);
+  }
+
+  string(field: HashField): string {
+    const value = this.fields(field);
+    if (value === undefined) throw this.error(field, 'is missing');
+    return value;
+  }
+
+  flag(field: HashField): boolean {
+    const value = this.string(field);
+    if (value === '1') return true;
+    if (value === '0') return false;
+    throw this.error(field, `is not 0 or 1: ${quote(value)}`);
+  }
+
+  integer(field: HashField): number {
+    const value = this.string(field);
+    if (!UNSIGNED.test(value)) throw this.error(field, `is not a non-negative integer: ${quote(value)}`);
+    return Number(value);
+  }
+
+  json<T>(field: HashField, decode: (value: unknown) => T): T {
+    const text = this.string(field);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw this.error(field, `is not valid JSON: ${quote(text)}`);
+    }
+    try {
+      return decode(value);
+    } catch (err) {
+      if (err instanceof Malformed) throw this.error(field, err.message);
+      throw err;
+    }
+  }
+}
+
+/** Stored text in an error message: short, so a huge garbled value does not flood the logs. */
+function quote(text: string): string {
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}...` : text);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Only the shape compileRights relies on is checked; unknown properties are dropped. */
+function decodeAccess(value: unknown): TokenAccess {
+  if (!isObject(value)) throw new Malformed('is not an object');
+  const type = value.type;
+  if (type !== 0 && type !== 1 && type !== 2) throw new Malformed(`has an unknown access type ${JSON.stringify(type)}`);
+  if (value.acl === undefined) return { type: type as AccessType };
+  if (!Array.isArray(value.acl)) throw new Malformed('has an acl that is not an array');
+  const acl = value.acl.map((entry: unknown, i: number) => decodeAclEntry(entry, i));
+  return { type: type as AccessType, acl };
+}
+
+function decodeAclEntry(value: unknown, i: number): AclEntry {
+  if (!isObject(value) || typeof value.uri !== 'string') throw new Malformed(`has acl[${i}] without a string uri`);
+  const entry: AclEntry = { uri: value.uri };
+  if (value.topic !== undefined) {
+    if (typeof value.topic !== 'string') throw new Malformed(`has acl[${i}].topic that is not a string`);
+    entry.topic = value.topic;
+  }
+  if (value.actions !== undefined) entry.actions = decodeChoices(value.actions, MQTT_ACTIONS, `acl[${i}].actions`);
+  if (value.methods !== undefined) entry.methods = decodeChoices(value.methods, HTTP_METHODS, `acl[${i}].methods`);
+  return entry;
+}
+
+function decodeChoices<T extends MqttAction | HttpMethod>(value: unknown, choices: readonly T[], path: string): T[] {
+  if (!Array.isArray(value)) throw new Malformed(`has ${path} that is not an array`);
+  return value.map((item: unknown) => {
+    const choice = choices.find((c) => c === item);
+    if (choice === undefined) throw new Malformed(`has ${path} with an unknown value ${JSON.stringify(item)}`);
+    return choice;
+  });
+}
+
+function decodeMetadata(value: unknown): Record<string, string> {
+  if (!isObject(value)) throw new Malformed('is not an object');
+  const entries = Object.entries(value);
+  for (const [key, item] of entries) {
+    if (typeof item !== 'string') throw new Malformed(`has a value that is not a string under ${JSON.stringify(key)}`);
+  }
+  // fromEntries defines own properties, so a stored "__proto__" key cannot reach the prototype.
+  return Object.fromEntries(entries) as Record<string, string>;
+}

@@ -1,0 +1,380 @@
+// The Lua scripts of the Redis store. Every change that touches more than one
+// key runs as one script, so it is atomic: no half-written token after a crash
+// and no lost field when two nodes write the same token (SPEC §7). Scripts are
+// registered once per connection with `defineCommand` (EVALSHA, with a
+// fallback to EVAL after a Redis restart flushed the script cache).
+//
+// Keys are passed as KEYS wherever the caller can name them. Two kinds cannot
+// be: the key index of a token being changed (its name comes from the token's
+// stored `hash` field) and, in the sweeper and the master checks, the token
+// hashes of ids read inside the script. With a prefix holding a hash tag
+// (`{tokenmq}:`) every key lives in one slot, so the scripts also run on Redis
+// Cluster.
+//
+// Layout (p = prefix), see redis-store.ts:
+//   {p}token:{id}  HASH  info enabled expire ttl created accessed access ips metadata hash
+//   {p}key:{sha}   STRING  id
+//   {p}ids         ZSET  id -> deadline in ms
+//   {p}masters     SET   ids of master tokens
+//   {p}next_id     STRING  INCR counter
+//   channel {p}changes  {"id":N,"kind":"created|updated|deleted"}
+
+import type { Redis } from 'ioredis';
+import { HASH_FIELDS } from './redis-codec.js';
+
+/**
+ * Helpers shared by the scripts. Numbers are formatted with %.0f: Redis would
+ * turn a large Lua number into exponent notation, which PEXPIREAT refuses.
+ */
+const PRELUDE = `
+local function int(v)
+  if type(v) ~= 'string' or #v > 15 or not string.match(v, '^%d+$') then return nil end
+  return tonumber(v)
+end
+local function fmt(n) return string.format('%.0f', n) end
+-- The stored fields in HASH_FIELDS order (redis-codec.ts), for HMGET replies.
+local FIELDS = {${HASH_FIELDS.map((f) => `'${f}'`).join(', ')}}
+local function read_token(tk) return redis.call('HMGET', tk, unpack(FIELDS)) end
+local function is_sha(h) return type(h) == 'string' and #h == 64 and string.match(h, '^[0-9a-f]+$') ~= nil end
+-- SPEC §2: valid by time iff now < expire (expire > 0) or now < max(created, accessed) + ttl (ttl > 0).
+local function deadline(expire, ttl, created, accessed)
+  local d = 0
+  if expire > 0 then d = expire end
+  if ttl > 0 then
+    local last = created
+    if accessed > last then last = accessed end
+    if last + ttl > d then d = last + ttl end
+  end
+  return d
+end
+local function token_key(prefix, id) return prefix .. 'token:' .. id end
+local function index_key(prefix, sha) return prefix .. 'key:' .. sha end
+local function event(id, kind) return '{"id":' .. id .. ',"kind":"' .. kind .. '"}' end
+local function corrupt(id, message)
+  return redis.error_reply('TOKENMQ_CORRUPT ' .. id .. ' token ' .. id .. ': ' .. message)
+end
+-- Reads the clocks of a token hash; returns expire, ttl, created, accessed, sha or nil and the bad field.
+local function clocks(tk)
+  local v = redis.call('HMGET', tk, 'expire', 'ttl', 'created', 'accessed', 'hash')
+  local names = {'expire', 'ttl', 'created', 'accessed'}
+  local out = {}
+  for i = 1, 4 do
+    out[i] = int(v[i])
+    if out[i] == nil then return nil, names[i] end
+  end
+  if not is_sha(v[5]) then return nil, 'hash' end
+  return out, v[5]
+end
+-- Deletes a token: its hash, its key index (only if it still names this id),
+-- its zset entry and master mark. Returns the type the token key had and
+-- whether the zset held the id.
+local function remove(tk, ids, masters, prefix, id)
+  local kind = redis.call('TYPE', tk).ok
+  if kind == 'hash' then
+    local sha = redis.call('HGET', tk, 'hash')
+    if is_sha(sha) then
+      local ik = index_key(prefix, sha)
+      if redis.call('TYPE', ik).ok == 'string' and redis.call('GET', ik) == id then redis.call('DEL', ik) end
+    end
+  end
+  if kind ~= 'none' then redis.call('DEL', tk) end
+  local listed = redis.call('ZREM', ids, id)
+  redis.call('SREM', masters, id)
+  return kind, listed == 1
+end
+`;
+
+/**
+ * create. KEYS: ids, masters, then per token its hash and key index.
+ * ARGV: mode, prefix, channel, then per token 12 values: id, the 10 hash
+ * fields (HASH_FIELDS order), master flag. Modes: 'strict' (a taken key is an
+ * error), 'nx' (a taken key: create nothing, return 0), 'nomaster' (a stored
+ * master: create nothing, return 0). All tokens or none.
+ */
+const CREATE = `${PRELUDE}
+local ids, masters = KEYS[1], KEYS[2]
+local mode, prefix, channel = ARGV[1], ARGV[2], ARGV[3]
+local n = (#KEYS - 2) / 2
+if mode == 'nomaster' then
+  for _, m in ipairs(redis.call('SMEMBERS', masters)) do
+    if redis.call('TYPE', token_key(prefix, m)).ok == 'hash' then return 0 end
+  end
+end
+local deadlines = {}
+for i = 1, n do
+  local tk, ik, b = KEYS[1 + 2 * i], KEYS[2 + 2 * i], 3 + (i - 1) * 12
+  local id = ARGV[b + 1]
+  if redis.call('EXISTS', ik) == 1 then
+    if mode == 'nx' then return 0 end
+    return redis.error_reply('TOKENMQ_CONFLICT the key index of new token ' .. id .. ' is taken')
+  end
+  if redis.call('EXISTS', tk) == 1 or redis.call('ZSCORE', ids, id) then
+    return redis.error_reply('TOKENMQ_CONFLICT token ' .. id .. ' already exists: next_id is behind the stored ids')
+  end
+  deadlines[i] = deadline(int(ARGV[b + 4]), int(ARGV[b + 5]), int(ARGV[b + 6]), int(ARGV[b + 7]))
+end
+for i = 1, n do
+  local tk, ik, b = KEYS[1 + 2 * i], KEYS[2 + 2 * i], 3 + (i - 1) * 12
+  local id = ARGV[b + 1]
+  redis.call('HSET', tk, 'info', ARGV[b + 2], 'enabled', ARGV[b + 3], 'expire', ARGV[b + 4], 'ttl', ARGV[b + 5],
+    'created', ARGV[b + 6], 'accessed', ARGV[b + 7], 'access', ARGV[b + 8], 'ips', ARGV[b + 9],
+    'metadata', ARGV[b + 10], 'hash', ARGV[b + 11])
+  redis.call('SET', ik, id)
+  -- SPEC §2: the keys expire by themselves when the token becomes invalid by time.
+  local at = fmt(deadlines[i] * 1000)
+  redis.call('PEXPIREAT', tk, at)
+  redis.call('PEXPIREAT', ik, at)
+  redis.call('ZADD', ids, at, id)
+  if ARGV[b + 12] == '1' then redis.call('SADD', masters, id) end
+  redis.call('PUBLISH', channel, event(id, 'created'))
+end
+return n
+`;
+
+/**
+ * update. KEYS: ids, masters, then the token hashes. ARGV: now (s), prefix,
+ * channel, master flag ('1', '0', '' = access unchanged), count of patch
+ * values, the patch as field/value pairs, then one id per token hash.
+ * Only the patched fields are written (HSET), so concurrent writers of
+ * different fields never lose one. All checks run before any write: a
+ * refused patch changes nothing. Returns [id, fields, ...] of the tokens
+ * still valid; those the change made invalid by time are deleted.
+ */
+const UPDATE = `${PRELUDE}
+local ids, masters = KEYS[1], KEYS[2]
+local now, prefix, channel, master = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local npatch = tonumber(ARGV[5])
+local patch, fields = {}, {}
+for j = 6, 5 + npatch, 2 do
+  patch[ARGV[j]] = ARGV[j + 1]
+  fields[#fields + 1] = ARGV[j]
+  fields[#fields + 1] = ARGV[j + 1]
+end
+local todo = {}
+for i = 3, #KEYS do
+  local tk, id = KEYS[i], ARGV[3 + npatch + i]
+  local kind = redis.call('TYPE', tk).ok
+  if kind == 'hash' then
+    local c, sha = clocks(tk)
+    if c == nil then return corrupt(id, "stored field '" .. sha .. "' is malformed") end
+    local expire, ttl = c[1], c[2]
+    if patch.expire then expire = int(patch.expire) end
+    if patch.ttl then ttl = int(patch.ttl) end
+    -- SPEC §2: a token needs a non-zero expire or ttl.
+    if expire == 0 and ttl == 0 then return redis.error_reply('TOKENMQ_INVALID expire/ttl') end
+    todo[#todo + 1] = {tk, id, deadline(expire, ttl, c[3], c[4]), sha}
+  elseif kind ~= 'none' then
+    return corrupt(id, 'the stored key holds a ' .. kind .. ', not a hash')
+  end
+end
+local out = {}
+for _, t in ipairs(todo) do
+  local tk, id, d, sha = t[1], t[2], t[3], t[4]
+  if d <= now then
+    -- SPEC §2: invalid by time means deleted.
+    remove(tk, ids, masters, prefix, id)
+    redis.call('PUBLISH', channel, event(id, 'deleted'))
+  else
+    if #fields > 0 then redis.call('HSET', tk, unpack(fields)) end
+    local at = fmt(d * 1000)
+    redis.call('PEXPIREAT', tk, at)
+    redis.call('PEXPIREAT', index_key(prefix, sha), at)
+    redis.call('ZADD', ids, at, id)
+    if master == '1' then redis.call('SADD', masters, id) elseif master == '0' then redis.call('SREM', masters, id) end
+    redis.call('PUBLISH', channel, event(id, 'updated'))
+    out[#out + 1] = id
+    out[#out + 1] = read_token(tk)
+  end
+end
+return out
+`;
+
+/**
+ * delete. KEYS: ids, masters, then the token hashes. ARGV: prefix, channel,
+ * then one id per token hash. Returns the ids that were stored. A token that
+ * expired by itself but was not swept yet is cleaned up and reported as
+ * deleted here, since the sweeper will no longer see it.
+ */
+const DELETE = `${PRELUDE}
+local ids, masters, prefix, channel = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #KEYS do
+  local id = ARGV[i]
+  local kind, listed = remove(KEYS[i], ids, masters, prefix, id)
+  if kind == 'hash' then out[#out + 1] = id end
+  if kind ~= 'none' or listed then redis.call('PUBLISH', channel, event(id, 'deleted')) end
+end
+return out
+`;
+
+/**
+ * touch. KEYS: ids, then the token hashes. ARGV: now (s), prefix, then one
+ * id per token hash. accessed = max(accessed, now) and the deadline moves
+ * with it. Missing, malformed and already expired tokens are skipped: one
+ * bad token must not stop the others' refresh. No change event (touch is
+ * frequent and changes nothing a session depends on). Returns the count.
+ */
+const TOUCH = `${PRELUDE}
+local ids, now, prefix = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local n = 0
+for i = 2, #KEYS do
+  local tk, id = KEYS[i], ARGV[i + 1]
+  if redis.call('TYPE', tk).ok == 'hash' then
+    local c, sha = clocks(tk)
+    if c ~= nil and c[4] < now and deadline(c[1], c[2], c[3], c[4]) > now then
+      redis.call('HSET', tk, 'accessed', ARGV[1])
+      local at = fmt(deadline(c[1], c[2], c[3], now) * 1000)
+      redis.call('PEXPIREAT', tk, at)
+      redis.call('PEXPIREAT', index_key(prefix, sha), at)
+      redis.call('ZADD', ids, at, id)
+      n = n + 1
+    end
+  end
+end
+return n
+`;
+
+/**
+ * sweep. KEYS: ids, masters. ARGV: prefix, channel, batch size. Deletes up
+ * to a batch of tokens whose deadline passed by Redis's own clock (the clock
+ * PEXPIREAT uses) and publishes `deleted` for each. Atomic: when every node
+ * runs the sweeper, each expiry is reported exactly once. Returns the count.
+ */
+const SWEEP = `${PRELUDE}
+local ids, masters, prefix, channel = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', ids, '-inf', fmt(now_ms), 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(due) do
+  if string.match(id, '^%d+$') then
+    remove(token_key(prefix, id), ids, masters, prefix, id)
+    redis.call('PUBLISH', channel, event(id, 'deleted'))
+  else
+    redis.call('ZREM', ids, id)
+  end
+end
+return #due
+`;
+
+/**
+ * findByKey. KEYS: the key index. ARGV: prefix. One round trip: the id the
+ * index names, then its fields (HASH_FIELDS order). Returns nil or {id, fields}.
+ */
+const FIND = `${PRELUDE}
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'none' then return false end
+if kind ~= 'string' then return redis.error_reply('TOKENMQ_CORRUPT - a key index holds a ' .. kind .. ', not a token id') end
+local id = redis.call('GET', KEYS[1])
+if not string.match(id, '^%d+$') then return redis.error_reply('TOKENMQ_CORRUPT - a key index holds no token id') end
+local tk = token_key(ARGV[1], id)
+local tkind = redis.call('TYPE', tk).ok
+if tkind == 'none' then return false end
+if tkind ~= 'hash' then return corrupt(id, 'the stored key holds a ' .. tkind .. ', not a hash') end
+return {id, read_token(tk)}
+`;
+
+/**
+ * hasMaster. KEYS: masters. ARGV: prefix. The set can hold for a moment the
+ * id of a master that expired by itself and was not swept yet, so each
+ * member's hash is checked.
+ */
+const HAS_MASTER = `
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('TYPE', ARGV[1] .. 'token:' .. m).ok == 'hash' then return 1 end
+end
+return 0
+`;
+
+/** count. KEYS: ids. Tokens whose deadline is still ahead by Redis's clock (expired, unswept ones excluded). */
+const COUNT = `
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%.0f', now_ms), '+inf')
+`;
+
+/** Script names as registered on the connection; `numberOfKeys` unset means the caller passes it first. */
+const DEFINITIONS = {
+  tokenmqCreate: { lua: CREATE },
+  tokenmqUpdate: { lua: UPDATE },
+  tokenmqDelete: { lua: DELETE },
+  tokenmqTouch: { lua: TOUCH },
+  tokenmqSweep: { lua: SWEEP, numberOfKeys: 2 },
+  tokenmqFind: { lua: FIND, numberOfKeys: 1 },
+  tokenmqHasMaster: { lua: HAS_MASTER, numberOfKeys: 1 },
+  tokenmqCount: { lua: COUNT, numberOfKeys: 1 },
+} as const;
+
+type ScriptName = keyof typeof DEFINITIONS;
+type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
+
+export type CreateMode = 'strict' | 'nx' | 'nomaster';
+
+/** Typed calls of the scripts on one connection (the only place that knows their argument layout). */
+export class StoreScripts {
+  constructor(private readonly client: Redis) {
+    for (const [name, definition] of Object.entries(DEFINITIONS)) client.defineCommand(name, definition);
+  }
+
+  private invoke(name: ScriptName, ...args: (string | number)[]): Promise<unknown> {
+    // defineCommand adds methods that ioredis's types do not know of.
+    const call = (this.client as unknown as Record<ScriptName, ScriptCall>)[name];
+    return call.apply(this.client, args);
+  }
+
+  /** `tokens[i]` is [tokenKey, indexKey, id, ...10 fields, masterFlag]. Resolves to the count created (0: refused by mode). */
+  async create(ids: string, masters: string, mode: CreateMode, prefix: string, channel: string, tokens: string[][]): Promise<number> {
+    const keys: string[] = [ids, masters];
+    const args: string[] = [mode, prefix, channel];
+    for (const [tokenKey, indexKey, ...values] of tokens) {
+      keys.push(tokenKey as string, indexKey as string);
+      args.push(...values);
+    }
+    return Number(await this.invoke('tokenmqCreate', keys.length, ...keys, ...args));
+  }
+
+  /** Resolves to [id, field values, ...] of the updated tokens (values in HASH_FIELDS order). */
+  async update(
+    keys: { ids: string; masters: string; tokens: string[] },
+    now: number,
+    prefix: string,
+    channel: string,
+    masterFlag: '' | '0' | '1',
+    patchPairs: string[],
+    idList: string[],
+  ): Promise<unknown[]> {
+    const reply = await this.invoke(
+      'tokenmqUpdate',
+      2 + keys.tokens.length, keys.ids, keys.masters, ...keys.tokens,
+      now, prefix, channel, masterFlag, patchPairs.length, ...patchPairs, ...idList,
+    );
+    return Array.isArray(reply) ? reply : [];
+  }
+
+  async delete(keys: { ids: string; masters: string; tokens: string[] }, prefix: string, channel: string, idList: string[]): Promise<string[]> {
+    const reply = await this.invoke('tokenmqDelete', 2 + keys.tokens.length, keys.ids, keys.masters, ...keys.tokens, prefix, channel, ...idList);
+    return Array.isArray(reply) ? reply.map(String) : [];
+  }
+
+  async touch(keys: { ids: string; tokens: string[] }, now: number, prefix: string, idList: string[]): Promise<number> {
+    return Number(await this.invoke('tokenmqTouch', 1 + keys.tokens.length, keys.ids, ...keys.tokens, now, prefix, ...idList));
+  }
+
+  async sweep(ids: string, masters: string, prefix: string, channel: string, batch: number): Promise<number> {
+    return Number(await this.invoke('tokenmqSweep', ids, masters, prefix, channel, batch));
+  }
+
+  /** Null, or the id and field values (HASH_FIELDS order) of the token the key index names. */
+  async find(indexKey: string, prefix: string): Promise<[string, unknown] | null> {
+    const reply = await this.invoke('tokenmqFind', indexKey, prefix);
+    if (!Array.isArray(reply) || reply.length !== 2) return null;
+    return [String(reply[0]), reply[1]];
+  }
+
+  async hasMaster(masters: string, prefix: string): Promise<boolean> {
+    return Number(await this.invoke('tokenmqHasMaster', masters, prefix)) === 1;
+  }
+
+  async count(ids: string): Promise<number> {
+    return Number(await this.invoke('tokenmqCount', ids));
+  }
+}

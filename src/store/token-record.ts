@@ -1,0 +1,118 @@
+// What both stores do to a token before persisting it: fill in defaults, copy
+// so that no caller object is ever stored, and refuse a token that could never
+// be valid (SPEC §2). Full validation of client input is src/tokens/validate.ts;
+// these checks are the store's own guard, because a token without a deadline
+// would never be deleted and one past it would vanish at once.
+
+import { TokenValidationError } from '../tokens/validate.js';
+import { deadline } from '../tokens/validity.js';
+import {
+  ACCESS_MASTER,
+  ACCESS_STANDARD,
+  type AclEntry,
+  type NormalizedTokenInput,
+  type Token,
+  type TokenAccess,
+  type TokenInput,
+  type TokenPatch,
+} from '../tokens/types.js';
+
+/** The field that TokenValidationErrors about the two clocks name. */
+const CLOCK_FIELD = 'expire/ttl';
+
+/** SPEC §2: a token must have at least one non-zero of expire and ttl. */
+export function noClockError(): TokenValidationError {
+  return new TokenValidationError(CLOCK_FIELD, 'a token needs a non-zero expire or ttl');
+}
+
+/** The store's defaults, the same as `validateCreate` fills in; objects are copied. */
+export function withDefaults(input: TokenInput): NormalizedTokenInput {
+  return {
+    info: input.info ?? '',
+    enabled: input.enabled ?? true,
+    expire: input.expire ?? 0,
+    ttl: input.ttl ?? 0,
+    access: input.access ? copyAccess(input.access) : { type: ACCESS_STANDARD },
+    ips: input.ips ?? '',
+    metadata: input.metadata ? { ...input.metadata } : {},
+  };
+}
+
+/** A patch with only the fields it sets, objects copied. */
+export function copyPatch(patch: TokenPatch): TokenPatch {
+  const out: TokenPatch = {};
+  if (patch.info !== undefined) out.info = patch.info;
+  if (patch.enabled !== undefined) out.enabled = patch.enabled;
+  if (patch.expire !== undefined) out.expire = patch.expire;
+  if (patch.ttl !== undefined) out.ttl = patch.ttl;
+  if (patch.access !== undefined) out.access = copyAccess(patch.access);
+  if (patch.ips !== undefined) out.ips = patch.ips;
+  if (patch.metadata !== undefined) out.metadata = { ...patch.metadata };
+  return out;
+}
+
+function copyAccess(access: TokenAccess): TokenAccess {
+  return access.acl === undefined ? { type: access.type } : { type: access.type, acl: access.acl.map(copyAclEntry) };
+}
+
+function copyAclEntry(entry: AclEntry): AclEntry {
+  const out: AclEntry = { uri: entry.uri };
+  if (entry.topic !== undefined) out.topic = entry.topic;
+  if (entry.actions !== undefined) out.actions = [...entry.actions];
+  if (entry.methods !== undefined) out.methods = [...entry.methods];
+  return out;
+}
+
+/**
+ * A deep copy of a token, so that callers never hold the store's objects.
+ * Written out field by field: structuredClone costs several microseconds
+ * per token, and findByKey runs at every CONNECT.
+ */
+export function cloneToken(token: Token): Token {
+  return {
+    id: token.id,
+    info: token.info,
+    enabled: token.enabled,
+    expire: token.expire,
+    ttl: token.ttl,
+    created: token.created,
+    accessed: token.accessed,
+    access: copyAccess(token.access),
+    ips: token.ips,
+    metadata: { ...token.metadata },
+  };
+}
+
+/** A new token, created and accessed at `now`. Refuses one that is never valid (SPEC §2). */
+export function newToken(id: number, input: TokenInput, now: number): Token {
+  const fields = withDefaults(input);
+  const token: Token = { id, ...fields, created: now, accessed: now };
+  if (token.expire === 0 && token.ttl === 0) throw noClockError();
+  if (deadline(token) <= now) {
+    throw new TokenValidationError(CLOCK_FIELD, `the token would already be invalid at creation (now is ${now})`);
+  }
+  return token;
+}
+
+/** SPEC §3: access type 1. */
+export function isMaster(access: TokenAccess): boolean {
+  return access.type === ACCESS_MASTER;
+}
+
+/** The ids a call should act on: each once, in the order given; anything but a positive integer is no id. */
+export function toIdList(ids: readonly number[]): number[] {
+  const out: number[] = [];
+  const seen = new Set<number>();
+  for (const id of ids) {
+    if (!Number.isSafeInteger(id) || id <= 0 || seen.has(id)) continue;
+    seen.add(id);
+    out.push(id);
+  }
+  return out;
+}
+
+/** `now` as the whole UNIX seconds that tokens store. */
+export function toSeconds(now: number): number {
+  if (!Number.isFinite(now) || now < 0) throw new RangeError(`now must be UNIX seconds, got ${now}`);
+  return Math.floor(now);
+}
