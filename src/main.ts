@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { ConfigError, cidrBlockList, loadConfig, type Config } from './config.js';
 import { createStore, ensureMasterToken } from './store/index.js';
-import { AuthLimiter, createTokenBroker } from './broker/index.js';
+import { AuthLimiter, RedisSessionDirectory, createClusterParts, createTokenBroker, type ClusterParts } from './broker/index.js';
 import { buildApi } from './api/index.js';
 import { createMetrics } from './metrics.js';
 
@@ -59,7 +59,24 @@ async function main(): Promise<void> {
   if (boot.created) log.info({ tokenId: boot.id, fromEnv: Boolean(config.masterToken) }, 'master token created');
 
   const limiter = new AuthLimiter(config.authFailLimit, config.authFailWindow);
-  const broker = await createTokenBroker({ store, log: log.child({ module: 'broker' }), limiter, nodeId: config.nodeId });
+  const brokerLog = log.child({ module: 'broker' });
+  // SPEC §6: with Redis, every process is a node of one broker.
+  let cluster: ClusterParts | undefined;
+  if (config.redisUrl) cluster = createClusterParts({ redisUrl: config.redisUrl, prefix: config.redisPrefix, log: brokerLog });
+  const redisUrl = config.redisUrl;
+  const broker = await createTokenBroker({
+    store,
+    log: brokerLog,
+    limiter,
+    nodeId: config.nodeId,
+    mq: cluster?.mq,
+    persistence: cluster?.persistence,
+    directory: cluster
+      ? (registry, localKick) => new RedisSessionDirectory({
+        redisUrl, prefix: config.redisPrefix, nodeId: config.nodeId, registry, localKick, log: brokerLog,
+      })
+      : undefined,
+  });
   const trustProxy = config.trustProxy.length ? cidrBlockList(config.trustProxy) : undefined;
   const tls = config.tlsCert && config.tlsKey
     ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), mqttsPort: config.mqttsPort, wssPort: config.wssPort }
@@ -86,6 +103,7 @@ async function main(): Promise<void> {
     (async () => {
       await api.close();
       await broker.close();
+      await cluster?.close();
       await store.close();
     })().then(() => {
       log.info('stopped');

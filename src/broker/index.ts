@@ -10,6 +10,7 @@ import { createAuthenticate, createPreConnect, type ConnectMeta } from './authen
 import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscribe } from './authorize.js';
 import { Enforcement } from './enforcement.js';
 import { SessionRegistry, type ConnectionInfo, type Session } from './sessions.js';
+import { LocalSessionDirectory, type SessionDirectory } from './session-directory.js';
 import { BrokerStats } from './stats.js';
 import { startListeners, type ListenOptions, type Listeners } from './transports.js';
 
@@ -17,6 +18,8 @@ export { AuthLimiter } from './auth-limiter.js';
 export { BrokerStats, CONNECT_RESULTS } from './stats.js';
 export type { Session, SessionRegistry, SessionView, Transport } from './sessions.js';
 export type { ListenOptions } from './transports.js';
+export { LocalSessionDirectory, RedisSessionDirectory, type SessionDirectory } from './session-directory.js';
+export { createClusterParts, type ClusterParts } from './cluster.js';
 
 export interface BrokerDeps {
   store: TokenStore;
@@ -27,11 +30,15 @@ export interface BrokerDeps {
   /** Cluster mode: mqemitter-redis and aedes-persistence-redis instances. */
   mq?: AedesOptions['mq'];
   persistence?: AedesOptions['persistence'];
+  /** Cluster mode: a directory over every node's sessions (default: this node's registry). */
+  directory?: (registry: SessionRegistry, localKick: (clientId: string, reason: string) => number) => SessionDirectory;
 }
 
 export interface TokenBroker {
   aedes: Aedes;
   registry: SessionRegistry;
+  /** Sessions on every node (REST listings and kicks). */
+  sessions: SessionDirectory;
   enforcement: Enforcement;
   stats: BrokerStats;
   /** Hands a connected stream to Aedes (listeners call this; tests may too). */
@@ -72,6 +79,12 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   enforcement.start();
 
   let listeners: Listeners | null = null;
+  const kick = (clientId: string, reason: string): number => {
+    const found = registry.byClientId(clientId);
+    for (const s of found) enforcement.close(s, reason);
+    return found.length;
+  };
+  const sessions = deps.directory ? deps.directory(registry, kick) : new LocalSessionDirectory(registry, kick);
 
   function handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
     connections.set(stream, info);
@@ -85,6 +98,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   return {
     aedes,
     registry,
+    sessions,
     enforcement,
     stats,
     handle,
@@ -92,17 +106,14 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
       listeners = await startListeners(handle, opts, log);
       return listeners.ports;
     },
-    kick(clientId, reason) {
-      const sessions = registry.byClientId(clientId);
-      for (const s of sessions) enforcement.close(s, reason);
-      return sessions.length;
-    },
+    kick,
     async close() {
       const stopped = listeners?.close();
       await enforcement.stop();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       listeners?.destroyConnections();
       await stopped;
+      await sessions.close();
     },
   };
 }

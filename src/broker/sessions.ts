@@ -57,7 +57,10 @@ interface AedesClientInternals {
   subscriptions?: Record<string, { qos?: number }>;
 }
 
+export type RegistryListener = (kind: 'added' | 'removed', session: Session) => void;
+
 export class SessionRegistry {
+  private readonly listeners: RegistryListener[] = [];
   private readonly byClient = new Map<Client, Session>();
   private readonly byToken = new Map<number, Set<Session>>();
   // Outlives remove(): Aedes authorises a will after the connection has gone.
@@ -71,6 +74,12 @@ export class SessionRegistry {
     let set = this.byToken.get(session.tokenId);
     if (!set) this.byToken.set(session.tokenId, (set = new Set()));
     set.add(session);
+    for (const l of this.listeners) l('added', session);
+  }
+
+  /** Called after each add and remove (the cluster directory mirrors them to Redis). */
+  onChange(listener: RegistryListener): void {
+    this.listeners.push(listener);
   }
 
   /** Returns the removed session, if it was registered. */
@@ -83,6 +92,7 @@ export class SessionRegistry {
       set.delete(session);
       if (set.size === 0) this.byToken.delete(session.tokenId);
     }
+    for (const l of this.listeners) l('removed', session);
     return session;
   }
 

@@ -1,0 +1,100 @@
+// Cluster mode (SPEC §6): message fan-out through mqemitter-redis, sessions,
+// retained messages and QoS state through aedes-persistence-redis. We build
+// their Redis connections ourselves so that each has an error listener and a
+// reconnect strategy (an unhandled `error` would kill the process) and so that
+// the emitter never sees the product's own channels (see PITFALLS: a `#`
+// subscriber pattern-subscribes to every channel).
+import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+
+const require = createRequire(import.meta.url);
+// Both are CommonJS factories without ESM entry points.
+const mqemitterRedis = require('mqemitter-redis') as (opts: Record<string, unknown>) => ClusterEmitter;
+const AsyncRedisPersistence = require('aedes-persistence-redis/asyncPersistence.js') as new (opts: Record<string, unknown>) => RetainedSource;
+
+interface RetainedSource {
+  createRetainedStreamCombi(patterns: string[]): AsyncIterable<unknown> | Readable;
+}
+
+interface ClusterEmitter {
+  state: { on(event: 'error', listener: (err: Error) => void): void };
+  close(cb: () => void): void;
+}
+
+export interface ClusterParts {
+  mq: ClusterEmitter;
+  persistence: unknown;
+  /** Closes what the broker does not close itself (the persistence connection). */
+  close(): Promise<void>;
+}
+
+function connection(url: string, log: Logger, role: string, extra: RedisOptions = {}): Redis {
+  const redis = new Redis(url, {
+    // Keep retrying while Redis is away; the broker goes on with what it was last told (SPEC §7).
+    retryStrategy: (times) => Math.min(times * 200, 2000),
+    maxRetriesPerRequest: null,
+    ...extra,
+  });
+  let down = false;
+  redis.on('error', (err) => {
+    if (!down) log.warn({ role, err: err.message }, 'redis connection error');
+    down = true;
+  });
+  redis.on('ready', () => {
+    if (down) log.info({ role }, 'redis connection restored');
+    down = false;
+  });
+  return redis;
+}
+
+/**
+ * Emitter subscriber connection whose message events skip channels that are not
+ * MQTT traffic (ours, under `prefix`, or anything the emitter cannot decode).
+ */
+function guardedSubscriber(url: string, prefix: string, log: Logger): Redis {
+  const sub = connection(url, log, 'mq-sub');
+  const emit = sub.emit.bind(sub);
+  sub.emit = ((event: string | symbol, ...args: unknown[]): boolean => {
+    if (event === 'pmessageBuffer' || event === 'messageBuffer') {
+      const channel = String(event === 'pmessageBuffer' ? args[1] : args[0]);
+      if (channel.startsWith(prefix)) return false;
+      try {
+        return emit(event, ...args);
+      } catch (err) {
+        log.warn({ channel, err: (err as Error).message }, 'ignored a foreign message on the MQTT channels');
+        return false;
+      }
+    }
+    return emit(event, ...args);
+  }) as Redis['emit'];
+  return sub;
+}
+
+export function createClusterParts(opts: { redisUrl: string; prefix: string; log: Logger }): ClusterParts {
+  const { redisUrl, prefix, log } = opts;
+  const mq = mqemitterRedis({
+    subConn: guardedSubscriber(redisUrl, prefix, log),
+    pubConn: connection(redisUrl, log, 'mq-pub', { enableAutoPipelining: true }),
+    matchEmptyLevels: true, // [MQTT-4.7.1-3], as Aedes' default emitter
+  });
+  mq.state.on('error', (err) => log.debug({ err: err.message }, 'mqemitter-redis error'));
+  // Persistence keys live under our prefix so that several deployments can share one Redis.
+  const persistenceConn = connection(redisUrl, log, 'persistence', { keyPrefix: `${prefix}aedes:` });
+  const persistence = new AsyncRedisPersistence({ conn: persistenceConn });
+  // aedes-persistence-redis 11 returns an async generator here, but Aedes 1.2 calls
+  // `.pipe()` on it (a TypeError that kills the process on the first SUBSCRIBE).
+  const retained = persistence.createRetainedStreamCombi.bind(persistence);
+  persistence.createRetainedStreamCombi = (patterns) => {
+    const source = retained(patterns);
+    return source instanceof Readable ? source : Readable.from(source);
+  };
+  return {
+    mq,
+    persistence,
+    async close() {
+      persistenceConn.disconnect();
+    },
+  };
+}

@@ -1,0 +1,152 @@
+// Where the REST API finds live sessions and sends kicks (SPEC §5, §6). One
+// node: the local registry. Cluster: each node mirrors its sessions into a Redis
+// hash that expires unless the node's heartbeat renews it, so a dead node's
+// sessions leave listings by themselves; kicks travel on a pub/sub channel and
+// every node closes the matching sessions it holds.
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { SessionRegistry, SessionView } from './sessions.js';
+
+export interface SessionDirectory {
+  /** Live sessions on every node. */
+  list(): Promise<SessionView[]>;
+  /** Closes sessions with these client ids wherever they are; resolves once the request is out. */
+  kick(clientIds: string[], reason: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+type LocalKick = (clientId: string, reason: string) => number;
+
+export class LocalSessionDirectory implements SessionDirectory {
+  constructor(private readonly registry: SessionRegistry, private readonly localKick: LocalKick) {}
+
+  async list(): Promise<SessionView[]> {
+    return this.registry.all().map((s) => this.registry.view(s));
+  }
+
+  async kick(clientIds: string[], reason: string): Promise<void> {
+    for (const id of clientIds) this.localKick(id, reason);
+  }
+
+  async close(): Promise<void> {}
+}
+
+export interface RedisDirectoryOptions {
+  redisUrl: string;
+  prefix: string;
+  nodeId: string;
+  registry: SessionRegistry;
+  localKick: LocalKick;
+  log: Logger;
+  /** Heartbeat and counter refresh period (ms). */
+  heartbeatMs?: number;
+  /** A node whose hash was not renewed for this long drops out (ms); SPEC §6 asks ≤ 30 s. */
+  expireMs?: number;
+}
+
+interface KickMessage { clientIds: string[]; reason: string; from: string }
+
+export class RedisSessionDirectory implements SessionDirectory {
+  private readonly cmd: Redis;
+  private readonly sub: Redis;
+  private readonly nodesKey: string;
+  private readonly nodeKey: string;
+  private readonly kickChannel: string;
+  private readonly heartbeatMs: number;
+  private readonly expireMs: number;
+  private readonly timer: NodeJS.Timeout;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: RedisDirectoryOptions) {
+    this.log = opts.log;
+    this.heartbeatMs = opts.heartbeatMs ?? 5000;
+    this.expireMs = opts.expireMs ?? 15_000;
+    this.nodesKey = `${opts.prefix}nodes`;
+    this.nodeKey = `${opts.prefix}node:${opts.nodeId}`;
+    this.kickChannel = `${opts.prefix}kicks`;
+    const common = { retryStrategy: (n: number) => Math.min(n * 200, 2000) };
+    // Fail fast while Redis is down: listings answer 503, the heartbeat tries again.
+    this.cmd = new Redis(opts.redisUrl, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+    this.sub = new Redis(opts.redisUrl, { ...common, maxRetriesPerRequest: null });
+    this.cmd.on('error', (err) => this.log.debug({ err: err.message }, 'session directory redis error'));
+    this.sub.on('error', (err) => this.log.debug({ err: err.message }, 'session directory subscriber error'));
+    // A fresh snapshot as soon as Redis is back (SPEC §7: recovers by itself).
+    this.cmd.on('ready', () => { void this.heartbeat(); });
+    this.sub.on('message', (channel: string, text: string) => {
+      if (channel === this.kickChannel) this.onKick(text);
+    });
+    void this.sub.subscribe(this.kickChannel).catch((err: unknown) => this.log.warn({ err }, 'kick channel subscribe failed'));
+    opts.registry.onChange((kind, session) => {
+      const write = kind === 'added'
+        ? this.cmd.multi().hset(this.nodeKey, session.clientId, JSON.stringify(opts.registry.view(session))).pexpire(this.nodeKey, this.expireMs).exec()
+        : this.cmd.hdel(this.nodeKey, session.clientId);
+      write.catch(() => { /* the next heartbeat rewrites the whole snapshot */ });
+    });
+    this.timer = setInterval(() => { void this.heartbeat(); }, this.heartbeatMs);
+    this.timer.unref();
+  }
+
+  private onKick(text: string): void {
+    let msg: KickMessage;
+    try {
+      msg = JSON.parse(text) as KickMessage;
+      if (!Array.isArray(msg.clientIds)) return;
+    } catch {
+      return;
+    }
+    for (const id of msg.clientIds) if (typeof id === 'string') this.opts.localKick(id, msg.reason ?? 'kicked');
+  }
+
+  /** Rewrites this node's snapshot (fresh counters) and renews its expiry. */
+  private async heartbeat(): Promise<void> {
+    const { registry } = this.opts;
+    const fields: string[] = [];
+    for (const s of registry.all()) fields.push(s.clientId, JSON.stringify(registry.view(s)));
+    const tx = this.cmd.multi().del(this.nodeKey);
+    if (fields.length) tx.hset(this.nodeKey, ...fields).pexpire(this.nodeKey, this.expireMs);
+    tx.zadd(this.nodesKey, Date.now(), this.opts.nodeId);
+    try {
+      await tx.exec();
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'session heartbeat failed');
+    }
+  }
+
+  async list(): Promise<SessionView[]> {
+    const since = Date.now() - this.expireMs;
+    // Forget nodes gone for good, then read the live ones' snapshots in one round trip.
+    const [, nodes] = (await this.cmd.multi()
+      .zremrangebyscore(this.nodesKey, '-inf', since)
+      .zrangebyscore(this.nodesKey, since, '+inf')
+      .exec()) as [[Error | null, unknown], [Error | null, string[]]];
+    const ids = nodes[1] ?? [];
+    if (ids.length === 0) return [];
+    const pipe = this.cmd.pipeline();
+    for (const id of ids) pipe.hvals(`${this.opts.prefix}node:${id}`);
+    const out: SessionView[] = [];
+    for (const [err, values] of (await pipe.exec()) ?? []) {
+      if (err) throw err;
+      for (const v of values as string[]) {
+        try {
+          out.push(JSON.parse(v) as SessionView);
+        } catch {
+          this.log.warn('skipped an undecodable session entry');
+        }
+      }
+    }
+    return out;
+  }
+
+  async kick(clientIds: string[], reason: string): Promise<void> {
+    const msg: KickMessage = { clientIds, reason, from: this.opts.nodeId };
+    await this.cmd.publish(this.kickChannel, JSON.stringify(msg));
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    // Leave the listing at once on a clean stop.
+    await this.cmd.multi().del(this.nodeKey).zrem(this.nodesKey, this.opts.nodeId).exec().catch(() => {});
+    this.cmd.disconnect();
+    this.sub.disconnect();
+  }
+}
