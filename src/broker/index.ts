@@ -74,6 +74,8 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     const session = registry.get(client);
     if (session && !client.clean) enforcement.trimSubscriptions(session);
   });
+  // Aedes emits 'error' for background failures (will sweeper, persistence): never let one kill the process.
+  aedes.on('error' as 'clientError', (err: unknown) => log.warn({ err }, 'broker background error'));
   aedes.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'client error'));
   aedes.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'connection error'));
   enforcement.start();

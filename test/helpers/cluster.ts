@@ -15,13 +15,13 @@ export interface Cluster {
   mqtt(i: number): string;
   ws(i: number): string;
   http(i: number): string;
-  /** Restarts Redis on the same port after `redis.stop()` (its data is gone: no persistence). */
+  /** Restarts Redis on the same port after `redis.stop()`; its data survives only with `redisDir`. */
   restartRedis(): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function startCluster(n: number, env: Record<string, string> = {}): Promise<Cluster> {
-  let redis = await startRedisServer();
+export async function startCluster(n: number, env: Record<string, string> = {}, opts: { redisDir?: string } = {}): Promise<Cluster> {
+  let redis = await startRedisServer({ dir: opts.redisDir });
   const prefix = `tmq${randomBytes(3).toString('hex')}:`;
   const masterKey = `Master${randomBytes(16).toString('hex')}`;
   const nodes: ServerProcess[] = [];
@@ -47,7 +47,7 @@ export async function startCluster(n: number, env: Record<string, string> = {}):
     ws: (i) => `ws://127.0.0.1:${nodes[i]!.ports.ws}/mqtt`,
     http: (i) => `http://127.0.0.1:${nodes[i]!.ports.http}`,
     async restartRedis() {
-      redis = await startRedisServer({ port: redis.port });
+      redis = await startRedisServer({ port: redis.port, dir: opts.redisDir });
     },
     async close() {
       await Promise.all(nodes.map((p) => p.stop('SIGKILL')));

@@ -23,11 +23,13 @@ export function freePort(): Promise<number> {
   });
 }
 
-function startOnce(port: number, bin: string): Promise<RedisServerHandle> {
+function startOnce(port: number, bin: string, dir?: string): Promise<RedisServerHandle> {
   return new Promise((resolve, reject) => {
+    // With `dir`, an append-only file that survives SIGKILL (fsync on every write).
+    const persistence = dir ? ['--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'];
     const child = spawn(bin, [
       '--port', String(port), '--bind', '127.0.0.1',
-      '--save', '', '--appendonly', 'no',
+      '--save', '', ...persistence,
       '--protected-mode', 'yes', '--loglevel', 'notice', '--daemonize', 'no',
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -72,13 +74,13 @@ function startOnce(port: number, bin: string): Promise<RedisServerHandle> {
 }
 
 /** Starts redis-server, retrying on a port collision; a fixed port restarts Redis where a test stopped it. */
-export async function startRedisServer(opts: { port?: number; bin?: string } = {}): Promise<RedisServerHandle> {
+export async function startRedisServer(opts: { port?: number; bin?: string; dir?: string } = {}): Promise<RedisServerHandle> {
   const bin = opts.bin ?? process.env.REDIS_SERVER_BIN ?? 'redis-server';
   let lastErr: unknown;
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = opts.port ?? await freePort();
     try {
-      const handle = await startOnce(port, bin);
+      const handle = await startOnce(port, bin, opts.dir);
       process.once('exit', () => { handle.process.kill('SIGKILL'); });
       return handle;
     } catch (err) {

@@ -1,0 +1,79 @@
+// Redis outage (SPEC §7): while Redis is down new connects get CONNACK 3, REST
+// answers 503, live sessions stay up; when Redis returns on the same port
+// everything recovers without a restart.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { MqttClient } from 'mqtt';
+import { closed, collect, connect, refusedCode, within } from '../helpers/mqtt.js';
+import { startCluster, type Cluster } from '../helpers/cluster.js';
+
+const now = (): number => Math.floor(Date.now() / 1000);
+
+async function eventually(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  await within((async () => {
+    while (!(await check().catch(() => false))) await new Promise((r) => setTimeout(r, 100));
+  })(), ms, what);
+}
+
+describe('Redis outage and recovery', () => {
+  let cluster: Cluster;
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tokenmq-aof-'));
+    cluster = await startCluster(2, {}, { redisDir: dir });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('outage: CONNACK 3, REST 503, live sessions stay; recovery: connects, change feed, listings, accessed', async () => {
+    const [t, victim] = await cluster.store.create([{ ttl: 3600 }, { ttl: 3600 }], now());
+    const live: MqttClient = await connect(cluster.mqtt(0), t!.key, { clientId: 'outage-live', keepalive: 1 });
+    const doomed = await connect(cluster.mqtt(1), victim!.key, { clientId: 'outage-doomed' });
+    const accessedBefore = (await cluster.store.get([t!.id]))[0]!.accessed;
+    let liveClosed = false;
+    live.on('close', () => { liveClosed = true; });
+
+    await cluster.redis.stop(); // SIGKILL by PID
+    expect(await refusedCode(cluster.mqtt(0), t!.key)).toBe(3);
+    expect(await refusedCode(cluster.mqtt(1), t!.key)).toBe(3);
+    const rest = await fetch(`${cluster.http(0)}/platform/tokens/all`, { headers: { authorization: `FlespiToken ${cluster.masterKey}` } });
+    expect(rest.status).toBe(503);
+    const body = (await rest.json()) as { errors: { reason: string }[] };
+    expect(body.errors[0]!.reason).toMatch(/unavailable|redis|store/i);
+    expect((await fetch(`${cluster.http(1)}/health`)).status).toBe(503);
+    // Keepalive 1 s: three PINGREQ/PINGRESP round trips while Redis is away.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(liveClosed).toBe(false);
+    expect(cluster.nodes.every((n) => n.child.exitCode === null)).toBe(true);
+
+    await cluster.restartRedis();
+    // Connects work again (the token survived in the AOF).
+    await eventually(async () => {
+      const c = await connect(cluster.mqtt(1), t!.key);
+      await c.endAsync();
+      return true;
+    }, 15_000, 'connects after recovery');
+    expect((await fetch(`${cluster.http(0)}/health`)).status).toBe(200);
+    // The change feed was resubscribed: a deletion closes the session on node 1.
+    await cluster.store.delete([victim!.id]);
+    await closed(doomed, 3000);
+    // Heartbeats resumed: node 0 lists its live session again.
+    await eventually(async () => {
+      const res = await fetch(`${cluster.http(1)}/mqtt/sessions/outage-live`, { headers: { authorization: `FlespiToken ${cluster.masterKey}` } });
+      return ((await res.json()) as { result: unknown[] }).result.length === 1;
+    }, 10_000, 'session listed after recovery');
+    // Pending `accessed` updates were written.
+    await eventually(async () => (await cluster.store.get([t!.id]))[0]!.accessed > accessedBefore, 10_000, 'accessed flushed');
+    // Messages flow again between nodes through the live session.
+    const inbox = collect(live);
+    await live.subscribeAsync('back/#');
+    const pub = await connect(cluster.mqtt(1), t!.key);
+    await pub.publishAsync('back/1', 'ok', { qos: 1 });
+    expect(await inbox.next()).toMatchObject({ topic: 'back/1' });
+    await Promise.all([pub.endAsync(), live.endAsync()]);
+  }, 60_000);
+});
