@@ -1,7 +1,7 @@
 // Broker benchmarks of issue 3, each against a bare Aedes (no hooks) started in
 // the same run. Prints one JSON object. Loopback only, bounded in count.
 //   node dist/bench/broker.js            (npm run bench:broker)
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { AuthLimiter, createTokenBroker, type TokenBroker } from '../src/broker/index.js';
@@ -10,17 +10,13 @@ import { RedisStore } from '../src/store/redis-store.js';
 import type { TokenStore } from '../src/store/types.js';
 import type { AclEntry } from '../src/tokens/types.js';
 import { startRedisServer } from '../test/helpers/redis-server.js';
-import { median, percentile, pool, rawConnect, round, startBareAedes } from './lib.js';
+import { PUBLISHERS, median, percentile, pool, rawConnect, round, startBareAedes, throughput } from './lib.js';
 
 const log = pino({ level: 'silent' });
-const PUBLISHERS = 10;
-const SUBSCRIBERS = 10;
-const PER_PUBLISHER = Number(process.env.BENCH_MESSAGES ?? 2000);
+
 const PAYLOAD = Buffer.alloc(64, 'x');
 const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-
-interface Target { port: number; pubKey: string[]; subKey: string; close(): Promise<void> }
 
 async function startTokenmq(store: TokenStore): Promise<{ broker: TokenBroker; port: number; close(): Promise<void> }> {
   const broker = await createTokenBroker({ store, log, limiter: new AuthLimiter(0, 10), nodeId: 'bench' });
@@ -36,35 +32,6 @@ function aclFor(kind: 'pub' | 'sub', i: number): AclEntry[] {
     ? { uri: 'mqtt', topic: `bench/${i}/data`, actions: ['publish'] }
     : { uri: 'mqtt', topic: 'bench/+/data', actions: ['subscribe'] });
   return entries;
-}
-
-async function throughput(target: Target, qos: 0 | 1): Promise<number> {
-  const connect = (username: string): Promise<MqttClient> =>
-    mqtt.connectAsync(`mqtt://127.0.0.1:${target.port}`, { username, reconnectPeriod: 0, clientId: `b${Math.random().toString(36).slice(2)}` });
-  const subs = await Promise.all(Array.from({ length: SUBSCRIBERS }, () => connect(target.subKey)));
-  const pubs = await Promise.all(Array.from({ length: PUBLISHERS }, (_, i) => connect(target.pubKey[i]!)));
-  const expected = PUBLISHERS * PER_PUBLISHER;
-  let done = 0;
-  const allIn = new Promise<void>((resolve) => {
-    for (const s of subs) {
-      let n = 0;
-      s.on('message', () => { if (++n === expected && ++done === SUBSCRIBERS) resolve(); });
-    }
-  });
-  await Promise.all(subs.map((s) => s.subscribeAsync('bench/#', { qos })));
-  const started = process.hrtime.bigint();
-  await Promise.all(pubs.map(async (p, i) => {
-    for (let k = 0; k < PER_PUBLISHER; k++) {
-      // Await every 50th write so the client's buffer stays bounded.
-      if (k % 50 === 49 || qos === 1 && k % 10 === 9) await p.publishAsync(`bench/${i}/data`, PAYLOAD, { qos });
-      else p.publish(`bench/${i}/data`, PAYLOAD, { qos });
-    }
-  }));
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('throughput run timed out')), 60_000).unref());
-  await Promise.race([allIn, timeout]);
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  await Promise.all([...subs, ...pubs].map((c) => c.endAsync(true)));
-  return (expected * SUBSCRIBERS) / seconds; // deliveries per second
 }
 
 async function connectRate(port: number, username: () => string): Promise<{ perSecond: number; p50: number; p99: number; refused: number }> {
@@ -110,10 +77,10 @@ async function main(): Promise<void> {
       const ours: number[] = [];
       for (let r = 0; r < ROUNDS; r++) {
         const b = await startBareAedes();
-        bare.push(await throughput({ port: b.port, pubKey: pubTokens.map(() => 'x'), subKey: 'x', close: b.close }, qos));
+        bare.push(await throughput({ pubUrl: `mqtt://127.0.0.1:${b.port}`, subUrl: `mqtt://127.0.0.1:${b.port}`, pubKeys: pubTokens.map(() => 'x'), subKey: 'x' }, qos));
         await b.close();
         const t = await startTokenmq(memStore);
-        ours.push(await throughput({ port: t.port, pubKey: pubTokens.map((p) => p.key), subKey: subToken!.key, close: t.close }, qos));
+        ours.push(await throughput({ pubUrl: `mqtt://127.0.0.1:${t.port}`, subUrl: `mqtt://127.0.0.1:${t.port}`, pubKeys: pubTokens.map((p) => p.key), subKey: subToken!.key }, qos));
         await t.close();
       }
       result[`publish_qos${qos}`] = {

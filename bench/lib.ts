@@ -2,6 +2,7 @@
 import { Aedes } from 'aedes';
 import { createServer, connect as netConnect, type AddressInfo, type Server } from 'node:net';
 import mqttPacket from 'mqtt-packet';
+import mqtt, { type MqttClient } from 'mqtt';
 
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -66,4 +67,55 @@ export async function pool(total: number, concurrency: number, task: (i: number)
     while (next < total) await task(next++);
   }));
   return Date.now() - started;
+}
+
+export const PUBLISHERS = 10;
+export const SUBSCRIBERS = 10;
+export const PER_PUBLISHER = Number(process.env.BENCH_MESSAGES ?? 2000);
+const PAYLOAD = Buffer.alloc(64, 'x');
+
+export interface ThroughputTarget {
+  pubUrl: string;
+  subUrl: string;
+  /** One key per publisher (publisher i publishes to bench/i/data). */
+  pubKeys: string[];
+  subKey: string;
+}
+
+/**
+ * PUBLISHERS publishers × PER_PUBLISHER messages of 64 B, SUBSCRIBERS wildcard
+ * subscribers (bench/#); returns deliveries per second until every subscriber has all.
+ */
+export async function throughput(target: ThroughputTarget, qos: 0 | 1): Promise<number> {
+  const connect = (url: string, username: string): Promise<MqttClient> =>
+    mqtt.connectAsync(url, { username, reconnectPeriod: 0, clientId: `b${Math.random().toString(36).slice(2)}` });
+  const subs = await Promise.all(Array.from({ length: SUBSCRIBERS }, () => connect(target.subUrl, target.subKey)));
+  const pubs = await Promise.all(Array.from({ length: PUBLISHERS }, (_, i) => connect(target.pubUrl, target.pubKeys[i]!)));
+  const expected = PUBLISHERS * PER_PUBLISHER;
+  let done = 0;
+  const allIn = new Promise<void>((resolve) => {
+    for (const s of subs) {
+      let n = 0;
+      s.on('message', () => { if (++n === expected && ++done === SUBSCRIBERS) resolve(); });
+    }
+  });
+  await Promise.all(subs.map((s) => s.subscribeAsync('bench/#', { qos })));
+  const started = process.hrtime.bigint();
+  await Promise.all(pubs.map(async (p, i) => {
+    for (let k = 0; k < PER_PUBLISHER; k++) {
+      // Await some writes so the client's buffer stays bounded.
+      if (k % 50 === 49 || (qos === 1 && k % 10 === 9)) await p.publishAsync(`bench/${i}/data`, PAYLOAD, { qos });
+      else p.publish(`bench/${i}/data`, PAYLOAD, { qos });
+    }
+  }));
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error('throughput run timed out')), 60_000); });
+  try {
+    await Promise.race([allIn, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  await Promise.all([...subs, ...pubs].map((c) => c.endAsync(true)));
+  return (expected * SUBSCRIBERS) / seconds;
 }

@@ -2,9 +2,14 @@
 // would, and waits for its `listening` line. `npm test` builds first (pretest).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { within } from './mqtt.js';
 
-export const MAIN = new URL('../../dist/src/main.js', import.meta.url).pathname;
+// This file runs from test/helpers (jest) and from dist/test/helpers (compiled benches).
+const here = fileURLToPath(import.meta.url);
+const root = here.includes('/dist/') ? here.slice(0, here.lastIndexOf('/dist/')) : resolve(dirname(here), '../..');
+export const MAIN = resolve(root, 'dist/src/main.js');
 
 export interface ServerProcess {
   child: ChildProcess;

@@ -1,0 +1,61 @@
+// Cluster benchmark of issue 5: publish throughput with publishers on node A and
+// subscribers on node B, against one node in the same run, and the p99 of
+// revocation latency across nodes (REST DELETE on A → socket close on B).
+// Prints one JSON object. Loopback only, bounded.
+import mqtt from 'mqtt';
+import { startCluster } from '../test/helpers/cluster.js';
+import { startProcess } from '../test/helpers/process.js';
+import { median, percentile, round, throughput, PUBLISHERS } from './lib.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+
+async function main(): Promise<void> {
+  const result: Record<string, unknown> = { node: process.version, rounds: ROUNDS };
+  const cluster = await startCluster(2);
+  const single = await startProcess({ MASTER_TOKEN: cluster.masterKey, LOG_LEVEL: 'info' });
+  const keys = Array.from({ length: PUBLISHERS }, () => cluster.masterKey);
+  try {
+    for (const qos of [0, 1] as const) {
+      const one: number[] = [];
+      const two: number[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        const url = `mqtt://127.0.0.1:${single.ports.mqtt}`;
+        one.push(await throughput({ pubUrl: url, subUrl: url, pubKeys: keys, subKey: cluster.masterKey }, qos));
+        two.push(await throughput({ pubUrl: cluster.mqtt(0), subUrl: cluster.mqtt(1), pubKeys: keys, subKey: cluster.masterKey }, qos));
+      }
+      result[`publish_qos${qos}`] = {
+        deliveries_per_s_single_node: round(median(one), 0),
+        deliveries_per_s_across_nodes: round(median(two), 0),
+        ratio: round(median(two) / median(one), 3),
+        samples_single: one.map((x) => round(x, 0)),
+        samples_cluster: two.map((x) => round(x, 0)),
+      };
+    }
+
+    const lat: number[] = [];
+    const auth = { authorization: `FlespiToken ${cluster.masterKey}`, 'content-type': 'application/json' };
+    for (let i = 0; i < 100; i++) {
+      const res = await fetch(`${cluster.http(0)}/platform/tokens`, { method: 'POST', headers: auth, body: JSON.stringify({ ttl: 3600 }) });
+      const [token] = ((await res.json()) as { result: { id: number; key: string }[] }).result;
+      const c = await mqtt.connectAsync(cluster.mqtt(1), { username: token!.key, reconnectPeriod: 0 });
+      const closedAt = new Promise<bigint>((resolve) => c.stream.once('close', () => resolve(process.hrtime.bigint())));
+      const started = process.hrtime.bigint();
+      const del = await fetch(`${cluster.http(0)}/platform/tokens/${token!.id}`, { method: 'DELETE', headers: { authorization: auth.authorization } });
+      if (del.status !== 200) throw new Error(`DELETE answered ${del.status}`);
+      lat.push(Number((await closedAt) - started) / 1e6);
+      c.end(true);
+    }
+    lat.sort((a, b) => a - b);
+    result.revocation_across_nodes_ms = { sessions: 100, p50: round(percentile(lat, 50)), p99: round(percentile(lat, 99)), max: round(lat[lat.length - 1]!), target_p99: 1000 };
+  } finally {
+    await single.stop('SIGKILL');
+    await cluster.close();
+  }
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  process.exit(0);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${String(err instanceof Error ? err.stack : err)}\n`);
+  process.exit(1);
+});
