@@ -35,6 +35,8 @@ export interface TestServerOptions {
   log?: Logger;
   /** false: no metrics, `/metrics` answers 404 (METRICS=false). */
   metrics?: boolean;
+  /** REST key → token cache lifetime, ms (buildApi's default when unset; 0 disables). */
+  tokenCacheMs?: number;
 }
 
 export function uniquePrefix(): string {
@@ -59,7 +61,11 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const ports = await broker.listen({
     host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: opts.proxyProtocol ?? false, trustProxy: opts.trustProxy,
   });
-  const api = await buildApi({ store, broker, limiter, log, trustProxy: opts.trustProxy, metrics: opts.metrics === false ? undefined : createMetrics({ broker, store }) });
+  const api = await buildApi({
+    store, broker, limiter, log, trustProxy: opts.trustProxy,
+    metrics: opts.metrics === false ? undefined : createMetrics({ broker, store }),
+    tokenCacheMs: opts.tokenCacheMs,
+  });
   await api.listen({ port: 0, host: '127.0.0.1' });
   const http = (api.server.address() as { port: number }).port;
   return {

@@ -1,0 +1,130 @@
+// The REST API (SPEC §5): one Fastify instance, one encapsulated plugin per
+// route group, dependencies injected. main.ts calls buildApi and listens.
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import swagger from '@fastify/swagger';
+import type { IncomingMessage } from 'node:http';
+import type { BlockList } from 'node:net';
+import type { Logger } from 'pino';
+import type { TokenStore } from '../store/types.js';
+import type { AuthLimiter, TokenBroker } from '../broker/index.js';
+import type { Metrics } from '../metrics.js';
+import { createAuthenticator } from './auth.js';
+import { ApiError, frameworkErrorHandler, installErrorHandlers } from './errors.js';
+import { MAX_SELECTOR_LENGTH, addSharedSchemas } from './schemas.js';
+import { sessionsRoutes } from './sessions.js';
+import { systemRoutes } from './system.js';
+import { TokenCache } from './token-cache.js';
+import { tokensRoutes } from './tokens.js';
+
+export { ApiError } from './errors.js';
+
+export interface ApiDeps {
+  store: TokenStore;
+  broker: TokenBroker;
+  limiter: AuthLimiter;
+  log: Logger;
+  /** Peers whose X-Forwarded-For is believed (TRUST_PROXY). */
+  trustProxy?: BlockList;
+  /** Undefined: `/metrics` is off (404). */
+  metrics?: Metrics;
+  /** Largest request body, bytes (default 1 MiB); beyond it: 413. */
+  bodyLimit?: number;
+  /** How long a key → token lookup is reused, ms (default 1000; 0: every request asks the store). */
+  tokenCacheMs?: number;
+}
+
+const DEFAULT_BODY_LIMIT = 1024 * 1024;
+const DEFAULT_TOKEN_CACHE_MS = 1000;
+
+/**
+ * Request log lines carry method, url and peer only: never headers, so the
+ * Authorization key cannot reach a log (main.ts's pino `redact` is a second fence).
+ */
+function requestSerializer(req: IncomingMessage & { ip?: string }) {
+  const url = req.url ?? '';
+  return {
+    method: req.method,
+    url: url.length > 256 ? `${url.slice(0, 256)}...` : url,
+    remoteAddress: req.ip ?? req.socket?.remoteAddress,
+    remotePort: req.socket?.remotePort,
+  };
+}
+
+export async function buildApi(deps: ApiDeps) {
+  const logger = deps.log.child({}, { serializers: { req: requestSerializer } }) as FastifyBaseLogger;
+  const app = Fastify({
+    loggerInstance: logger,
+    bodyLimit: deps.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    routerOptions: { maxParamLength: MAX_SELECTOR_LENGTH },
+    // Bodies are validated as sent: no coercion ("1" is not 1), no defaults, nothing removed,
+    // so that validateCreate/validatePatch see exactly what the client sent.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    // The shutdown answer below uses the error envelope; Fastify's own does not.
+    return503OnClosing: false,
+    frameworkErrors: frameworkErrorHandler,
+  });
+
+  installErrorHandlers(app);
+  addSharedSchemas(app);
+  app.decorateRequest('auth', null);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'tokenmq REST API',
+        description: 'Tokens, live MQTT sessions, health and metrics of a tokenmq broker. '
+          + 'Success: {"result": [...]}; errors: {"errors": [{"code", "reason"}]}.',
+        version: '0.1.0',
+      },
+      components: {
+        securitySchemes: {
+          FlespiToken: {
+            type: 'apiKey',
+            in: 'header',
+            name: 'Authorization',
+            description: "'FlespiToken <key>' (or 'Bearer <key>')",
+          },
+        },
+      },
+    },
+    refResolver: {
+      buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
+    },
+  });
+
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  // Callback-style hooks on the per-request path: no promise per request.
+  app.addHook('onRequest', (_request, _reply, done) => {
+    done(closing ? new ApiError(503, 'server is shutting down') : undefined);
+  });
+
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.addHook('onResponse', (request, reply, done) => {
+      metrics.countRequest(request.routeOptions.url ?? 'none', request.method, reply.statusCode);
+      done();
+    });
+  }
+
+  const cache = new TokenCache(deps.store, { ttlMs: deps.tokenCacheMs ?? DEFAULT_TOKEN_CACHE_MS });
+  app.addHook('onClose', async () => cache.close());
+  const auth = createAuthenticator({
+    store: deps.store,
+    cache,
+    limiter: deps.limiter,
+    stats: deps.broker.stats,
+    trustProxy: deps.trustProxy,
+    log: logger,
+    onAuthDuration: metrics ? (seconds) => metrics.observeRestAuth(seconds) : undefined,
+  });
+  app.addHook('onClose', () => auth.close());
+
+  await app.register(tokensRoutes, { prefix: '/platform/tokens', store: deps.store, cache, authenticate: auth.hook });
+  await app.register(sessionsRoutes, { prefix: '/mqtt/sessions', broker: deps.broker, authenticate: auth.hook });
+  await app.register(systemRoutes, { store: deps.store, broker: deps.broker, metrics, authenticate: auth.hook });
+  return app;
+}

@@ -1,0 +1,189 @@
+// /platform/tokens (SPEC §5): master only (the auth hook refuses everyone else).
+// Bodies pass the JSON schema first, then validateCreate/validatePatch, which
+// stay the source of truth for what a token may be.
+import type { FastifyPluginAsync, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
+import type { TokenStore } from '../store/types.js';
+import {
+  ACCESS_MASTER,
+  TokenValidationError,
+  checkResult,
+  isExpired,
+  validateCreate,
+  validatePatch,
+  type NormalizedTokenInput,
+  type Token,
+} from '../tokens/index.js';
+import { ApiError } from './errors.js';
+import type { TokenCache } from './token-cache.js';
+import {
+  ERROR_RESPONSES,
+  TOKEN_FIELDS,
+  createBody,
+  fieldsQuery,
+  patchBody,
+  resultOf,
+  tokenSelector,
+} from './schemas.js';
+import { parseIdSelector, pickFields } from './select.js';
+
+export interface TokensRoutesOptions {
+  store: TokenStore;
+  /** Entries of changed or deleted tokens are dropped before the answer goes out. */
+  cache: TokenCache;
+  authenticate: onRequestAsyncHookHandler;
+}
+
+interface SelParams {
+  sel: string;
+}
+
+interface FieldsQuery {
+  fields?: string;
+}
+
+const TAGS = ['tokens'];
+const SECURITY = [{ FlespiToken: [] }];
+
+function nowSec(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+/** SPEC §3: only a master token manages master tokens (defence in depth: only master reaches /platform). */
+function assertMayGrant(request: FastifyRequest, access: { type: number } | undefined): void {
+  if (access?.type === ACCESS_MASTER && request.auth?.token.access.type !== ACCESS_MASTER) {
+    throw new ApiError(403, 'only a master token may create or grant master access');
+  }
+}
+
+/** A validation error of item `index` of an array body, named as the schema errors name it (`[2].ttl`). */
+function itemError(err: TokenValidationError, index: number): ApiError {
+  if (err.field === 'token') return new ApiError(400, `[${index}]: must be a JSON object`);
+  if (err.message.startsWith(err.field)) return new ApiError(400, `[${index}].${err.message}`);
+  return new ApiError(400, err.message.replace(`'${err.field}'`, `'[${index}].${err.field}'`));
+}
+
+export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app, opts) => {
+  const { store, cache } = opts;
+  app.addHook('onRequest', opts.authenticate);
+
+  /** Tokens of a selector that are still valid by time (SPEC §2: expired ones no longer appear). */
+  async function select(sel: string): Promise<Token[]> {
+    const now = nowSec();
+    return (await store.get(parseIdSelector(sel))).filter((t) => !isExpired(t, now));
+  }
+
+  app.post<{ Body: unknown }>('', {
+    schema: {
+      tags: TAGS,
+      summary: 'Create tokens',
+      description: 'A token object or an array of them; all or nothing. The response is the only time the keys are shown.',
+      security: SECURITY,
+      body: createBody,
+      response: { 200: resultOf('CreatedToken', 'the created tokens, with their keys'), ...ERROR_RESPONSES },
+    },
+  }, async (request) => {
+    const body = request.body;
+    const now = nowSec();
+    const items = Array.isArray(body) ? body as unknown[] : [body];
+    const inputs: NormalizedTokenInput[] = items.map((item, i) => {
+      try {
+        return validateCreate(item, now);
+      } catch (err) {
+        if (err instanceof TokenValidationError && Array.isArray(body)) throw itemError(err, i);
+        throw err;
+      }
+    });
+    for (const input of inputs) assertMayGrant(request, input.access);
+    const created = await store.create(inputs, now);
+    request.log.info({ tokenIds: created.map((t) => t.id), by: request.auth?.token.id }, 'tokens created');
+    return { result: created };
+  });
+
+  app.get<{ Params: SelParams; Querystring: FieldsQuery }>('/:sel', {
+    schema: {
+      tags: TAGS,
+      summary: 'List tokens',
+      description: "`all`, an id or a comma list of ids; never returns a key. `?fields=id,info` limits the fields.",
+      security: SECURITY,
+      params: tokenSelector,
+      querystring: fieldsQuery,
+      response: { 200: resultOf('Token', 'the tokens'), ...ERROR_RESPONSES },
+    },
+  }, async (request) => {
+    const tokens = await select(request.params.sel);
+    return { result: pickFields(tokens, request.query.fields, TOKEN_FIELDS) };
+  });
+
+  app.put<{ Params: SelParams; Body: unknown }>('/:sel', {
+    schema: {
+      tags: TAGS,
+      summary: 'Change tokens',
+      description: 'Partial: only the fields given change (each replaced whole). Live sessions follow at once.',
+      security: SECURITY,
+      params: tokenSelector,
+      body: patchBody,
+      response: { 200: resultOf('Token', 'the changed tokens'), ...ERROR_RESPONSES },
+    },
+  }, async (request) => {
+    const patch = validatePatch(request.body);
+    assertMayGrant(request, patch.access);
+    const tokens = await select(request.params.sel);
+    if (tokens.length === 0 || Object.keys(patch).length === 0) return { result: tokens };
+    const now = nowSec();
+    if (patch.expire !== undefined || patch.ttl !== undefined) {
+      // Refuse a change that leaves a token without a clock or already expired (it would vanish at once).
+      for (const t of tokens) {
+        try {
+          checkResult({ ...t, expire: patch.expire ?? t.expire, ttl: patch.ttl ?? t.ttl }, now);
+        } catch (err) {
+          if (err instanceof TokenValidationError && tokens.length > 1) throw new ApiError(400, `token ${t.id}: ${err.message}`);
+          throw err;
+        }
+      }
+    }
+    const ids = tokens.map((t) => t.id);
+    let updated: Token[];
+    try {
+      updated = await store.update(ids, patch, now);
+    } finally {
+      cache.invalidate(ids); // this node refuses a disabled token from the next request on
+    }
+    request.log.info({ tokenIds: updated.map((t) => t.id), fields: Object.keys(patch), by: request.auth?.token.id }, 'tokens changed');
+    return { result: updated };
+  });
+
+  app.delete<{ Params: SelParams }>('/:sel', {
+    schema: {
+      tags: TAGS,
+      summary: 'Delete tokens',
+      description: 'Their live sessions are closed.',
+      security: SECURITY,
+      params: tokenSelector,
+      response: {
+        200: {
+          description: 'the ids that were deleted',
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            result: {
+              type: 'array',
+              items: { type: 'object', additionalProperties: false, properties: { id: { type: 'integer' } } },
+            },
+          },
+        },
+        ...ERROR_RESPONSES,
+      },
+    },
+  }, async (request) => {
+    const sel = parseIdSelector(request.params.sel);
+    const ids = sel === 'all' ? (await store.get('all')).map((t) => t.id) : sel;
+    let deleted: number[] = [];
+    try {
+      if (ids.length > 0) deleted = await store.delete(ids);
+    } finally {
+      cache.invalidate(ids);
+    }
+    request.log.info({ tokenIds: deleted, by: request.auth?.token.id }, 'tokens deleted');
+    return { result: deleted.map((id) => ({ id })) };
+  });
+};
