@@ -2,6 +2,7 @@
 // A bad value stops start-up with one line naming the variable (see main.ts).
 import { readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
+import { isKeyShaped } from './tokens/index.js';
 
 export interface Config {
   host: string;
@@ -96,7 +97,7 @@ function parse(name: string, kind: Kind, raw: unknown): unknown {
     case 'key': {
       const s = String(text ?? '');
       // Never echo the value: it is a secret.
-      if (s && !/^[A-Za-z0-9]{16,256}$/.test(s)) throw new ConfigError(name, 'must be 16 to 256 characters [A-Za-z0-9]');
+      if (s && !isKeyShaped(s)) throw new ConfigError(name, 'must be 16 to 256 characters [A-Za-z0-9]');
       return s;
     }
     case 'string':

@@ -7,7 +7,7 @@ import type { FastifyBaseLogger, FastifyRequest, onRequestAsyncHookHandler } fro
 import type { AuthLimiter, BrokerStats } from '../broker/index.js';
 import { clientIpFrom } from '../broker/client-ip.js';
 import { StoreUnavailableError, type TokenStore } from '../store/types.js';
-import { compileIpMasks, compileRights, isExpired, type IpMatcher, type Rights, type Token } from '../tokens/index.js';
+import { compileIpMasks, compileRights, isExpired, isKeyShaped, type IpMatcher, type Rights, type Token } from '../tokens/index.js';
 import { ApiError } from './errors.js';
 import type { TokenCache } from './token-cache.js';
 
@@ -27,8 +27,6 @@ declare module 'fastify' {
 
 /** `FlespiToken <key>` or `Bearer <key>` (scheme names are case-insensitive, RFC 9110 §11.1). */
 const AUTH_HEADER = /^(?:FlespiToken|Bearer)[ \t]+([^ \t]+)[ \t]*$/i;
-/** Generated keys are 64 characters; MASTER_TOKEN may set 16 to 256 (as the broker accepts). */
-const KEY_SHAPE = /^[A-Za-z0-9]{16,256}$/;
 const CHALLENGE = { 'www-authenticate': 'FlespiToken realm="tokenmq", Bearer realm="tokenmq"' };
 /** SPEC §5 reason for an IP outside the token's `ips`. */
 export const UNAUTHORIZED_LOCATION = 'using token from unauthorized location';
@@ -79,7 +77,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       throw refuse(request, 401, 'missing Authorization header (expected FlespiToken <key>)', ip);
     }
     const key = AUTH_HEADER.exec(header)?.[1];
-    if (key === undefined || !KEY_SHAPE.test(key)) {
+    if (key === undefined || !isKeyShaped(key)) {
       limiter.fail(ip, nowMs);
       throw refuse(request, 401, 'malformed token (expected Authorization: FlespiToken <key>)', ip);
     }

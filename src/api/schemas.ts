@@ -157,12 +157,18 @@ export const TOKEN_FIELDS = Object.keys(tokenProperties);
 export const SESSION_FIELDS = Object.keys(session.properties);
 
 /** `{"result": [...]}` of items matching `$ref`. */
-export function resultOf(ref: string, description: string) {
+/** The success envelope `{"result": [...]}` of a named schema (`'Token'`) or of inline item properties. */
+export function resultOf(items: string | Record<string, unknown>, description: string) {
   return {
     description,
     type: 'object',
     additionalProperties: false,
-    properties: { result: { type: 'array', items: { $ref: `${ref}#` } } },
+    properties: {
+      result: {
+        type: 'array',
+        items: typeof items === 'string' ? { $ref: `${items}#` } : { type: 'object', additionalProperties: false, properties: items },
+      },
+    },
   };
 }
 

@@ -72,21 +72,7 @@ export const sessionsRoutes: FastifyPluginAsync<SessionsRoutesOptions> = async (
       params: sessionSelector,
       querystring: { ...sessionsQuery, properties: { token_id: sessionsQuery.properties.token_id } },
       response: {
-        200: {
-          description: 'the sessions being closed',
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            result: {
-              type: 'array',
-              items: {
-                type: 'object',
-                additionalProperties: false,
-                properties: { client_id: { type: 'string' }, token_id: { type: 'integer' }, node: { type: 'string' } },
-              },
-            },
-          },
-        },
+        200: resultOf({ client_id: { type: 'string' }, token_id: { type: 'integer' }, node: { type: 'string' } }, 'the sessions being closed'),
         ...ERROR_RESPONSES,
       },
     },

@@ -52,27 +52,13 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
       summary: 'Liveness of the broker and the token store',
       description: '200 when both are up, else 503. No authentication.',
       response: {
-        200: {
-          description: 'up',
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            result: {
-              type: 'array',
-              items: {
-                type: 'object',
-                additionalProperties: false,
-                properties: {
-                  status: { type: 'string' },
-                  node: { type: 'string' },
-                  store: { type: 'string' },
-                  sessions: { type: 'integer' },
-                  uptime: { type: 'integer', description: 'seconds since the API started' },
-                },
-              },
-            },
-          },
-        },
+        200: resultOf({
+          status: { type: 'string' },
+          node: { type: 'string' },
+          store: { type: 'string' },
+          sessions: { type: 'integer' },
+          uptime: { type: 'integer', description: 'seconds since the API started' },
+        }, 'up'),
         ...ERROR_RESPONSES,
       },
     },

@@ -2,7 +2,7 @@
 // CONNACK code and a logged reason (never the key).
 import type { AuthenticateError, Client, ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
-import { compileIpMasks, compileRights, isValid, type Token } from '../tokens/index.js';
+import { compileIpMasks, compileRights, isKeyShaped, isValid, type Token } from '../tokens/index.js';
 import { StoreUnavailableError, type TokenStore } from '../store/types.js';
 import type { AuthLimiter } from './auth-limiter.js';
 import type { Enforcement } from './enforcement.js';
@@ -15,8 +15,6 @@ const CONNACK_BAD_CREDENTIALS = 4;
 const CONNACK_NOT_AUTHORIZED = 5;
 
 const PREFIX = 'FlespiToken ';
-/** Generated keys are 64 characters; MASTER_TOKEN may set 16 to 256 (see config.ts). */
-const KEY_SHAPE = /^[A-Za-z0-9]{16,256}$/;
 
 export interface AuthDeps {
   store: TokenStore;
@@ -90,7 +88,7 @@ export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, Connect
       return finish('rate_limited', CONNACK_NOT_AUTHORIZED, 'too many failed attempts from this address');
     }
     const key = keyFromCredentials(username, password);
-    if (!KEY_SHAPE.test(key)) {
+    if (!isKeyShaped(key)) {
       limiter.fail(ip, nowMs);
       return finish('bad_key', CONNACK_BAD_CREDENTIALS, 'malformed token');
     }

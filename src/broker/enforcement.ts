@@ -42,6 +42,7 @@ export class Enforcement {
   private touchTimer: NodeJS.Timeout | null = null;
   private touching: Promise<void> | null = null;
   private unsubscribe: (() => void) | null = null;
+  private unsubscribeResync: (() => void) | null = null;
   /** Serialises refreshes per token so two events never apply out of order. */
   private readonly refreshing = new Map<number, Promise<void>>();
   private readonly again = new Set<number>();
@@ -54,6 +55,10 @@ export class Enforcement {
       if (kind === 'deleted') this.closeAll(id, 'token deleted');
       else if (kind === 'updated') this.refresh(id);
     });
+    // Events lost while the feed was down (SPEC §7): re-read every token this node holds.
+    this.unsubscribeResync = this.deps.store.onResync(() => {
+      for (const id of this.held.keys()) this.refresh(id);
+    });
     this.touchTimer = setInterval(() => { void this.flushTouches(false); }, TOUCH_TICK_MS);
     this.touchTimer.unref();
   }
@@ -61,6 +66,7 @@ export class Enforcement {
   /** Stops timers and writes pending `accessed` updates (SPEC §1 shutdown). */
   async stop(): Promise<void> {
     this.unsubscribe?.();
+    this.unsubscribeResync?.();
     if (this.touchTimer) clearInterval(this.touchTimer);
     for (const h of this.held.values()) if (h.timer) clearTimeout(h.timer);
     await this.flushTouches(true);

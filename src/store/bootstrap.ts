@@ -4,13 +4,14 @@
 // Both paths are safe when several nodes start together on one Redis.
 
 import { ACCESS_MASTER } from '../tokens/types.js';
+import { KEY_MAX_LENGTH, KEY_MIN_LENGTH } from '../tokens/key-shape.js';
 import type { TokenStore } from './types.js';
 
 /** SPEC §1: bootstrap masters live a year from their last use. */
 export const MASTER_TTL = 31536000;
-export const MASTER_KEY_MIN_LENGTH = 16;
+export const MASTER_KEY_MIN_LENGTH = KEY_MIN_LENGTH;
 /** An upper bound that no sane secret reaches; keeps a pasted file out of the key index. */
-export const MASTER_KEY_MAX_LENGTH = 256;
+export const MASTER_KEY_MAX_LENGTH = KEY_MAX_LENGTH;
 const MASTER_KEY_CHARS = /^[A-Za-z0-9]+$/;
 
 /** MASTER_TOKEN is unusable. The message never contains the key. */

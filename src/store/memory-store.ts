@@ -150,6 +150,11 @@ export class MemoryStore implements TokenStore {
     return this.feed.add(listener);
   }
 
+  /** In one process the feed never has a gap. */
+  onResync(_listener: () => void): () => void {
+    return () => {};
+  }
+
   async count(): Promise<number> {
     this.assertOpen();
     return this.byId.size;

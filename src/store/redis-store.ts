@@ -75,6 +75,9 @@ export class RedisStore implements TokenStore {
   /** The change feed is subscribed on the current subscriber connection. */
   private feedUp = false;
   private feedWaiters: Array<() => void> = [];
+  /** Set after the first subscription: a later one follows a gap (see onResync). */
+  private feedWasUp = false;
+  private readonly resyncListeners = new Set<() => void>();
   /** Connection errors are logged once per outage, not at every reconnect attempt. */
   private readonly outage = { command: false, subscriber: false };
 
@@ -288,6 +291,11 @@ export class RedisStore implements TokenStore {
    * after start-up, and again after a reconnect. Events published before
    * that are not seen by this node (pub/sub keeps no history).
    */
+  onResync(listener: () => void): () => void {
+    this.resyncListeners.add(listener);
+    return () => { this.resyncListeners.delete(listener); };
+  }
+
   feedReady(): Promise<void> {
     if (this.feedUp || this.closed) return Promise.resolve();
     return new Promise((resolve) => this.feedWaiters.push(resolve));
@@ -426,6 +434,8 @@ export class RedisStore implements TokenStore {
         if (this.subscriber.status !== 'ready') return;
         this.feedUp = true;
         for (const resolve of this.feedWaiters.splice(0)) resolve();
+        if (this.feedWasUp) for (const listener of [...this.resyncListeners]) listener();
+        this.feedWasUp = true;
       },
       () => {
         // The connection dropped again; the next 'ready' tries again.

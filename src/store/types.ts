@@ -72,6 +72,11 @@ export interface TokenStore {
   touch(ids: number[], now: number): Promise<void>;
   /** Token created/updated/deleted (including automatic expiry), on every node. Returns an unsubscribe. */
   onChange(listener: ChangeListener): () => void;
+  /**
+   * Called when the change feed is back after a gap (Redis reconnect): events of
+   * the gap are lost, so consumers re-read what they hold. Returns an unsubscribe.
+   */
+  onResync(listener: () => void): () => void;
   /** Number of stored tokens (not yet expired). */
   count(): Promise<number>;
   /** Resolves when the backend answers; rejects with StoreUnavailableError otherwise. */

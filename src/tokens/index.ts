@@ -17,3 +17,4 @@ export {
 export { compileRights, isSysTopic, Rights } from './rights.js';
 export { TopicTrie } from './topic-trie.js';
 export { compileIpMasks, normalizeIp, type IpMatcher } from './ips.js';
+export { isKeyShaped, KEY_MIN_LENGTH, KEY_MAX_LENGTH } from './key-shape.js';

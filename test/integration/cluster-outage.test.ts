@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
+import { Redis } from 'ioredis';
 import { closed, collect, connect, refusedCode, within } from '../helpers/mqtt.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
 
@@ -76,4 +77,19 @@ describe('Redis outage and recovery', () => {
     expect(await inbox.next()).toMatchObject({ topic: 'back/1' });
     await Promise.all([pub.endAsync(), live.endAsync()]);
   }, 60_000);
+
+  test('a change made while the nodes\' subscribers are cut off is applied when they resubscribe', async () => {
+    const [t] = await cluster.store.create([{ ttl: 3600 }], now());
+    const c = await connect(cluster.mqtt(1), t!.key);
+    const admin = new Redis(cluster.redis.url);
+    try {
+      // Drop every pub/sub connection, then delete while they reconnect: the event is lost.
+      await admin.client('KILL', 'TYPE', 'pubsub');
+      await cluster.store.delete([t!.id]);
+      await closed(c, 5000);
+    } finally {
+      admin.disconnect();
+    }
+  });
 });
+
