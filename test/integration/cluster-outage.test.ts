@@ -84,7 +84,7 @@ describe('Redis outage and recovery', () => {
     const admin = new Redis(cluster.redis.url);
     try {
       // Drop every pub/sub connection, then delete while they reconnect: the event is lost.
-      await admin.client('KILL', 'TYPE', 'pubsub');
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
       await cluster.store.delete([t!.id]);
       await closed(c, 5000);
     } finally {
