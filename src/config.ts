@@ -23,6 +23,8 @@ export interface Config {
   proxyProtocol: boolean;
   authFailLimit: number;
   authFailWindow: number;
+  /** Largest MQTT packet accepted, bytes. */
+  maxPacketSize: number;
   logLevel: string;
   metrics: boolean;
   /** Name of this node in session listings; defaults to a random id. */
@@ -55,6 +57,7 @@ const SETTINGS: Record<keyof Config, { env: string; kind: Kind }> = {
   proxyProtocol: { env: 'PROXY_PROTOCOL', kind: 'bool' },
   authFailLimit: { env: 'AUTH_FAIL_LIMIT', kind: 'uint' },
   authFailWindow: { env: 'AUTH_FAIL_WINDOW', kind: 'uint' },
+  maxPacketSize: { env: 'MAX_PACKET_SIZE', kind: 'uint' },
   logLevel: { env: 'LOG_LEVEL', kind: 'level' },
   metrics: { env: 'METRICS', kind: 'bool' },
   nodeId: { env: 'NODE_ID', kind: 'string' },

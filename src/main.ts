@@ -69,6 +69,7 @@ async function main(): Promise<void> {
     log: brokerLog,
     limiter,
     nodeId: config.nodeId,
+    maxPacketSize: config.maxPacketSize,
     mq: cluster?.mq,
     persistence: cluster?.persistence,
     directory: cluster

@@ -13,6 +13,7 @@ import { SessionRegistry, type ConnectionInfo, type Session } from './sessions.j
 import { LocalSessionDirectory, type SessionDirectory } from './session-directory.js';
 import { BrokerStats } from './stats.js';
 import { startListeners, type ListenOptions, type Listeners } from './transports.js';
+import { limitPacketSize } from './packet-limit.js';
 
 export { AuthLimiter } from './auth-limiter.js';
 export { BrokerStats, CONNECT_RESULTS } from './stats.js';
@@ -27,6 +28,8 @@ export interface BrokerDeps {
   /** Shared with the REST API (SPEC §4 brute-force guard). */
   limiter: AuthLimiter;
   nodeId: string;
+  /** Largest MQTT packet accepted (bytes); a larger one closes the connection. Default 1 MiB. */
+  maxPacketSize?: number;
   /** Cluster mode: mqemitter-redis and aedes-persistence-redis instances. */
   mq?: AedesOptions['mq'];
   persistence?: AedesOptions['persistence'];
@@ -50,8 +53,11 @@ export interface TokenBroker {
   close(): Promise<void>;
 }
 
+export const DEFAULT_MAX_PACKET_SIZE = 1024 * 1024;
+
 export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> {
   const log = deps.log;
+  const maxPacketSize = deps.maxPacketSize ?? DEFAULT_MAX_PACKET_SIZE;
   const registry = new SessionRegistry(deps.nodeId);
   const stats = new BrokerStats();
   const enforcement = new Enforcement({ store: deps.store, registry, stats, log });
@@ -91,6 +97,9 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   function handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
     connections.set(stream, info);
     const client = aedes.handle(stream, req);
+    limitPacketSize(client, maxPacketSize, (announced) => {
+      log.info({ clientId: client.id, ip: info.ip, announced, max: maxPacketSize }, 'connection closed: packet too large');
+    });
     stream.once('close', () => {
       const session: Session | undefined = registry.remove(client);
       if (session) enforcement.sessionEnded(session);
@@ -105,7 +114,8 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     stats,
     handle,
     async listen(opts) {
-      listeners = await startListeners(handle, opts, log);
+      // A WebSocket message carries one MQTT packet (sometimes a few): bound it alike.
+      listeners = await startListeners(handle, { wsMaxPayload: maxPacketSize > 0 ? Math.max(2 * maxPacketSize, 64 * 1024) : 2 ** 28, ...opts }, log);
       return listeners.ports;
     },
     kick,

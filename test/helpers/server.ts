@@ -31,6 +31,7 @@ export interface TestServerOptions {
   proxyProtocol?: boolean;
   trustProxy?: BlockList;
   logLevel?: string;
+  maxPacketSize?: number;
   /** A logger of the caller's (e.g. writing to a capture stream); overrides logLevel. */
   log?: Logger;
   /** false: no metrics, `/metrics` answers 404 (METRICS=false). */
@@ -57,7 +58,9 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     store = new MemoryStore();
   }
   const limiter = new AuthLimiter(opts.authFailLimit ?? 0, opts.authFailWindow ?? 10);
-  const broker = await createTokenBroker({ store, log, limiter, nodeId: `test-${randomBytes(3).toString('hex')}` });
+  const broker = await createTokenBroker({
+    store, log, limiter, nodeId: `test-${randomBytes(3).toString('hex')}`, maxPacketSize: opts.maxPacketSize,
+  });
   const ports = await broker.listen({
     host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: opts.proxyProtocol ?? false, trustProxy: opts.trustProxy,
   });
