@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { ConfigError, cidrBlockList, loadConfig, type Config } from './config.js';
-import { createStore, ensureMasterToken } from './store/index.js';
+import { StoreUnavailableError, createStore, ensureMasterToken } from './store/index.js';
 import { AuthLimiter, RedisSessionDirectory, createClusterParts, createTokenBroker, type ClusterParts } from './broker/index.js';
 import { buildApi } from './api/index.js';
 import { createMetrics } from './metrics.js';
@@ -40,6 +40,19 @@ function printMasterBanner(key: string, httpPort: number): void {
   ].join('\n'));
 }
 
+/** Start-up waits for Redis instead of failing (SPEC §7: recovers by itself). */
+async function untilStoreAnswers<T>(log: Logger, what: string, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      if (attempt === 1 || attempt % 30 === 0) log.warn({ attempt, err: err.message }, `${what}: token store unavailable, retrying every second`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+}
+
 async function main(): Promise<void> {
   let config: Config;
   try {
@@ -55,7 +68,13 @@ async function main(): Promise<void> {
   const log = createLogger(config);
 
   const store = createStore({ redisUrl: config.redisUrl || undefined, prefix: config.redisPrefix, logger: log.child({ module: 'store' }) });
-  const boot = await ensureMasterToken(store, { masterKey: config.masterToken || undefined, now: Math.floor(Date.now() / 1000) });
+  // Until the full shutdown below is in place, a signal just ends the process.
+  const early = (): void => process.exit(0);
+  process.once('SIGTERM', early);
+  process.once('SIGINT', early);
+  const boot = await untilStoreAnswers(log, 'master token bootstrap',
+    () => ensureMasterToken(store, { masterKey: config.masterToken || undefined, now: Math.floor(Date.now() / 1000) }));
+  if (boot.warning) log.warn(boot.warning);
   if (boot.created) log.info({ tokenId: boot.id, fromEnv: Boolean(config.masterToken) }, 'master token created');
 
   const limiter = new AuthLimiter(config.authFailLimit, config.authFailWindow);
@@ -114,6 +133,8 @@ async function main(): Promise<void> {
       process.exit(1);
     });
   };
+  process.off('SIGTERM', early);
+  process.off('SIGINT', early);
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }

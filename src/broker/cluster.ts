@@ -21,6 +21,9 @@ interface RetainedSource {
 interface ClusterEmitter {
   state: { on(event: 'error', listener: (err: Error) => void): void };
   close(cb: () => void): void;
+  /** mqemitter's own close, which mqemitter-redis calls once its connections have ended. */
+  _close(cb: () => void): void;
+  closing?: boolean;
 }
 
 export interface ClusterParts {
@@ -74,11 +77,23 @@ function guardedSubscriber(url: string, prefix: string, log: Logger): Redis {
 
 export function createClusterParts(opts: { redisUrl: string; prefix: string; log: Logger }): ClusterParts {
   const { redisUrl, prefix, log } = opts;
+  const subConn = guardedSubscriber(redisUrl, prefix, log);
+  const pubConn = connection(redisUrl, log, 'mq-pub', { enableAutoPipelining: true });
   const mq = mqemitterRedis({
-    subConn: guardedSubscriber(redisUrl, prefix, log),
-    pubConn: connection(redisUrl, log, 'mq-pub', { enableAutoPipelining: true }),
+    subConn,
+    pubConn,
     matchEmptyLevels: true, // [MQTT-4.7.1-3], as Aedes' default emitter
   });
+  // mqemitter-redis closes with QUIT and waits for both connections to end: with
+  // Redis away that wait never ends and SIGTERM would miss its 10 s (SPEC §1).
+  const closeEmitter = mq.close.bind(mq);
+  mq.close = (cb: () => void): void => {
+    if (subConn.status === 'ready' && pubConn.status === 'ready') return closeEmitter(cb);
+    mq.closing = true;
+    subConn.disconnect();
+    pubConn.disconnect();
+    mq._close(cb);
+  };
   mq.state.on('error', (err) => log.debug({ err: err.message }, 'mqemitter-redis error'));
   // Persistence keys live under our prefix so that several deployments can share one Redis.
   const persistenceConn = connection(redisUrl, log, 'persistence', { keyPrefix: `${prefix}aedes:` });

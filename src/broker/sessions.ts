@@ -63,6 +63,7 @@ export class SessionRegistry {
   private readonly listeners: RegistryListener[] = [];
   private readonly byClient = new Map<Client, Session>();
   private readonly byToken = new Map<number, Set<Session>>();
+  private readonly byId = new Map<string, Set<Session>>();
   // Outlives remove(): Aedes authorises a will after the connection has gone.
   private readonly attached = new WeakMap<Client, Session>();
 
@@ -71,9 +72,8 @@ export class SessionRegistry {
   add(session: Session): void {
     this.byClient.set(session.client, session);
     this.attached.set(session.client, session);
-    let set = this.byToken.get(session.tokenId);
-    if (!set) this.byToken.set(session.tokenId, (set = new Set()));
-    set.add(session);
+    addTo(this.byToken, session.tokenId, session);
+    addTo(this.byId, session.clientId, session);
     for (const l of this.listeners) l('added', session);
   }
 
@@ -87,11 +87,8 @@ export class SessionRegistry {
     const session = this.byClient.get(client);
     if (!session) return undefined;
     this.byClient.delete(client);
-    const set = this.byToken.get(session.tokenId);
-    if (set) {
-      set.delete(session);
-      if (set.size === 0) this.byToken.delete(session.tokenId);
-    }
+    removeFrom(this.byToken, session.tokenId, session);
+    removeFrom(this.byId, session.clientId, session);
     for (const l of this.listeners) l('removed', session);
     return session;
   }
@@ -102,7 +99,8 @@ export class SessionRegistry {
 
   /** Live sessions with this client id (one per node, unless a takeover is in progress). */
   byClientId(clientId: string): Session[] {
-    return this.all().filter((s) => s.clientId === clientId);
+    const set = this.byId.get(clientId);
+    return set ? [...set] : [];
   }
 
   forToken(tokenId: number): Session[] {
@@ -146,4 +144,17 @@ export class SessionRegistry {
       bytes_out: session.conn.socket.bytesWritten ?? 0,
     };
   }
+}
+
+function addTo<K>(index: Map<K, Set<Session>>, key: K, session: Session): void {
+  let set = index.get(key);
+  if (!set) index.set(key, (set = new Set()));
+  set.add(session);
+}
+
+function removeFrom<K>(index: Map<K, Set<Session>>, key: K, session: Session): void {
+  const set = index.get(key);
+  if (!set) return;
+  set.delete(session);
+  if (set.size === 0) index.delete(key);
 }

@@ -9,6 +9,8 @@ import type { MqttClient } from 'mqtt';
 import { Redis } from 'ioredis';
 import { closed, collect, connect, refusedCode, within } from '../helpers/mqtt.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { startProcess } from '../helpers/process.js';
+import { freePort, startRedisServer, type RedisServerHandle } from '../helpers/redis-server.js';
 
 const now = (): number => Math.floor(Date.now() / 1000);
 
@@ -91,5 +93,32 @@ describe('Redis outage and recovery', () => {
       admin.disconnect();
     }
   });
+
+  test('SIGTERM while Redis is down still exits 0 within 10 s (SPEC §1)', async () => {
+    await cluster.redis.stop();
+    const code = await within(cluster.nodes[1]!.stop('SIGTERM'), 10_000, 'exit after SIGTERM');
+    expect(code).toBe(0);
+    await cluster.restartRedis();
+  });
+});
+
+describe('start-up while Redis is down', () => {
+  test('the node waits for Redis, then serves', async () => {
+    const port = await freePort();
+    const env = { REDIS_URL: `redis://127.0.0.1:${port}`, REDIS_PREFIX: 'late:', MASTER_TOKEN: 'LateMasterKey0123456789abc' };
+    let redis: RedisServerHandle | undefined;
+    const [node] = await Promise.all([
+      startProcess(env),
+      new Promise((r) => setTimeout(r, 1500)).then(async () => { redis = await startRedisServer({ port }); }),
+    ]);
+    try {
+      expect(node.stdout()).toContain('token store unavailable, retrying');
+      const c = await connect(`mqtt://127.0.0.1:${node.ports.mqtt}`, env.MASTER_TOKEN);
+      await c.endAsync();
+    } finally {
+      await node.stop('SIGKILL');
+      await redis?.stop();
+    }
+  }, 30_000);
 });
 
