@@ -38,10 +38,10 @@ export function connect(url: string, key: string, opts: TestClientOptions = {}):
       client.once('connect', () => resolve(client));
       client.once('error', (err) => { client.end(true); reject(err); });
       client.once('close', () => reject(new Error('closed before CONNACK')));
-    }), WAIT_MS, 'CONNACK');
+    }), (options.connectTimeout ?? WAIT_MS) + 500, 'CONNACK');
   }
   if (localAddress) options.wsOptions = { ...options.wsOptions, localAddress };
-  return within(mqtt.connectAsync(url, options, false), WAIT_MS, 'CONNACK');
+  return within(mqtt.connectAsync(url, options, false), (options.connectTimeout ?? WAIT_MS) + 500, 'CONNACK');
 }
 
 /** Expects a refused CONNECT; resolves with the CONNACK return code. */

@@ -87,12 +87,15 @@ describe('a three-node cluster', () => {
   test('a persistent session resumes on another node with the QoS 1 messages queued while offline', async () => {
     const [t] = await cluster.store.create([{ ttl: 3600 }], now());
     const id = `persist-${Date.now()}`;
-    const first = await connect(cluster.mqtt(0), t!.key, { clientId: id, clean: false });
+    // Restoring a persistent session takes several Redis round trips per step; on a loaded
+    // CI machine (three nodes, two jest workers, two cores) give CONNACK more time.
+    const slow = { connectTimeout: 15_000 };
+    const first = await connect(cluster.mqtt(0), t!.key, { clientId: id, clean: false, ...slow });
     await first.subscribeAsync('q/#', { qos: 1 });
     await first.endAsync();
     const pub = await open(cluster.mqtt(1), t!.key);
     await pub.publishAsync('q/1', 'while offline', { qos: 1 });
-    const again = await connect(cluster.mqtt(2), t!.key, { clientId: id, clean: false });
+    const again = await connect(cluster.mqtt(2), t!.key, { clientId: id, clean: false, ...slow });
     clients.push(again);
     const inbox = collect(again);
     expect(await inbox.next()).toMatchObject({ topic: 'q/1', payload: 'while offline' });
