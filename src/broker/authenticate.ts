@@ -2,7 +2,7 @@
 // CONNACK code and a logged reason (never the key).
 import type { AuthenticateError, Client, ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
-import { compileIpMasks, compileRights, isKeyShaped, isValid, type Token } from '../tokens/index.js';
+import { compileIpMasks, compileRights, isKeyShaped, isValid } from '../tokens/index.js';
 import { StoreUnavailableError, type TokenStore } from '../store/types.js';
 import type { AuthLimiter } from './auth-limiter.js';
 import type { Enforcement } from './enforcement.js';
@@ -116,7 +116,7 @@ export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, Connect
       const keepalive = connect?.keepalive ?? 0;
       const session = new Session(client, client.id, token.id, rights, ipMatcher, conn, now, client.clean, keepalive, Boolean(will));
       registry.add(session);
-      enforcement.sessionStarted(session, token as Token);
+      enforcement.tokenInUse(token);
       finish('ok', 0, 'ok', token.id);
     }, (err: unknown) => {
       stats.storeErrors++;

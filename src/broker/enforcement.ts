@@ -72,7 +72,8 @@ export class Enforcement {
     await this.flushTouches(true);
   }
 
-  sessionStarted(session: Session, token: Token): void {
+  /** A session of `token` was registered: hold the token, arm its deadline, touch it. */
+  tokenInUse(token: Token): void {
     const id = token.id;
     let h = this.held.get(id);
     if (!h) {
@@ -82,7 +83,6 @@ export class Enforcement {
     h.nextTouch = Date.now() + touchInterval(token) * 1000;
     this.touchNow.add(id);
     this.arm(id, h);
-    void session;
   }
 
   sessionEnded(session: Session): void {
