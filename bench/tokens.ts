@@ -13,7 +13,8 @@ import { MemoryStore } from '../src/store/memory-store.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import type { TokenStore } from '../src/store/types.js';
 import { ACCESS_ACL, type AclEntry, type TokenInput } from '../src/tokens/types.js';
-import { startRedisServer, type RedisServerHandle } from '../test/helpers/redis-server.js';
+import { deleteByPrefix, startRedisServer, type RedisServerHandle } from '../test/helpers/redis-server.js';
+import { percentile, round } from './lib.js';
 
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 100_000);
 /** Tokens per create call: one script run each. */
@@ -39,7 +40,6 @@ interface LatencyRate extends Rate {
   p99_us: number;
 }
 
-const round = (n: number, digits = 1): number => Math.round(n * 10 ** digits) / 10 ** digits;
 
 function rate(ops: number, ms: number): Rate {
   return { ops, seconds: round(ms / 1000, 2), ops_per_s: Math.round((ops * 1000) / ms) };
@@ -60,8 +60,7 @@ async function sequential(op: (i: number) => Promise<unknown>, maxOps: number): 
   }
   const elapsed = performance.now() - start;
   latencies.sort((a, b) => a - b);
-  const pick = (q: number): number => round((latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0) * 1000);
-  return { ...rate(i, elapsed), p50_us: pick(0.5), p99_us: pick(0.99) };
+  return { ...rate(i, elapsed), p50_us: round(percentile(latencies, 50) * 1000, 1), p99_us: round(percentile(latencies, 99) * 1000, 1) };
 }
 
 /** `IN_FLIGHT` workers, each one call at a time, sharing the bounds. */
@@ -173,14 +172,6 @@ function assertLoopback(url: string): void {
   }
 }
 
-async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 5000);
-    cursor = next;
-    if (keys.length > 0) await redis.unlink(...keys);
-  } while (cursor !== '0');
-}
 
 async function main(): Promise<void> {
   const limit = setTimeout(() => {
@@ -248,7 +239,7 @@ async function main(): Promise<void> {
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
-    if (!server) await deletePrefix(raw, prefix).catch(() => undefined);
+    if (!server) await deleteByPrefix(raw, prefix).catch(() => undefined);
     await store.close();
     raw.disconnect();
     await server?.stop();

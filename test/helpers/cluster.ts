@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { startProcess, type ServerProcess } from './process.js';
 import { startRedisServer, type RedisServerHandle } from './redis-server.js';
-import { within } from './mqtt.js';
+import { eventually } from './wait.js';
 
 export interface Cluster {
   redis: RedisServerHandle;
@@ -51,16 +51,7 @@ export async function startCluster(n: number, env: Record<string, string> = {}, 
       redis = await startRedisServer({ port: redis.port, dir: opts.redisDir });
       // The test's own store reconnects with back-off: wait for it, so that callers
       // use it only once it answers (a loaded machine can take seconds).
-      await within((async () => {
-        for (;;) {
-          try {
-            await store.ping();
-            return;
-          } catch {
-            await new Promise((r) => setTimeout(r, 50));
-          }
-        }
-      })(), 15_000, 'test store reconnected to Redis');
+      await eventually(() => store.ping().then(() => true, () => false), 15_000, 'test store reconnected to Redis', 50);
     },
     async close() {
       await Promise.all(nodes.map((p) => p.stop('SIGKILL')));

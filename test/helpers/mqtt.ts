@@ -3,16 +3,11 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { connect as netConnect } from 'node:net';
+import { within } from './wait.js';
 
 export const WAIT_MS = 5000;
 
-export function within<T>(promise: Promise<T>, ms = WAIT_MS, what = 'event'): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms); }),
-  ]).finally(() => clearTimeout(timer));
-}
+export { within };
 
 let seq = 0;
 export function clientId(prefix = 'c'): string {

@@ -2,6 +2,7 @@
 // setup, by benches and by tests that need to stop and restart Redis themselves.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import type { Redis } from 'ioredis';
 
 export interface RedisServerHandle {
   url: string;
@@ -89,4 +90,14 @@ export async function startRedisServer(opts: { port?: number; bin?: string; dir?
     }
   }
   throw lastErr;
+}
+
+/** Deletes every key under a prefix (tests and benches clean up after themselves). */
+export async function deleteByPrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.unlink(...keys);
+  } while (cursor !== '0');
 }

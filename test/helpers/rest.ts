@@ -90,16 +90,7 @@ export function postLarge(baseUrl: string, path: string, size: number, key: stri
   });
 }
 
-/** Polls `check` until it returns a truthy value; fails after `ms` (an upper bound, not a sleep). */
-export async function eventually<T>(check: () => T | Promise<T>, ms = 5000, what = 'condition'): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+export { eventually } from './wait.js';
 
 /** The error reason of an error response (`{"errors": [{code, reason}]}`), checking the envelope. */
 export function reasonOf(res: RestResponse): string {

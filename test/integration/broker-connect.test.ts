@@ -8,6 +8,7 @@ import { RedisStore } from '../../src/store/redis-store.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { TokenStore } from '../../src/store/types.js';
 import { pino } from 'pino';
+import { eventually } from '../helpers/wait.js';
 
 const now = (): number => Math.floor(Date.now() / 1000);
 
@@ -106,7 +107,7 @@ describe('CONNACK 3 when the token store cannot be reached (SPEC §4, §7)', () 
       const again = await startRedisServer({ port: redis.port });
       try {
         // ioredis reconnects by itself; wait for the store to answer rather than sleeping.
-        await within((async () => { for (;;) { try { await store.ping(); return; } catch { await new Promise((r) => setTimeout(r, 100)); } } })(), 10_000, 'redis back');
+        await eventually(() => store.ping().then(() => true, () => false), 10_000, 'redis back', 100);
         // The data was in the old server's memory only (--save ""): a new token proves the path.
         const t2 = await srv.token();
         await (await connect(srv.mqttUrl, t2.key)).endAsync();

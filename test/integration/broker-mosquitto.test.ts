@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { spawn } from 'node:child_process';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { within } from '../helpers/mqtt.js';
+import { eventually } from '../helpers/wait.js';
 
 interface Run { code: number | null; stdout: string; stderr: string }
 
@@ -30,13 +30,8 @@ describe('mosquitto_pub / mosquitto_sub', () => {
 
   /** Resolves once the broker holds a subscription to `topic` for this token. */
   async function subscribed(tokenId: number, topic: string): Promise<void> {
-    await within((async () => {
-      for (;;) {
-        const views = srv.broker.registry.forToken(tokenId).map((s) => srv.broker.registry.view(s));
-        if (views.some((v) => v.subscriptions.some((x) => x.topic === topic))) return;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    })(), 5000, `subscription ${topic}`);
+    await eventually(() => srv.broker.registry.forToken(tokenId).map((s) => srv.broker.registry.view(s))
+      .some((v) => v.subscriptions.some((x) => x.topic === topic)), 5000, `subscription ${topic}`);
   }
 
   test('an ACL token subscribes to # and receives only its topics', async () => {

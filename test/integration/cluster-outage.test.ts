@@ -9,16 +9,12 @@ import type { MqttClient } from 'mqtt';
 import { Redis } from 'ioredis';
 import { closed, collect, connect, refusedCode, within } from '../helpers/mqtt.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { eventually } from '../helpers/wait.js';
 import { startProcess } from '../helpers/process.js';
 import { freePort, startRedisServer, type RedisServerHandle } from '../helpers/redis-server.js';
 
 const now = (): number => Math.floor(Date.now() / 1000);
 
-async function eventually(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  await within((async () => {
-    while (!(await check().catch(() => false))) await new Promise((r) => setTimeout(r, 100));
-  })(), ms, what);
-}
 
 describe('Redis outage and recovery', () => {
   let cluster: Cluster;
@@ -55,11 +51,8 @@ describe('Redis outage and recovery', () => {
 
     await cluster.restartRedis();
     // Connects work again (the token survived in the AOF).
-    await eventually(async () => {
-      const c = await connect(cluster.mqtt(1), t!.key);
-      await c.endAsync();
-      return true;
-    }, 15_000, 'connects after recovery');
+    await eventually(() => connect(cluster.mqtt(1), t!.key).then((c) => c.endAsync()).then(() => true, () => false),
+      15_000, 'connects after recovery', 100);
     expect((await fetch(`${cluster.http(0)}/health`)).status).toBe(200);
     // The change feed was resubscribed: a deletion closes the session on node 1.
     await cluster.store.delete([victim!.id]);
@@ -67,10 +60,10 @@ describe('Redis outage and recovery', () => {
     // Heartbeats resumed: node 0 lists its live session again.
     await eventually(async () => {
       const res = await fetch(`${cluster.http(1)}/mqtt/sessions/outage-live`, { headers: { authorization: `FlespiToken ${cluster.masterKey}` } });
-      return ((await res.json()) as { result: unknown[] }).result.length === 1;
-    }, 10_000, 'session listed after recovery');
+      return ((await res.json()) as { result?: unknown[] }).result?.length === 1;
+    }, 10_000, 'session listed after recovery', 100);
     // Pending `accessed` updates were written.
-    await eventually(async () => (await cluster.store.get([t!.id]))[0]!.accessed > accessedBefore, 10_000, 'accessed flushed');
+    await eventually(async () => (await cluster.store.get([t!.id]))[0]!.accessed > accessedBefore, 10_000, 'accessed flushed', 100);
     // Messages flow again between nodes through the live session.
     const inbox = collect(live);
     await live.subscribeAsync('back/#');

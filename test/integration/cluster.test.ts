@@ -3,8 +3,9 @@
 // kicks reach every node; dead nodes leave listings; duplicate client ids.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { MqttClient } from 'mqtt';
-import { closed, collect, connect, within } from '../helpers/mqtt.js';
+import { closed, collect, connect } from '../helpers/mqtt.js';
 import { startCluster, type Cluster } from '../helpers/cluster.js';
+import { eventually } from '../helpers/wait.js';
 
 const now = (): number => Math.floor(Date.now() / 1000);
 
@@ -17,12 +18,6 @@ async function api(cluster: Cluster, node: number, method: string, path: string,
   return { status: res.status, json: (await res.json()) as { result?: unknown[] } };
 }
 
-/** Polls a condition with an upper bound (listings are eventually consistent across nodes). */
-async function eventually(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  await within((async () => {
-    while (!(await check())) await new Promise((r) => setTimeout(r, 100));
-  })(), ms, what);
-}
 
 describe('a three-node cluster', () => {
   let cluster: Cluster;
@@ -127,14 +122,14 @@ describe('a three-node cluster', () => {
       const res = await api(cluster, 0, 'GET', `/mqtt/sessions/all?token_id=${t!.id}`);
       const got = (res.json.result ?? []) as { client_id: string; node: string }[];
       return got.length === 2 && got.some((s) => s.client_id === ids[0] && s.node === 'node-1');
-    }, 5000, 'both sessions listed on node 0');
+    }, 5000, 'both sessions listed on node 0', 100);
     const del = await api(cluster, 0, 'DELETE', `/mqtt/sessions/${ids[0]}`);
     expect(del.status).toBe(200);
     await closed(onNode1, 1500);
     await eventually(async () => {
       const res = await api(cluster, 2, 'GET', `/mqtt/sessions/all?token_id=${t!.id}`);
       return ((res.json.result ?? []) as unknown[]).length === 1;
-    }, 5000, 'kicked session gone from listings');
+    }, 5000, 'kicked session gone from listings', 100);
   });
 
   test('a duplicate client id on a second node takes the session over (MQTT-3.1.4-2)', async () => {
@@ -160,10 +155,10 @@ describe('a node that dies', () => {
       const res = await api(cluster, 0, 'GET', '/mqtt/sessions/doomed');
       return ((res.json.result ?? []) as unknown[]).length === 1;
     };
-    await eventually(listed, 5000, 'session listed');
+    await eventually(listed, 5000, 'session listed', 100);
     const killedAt = Date.now();
     await cluster.nodes[1]!.stop('SIGKILL');
-    await eventually(async () => !(await listed()), 30_000, 'dead node dropped');
+    await eventually(async () => !(await listed()), 30_000, 'dead node dropped', 100);
     expect(Date.now() - killedAt).toBeLessThan(30_000);
     c.end(true);
   }, 40_000);

@@ -8,6 +8,8 @@ import { MemoryStore } from '../../src/store/memory-store.js';
 import { RedisStore, type RedisStoreOptions } from '../../src/store/redis-store.js';
 import type { StoreLogger, TokenStore } from '../../src/store/types.js';
 import type { ChangeKind } from '../../src/tokens/types.js';
+import { deleteByPrefix } from '../helpers/redis-server.js';
+import { within } from '../helpers/wait.js';
 
 export const nowSec = (): number => Math.floor(Date.now() / 1000);
 
@@ -25,18 +27,12 @@ export function uniquePrefix(): string {
 export async function openRedisStore(options: RedisStoreOptions = {}): Promise<RedisStore> {
   const store = new RedisStore({ url: redisUrl(), sweepIntervalMs: 100, readyTimeoutMs: 5000, ...options });
   await store.ping();
-  await withTimeout(store.feedReady(), 5000, 'change feed subscription');
+  await within(store.feedReady(), 5000, 'change feed subscription');
   return store;
 }
 
 /** Rejects when `promise` takes longer than `ms`: the upper bound of an awaited event. */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+export { within as withTimeout };
 
 export interface Change {
   id: number;
@@ -67,7 +63,7 @@ export class ChangeRecorder {
     const match = (c: Change): boolean => c.id === id && c.kind === kind;
     const seen = this.changes.find(match);
     if (seen) return Promise.resolve(seen);
-    return withTimeout(new Promise<Change>((resolve) => this.waiters.push({ match, resolve })), ms, `change ${kind} of token ${id}`);
+    return within(new Promise<Change>((resolve) => this.waiters.push({ match, resolve })), ms, `change ${kind} of token ${id}`);
   }
 
   count(id: number, kind: ChangeKind): number {
@@ -121,14 +117,6 @@ export class StoreTracker {
   }
 }
 
-export async function deleteByPrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
-}
 
 export type StoreFactory = (options?: { prefix?: string; logger?: StoreLogger }) => Promise<TokenStore>;
 
