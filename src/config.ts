@@ -163,8 +163,3 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, file = defaultC
   }
   return config;
 }
-
-/** The environment variable behind each setting (for docs and error messages). */
-export const ENV_NAMES: Readonly<Record<keyof Config, string>> = Object.fromEntries(
-  Object.entries(SETTINGS).map(([k, v]) => [k, v.env]),
-) as Record<keyof Config, string>;

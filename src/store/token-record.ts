@@ -4,13 +4,11 @@
 // these checks are the store's own guard, because a token without a deadline
 // would never be deleted and one past it would vanish at once.
 
-import { TokenValidationError } from '../tokens/validate.js';
+import { TokenValidationError, withDefaults } from '../tokens/validate.js';
 import { deadline } from '../tokens/validity.js';
 import {
   ACCESS_MASTER,
-  ACCESS_STANDARD,
   type AclEntry,
-  type NormalizedTokenInput,
   type Token,
   type TokenAccess,
   type TokenInput,
@@ -23,19 +21,6 @@ const CLOCK_FIELD = 'expire/ttl';
 /** SPEC §2: a token must have at least one non-zero of expire and ttl. */
 export function noClockError(): TokenValidationError {
   return new TokenValidationError(CLOCK_FIELD, 'a token needs a non-zero expire or ttl');
-}
-
-/** The store's defaults, the same as `validateCreate` fills in; objects are copied. */
-export function withDefaults(input: TokenInput): NormalizedTokenInput {
-  return {
-    info: input.info ?? '',
-    enabled: input.enabled ?? true,
-    expire: input.expire ?? 0,
-    ttl: input.ttl ?? 0,
-    access: input.access ? copyAccess(input.access) : { type: ACCESS_STANDARD },
-    ips: input.ips ?? '',
-    metadata: input.metadata ? { ...input.metadata } : {},
-  };
 }
 
 /** A patch with only the fields it sets, objects copied. */
@@ -85,7 +70,8 @@ export function cloneToken(token: Token): Token {
 
 /** A new token, created and accessed at `now`. Refuses one that is never valid (SPEC §2). */
 export function newToken(id: number, input: TokenInput, now: number): Token {
-  const fields = withDefaults(input);
+  // The defaults of validateCreate, on a copy: callers keep no handle on stored objects.
+  const fields = withDefaults(copyPatch(input));
   const token: Token = { id, ...fields, created: now, accessed: now };
   if (token.expire === 0 && token.ttl === 0) throw noClockError();
   if (deadline(token) <= now) {

@@ -19,6 +19,7 @@ import {
   type HttpMethod,
   type MqttAction,
   type NormalizedTokenInput,
+  type TokenInput,
   type Token,
   type TokenAccess,
   type TokenPatch,
@@ -44,8 +45,15 @@ type JsonObject = Record<string, unknown>;
  * A token that would be invalid by time at `now` is refused.
  */
 export function validateCreate(input: unknown, now: number): NormalizedTokenInput {
-  const fields = parseFields(input);
-  const token: NormalizedTokenInput = {
+  const token = withDefaults(parseFields(input));
+  // SPEC §2: creating a token that is already invalid is a 400. It is created and accessed now.
+  checkTimes({ expire: token.expire, ttl: token.ttl, created: now, accessed: now }, now, 'creation');
+  return token;
+}
+
+/** The defaults of a new token (SPEC §2), for the fields the input leaves out. Objects are not copied. */
+export function withDefaults(fields: TokenInput): NormalizedTokenInput {
+  return {
     info: fields.info ?? '',
     enabled: fields.enabled ?? true,
     expire: fields.expire ?? 0,
@@ -54,9 +62,6 @@ export function validateCreate(input: unknown, now: number): NormalizedTokenInpu
     ips: fields.ips ?? '',
     metadata: fields.metadata ?? {},
   };
-  // SPEC §2: creating a token that is already invalid is a 400. It is created and accessed now.
-  checkTimes({ expire: token.expire, ttl: token.ttl, created: now, accessed: now }, now, 'creation');
-  return token;
 }
 
 /** Validates a change (SPEC §5 PUT): only the fields given, each checked on its own. */
