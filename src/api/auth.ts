@@ -6,7 +6,6 @@ import type { BlockList } from 'node:net';
 import type { FastifyBaseLogger, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import type { AuthLimiter, BrokerStats } from '../broker/index.js';
 import { clientIpFrom } from '../broker/client-ip.js';
-import { StoreUnavailableError, type TokenStore } from '../store/types.js';
 import { compileIpMasks, compileRights, isExpired, isKeyShaped, type IpMatcher, type Rights, type Token } from '../tokens/index.js';
 import { ApiError } from './errors.js';
 import type { TokenCache } from './token-cache.js';
@@ -32,7 +31,6 @@ const CHALLENGE = { 'www-authenticate': 'FlespiToken realm="tokenmq", Bearer rea
 export const UNAUTHORIZED_LOCATION = 'using token from unauthorized location';
 
 export interface AuthenticatorDeps {
-  store: TokenStore;
   /** Key → token lookups go through it (see token-cache.ts). */
   cache: TokenCache;
   limiter: AuthLimiter;
@@ -42,25 +40,18 @@ export interface AuthenticatorDeps {
   log: FastifyBaseLogger;
   /** Called once per authentication attempt with its duration in seconds. */
   onAuthDuration?: (seconds: number) => void;
-  /** How often one token's `accessed` is written at most, ms (default 1000). */
-  touchIntervalMs?: number;
+  /** Marks a token used: the broker's batched `accessed` write (Enforcement.touchSoon). */
+  touch: (tokenId: number) => void;
 }
 
 export interface Authenticator {
   /** The onRequest hook that route groups needing a token add. */
   hook: onRequestAsyncHookHandler;
-  /** Writes pending `accessed` updates and stops the timer (SPEC §1 shutdown). */
-  close(): Promise<void>;
 }
 
 export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
-  const { store, cache, limiter, stats, trustProxy, onAuthDuration } = deps;
+  const { cache, limiter, stats, trustProxy, onAuthDuration } = deps;
   const ipMatchers = new IpMatcherCache();
-  const toucher = new AccessToucher(store, deps.touchIntervalMs ?? 1000, (err) => {
-    stats.storeErrors++;
-    if (err instanceof StoreUnavailableError) deps.log.debug({ err: err.message }, 'accessed update skipped: store unavailable');
-    else deps.log.warn({ err }, 'accessed update failed');
-  });
 
   function refuse(request: FastifyRequest, status: number, reason: string, ip: string, tokenId?: number): ApiError {
     request.log.info({ ip, tokenId, status, reason }, 'request refused');
@@ -104,7 +95,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     if (!token.enabled) throw refuse(request, 401, 'token disabled', ip, token.id);
     if (!ipMatchers.get(token.ips).allows(ip)) throw refuse(request, 401, UNAUTHORIZED_LOCATION, ip, token.id);
     // Authenticated: SPEC §2, every authenticated request refreshes `accessed`.
-    toucher.note(token.id, Date.now());
+    deps.touch(token.id);
     const rights = rightsOf(token);
     if (!rights.canRest(request.method, request.url)) {
       const path = request.url.split('?')[0] ?? '';
@@ -124,7 +115,6 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
         onAuthDuration(Number(process.hrtime.bigint() - started) / 1e9);
       }
     },
-    close: () => toucher.close(),
   };
 }
 
@@ -159,84 +149,5 @@ class IpMatcherCache {
     if (this.cache.size >= IpMatcherCache.MAX) this.cache.clear();
     this.cache.set(ips, matcher);
     return matcher;
-  }
-}
-
-/**
- * Batched `accessed` refresh (SPEC §2): a token's first request in a quiet
- * interval is written at once (fire and forget); later ones within the
- * interval are written together when it ends, with the second they happened
- * (so a ttl token used just before its deadline is still extended).
- */
-export class AccessToucher {
-  /** Token id → when its `accessed` was last written, ms. */
-  private readonly written = new Map<number, number>();
-  /** Token id → the latest request second not yet written. */
-  private readonly pending = new Map<number, number>();
-  private readonly inFlight = new Set<Promise<void>>();
-  private timer: NodeJS.Timeout | null = null;
-  private closed = false;
-
-  constructor(
-    private readonly store: TokenStore,
-    private readonly intervalMs: number,
-    private readonly onError: (err: unknown) => void,
-  ) {}
-
-  note(id: number, nowMs: number): void {
-    if (this.closed) return;
-    const last = this.written.get(id);
-    if (last === undefined || nowMs - last >= this.intervalMs) {
-      this.written.set(id, nowMs);
-      this.pending.delete(id);
-      this.write([id], Math.floor(nowMs / 1000));
-    } else {
-      this.pending.set(id, Math.floor(nowMs / 1000));
-    }
-    this.arm();
-  }
-
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    this.flush();
-    await Promise.all([...this.inFlight]);
-  }
-
-  private arm(): void {
-    if (this.timer || this.closed) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.flush();
-      if (this.written.size > 0 || this.pending.size > 0) this.arm();
-    }, this.intervalMs);
-    this.timer.unref();
-  }
-
-  private flush(): void {
-    const now = Date.now();
-    const bySecond = new Map<number, number[]>();
-    for (const [id, second] of this.pending) {
-      let ids = bySecond.get(second);
-      if (!ids) bySecond.set(second, (ids = []));
-      ids.push(id);
-      this.written.set(id, now);
-    }
-    this.pending.clear();
-    for (const [id, at] of this.written) if (now - at >= this.intervalMs) this.written.delete(id);
-    for (const [second, ids] of bySecond) this.write(ids, second);
-  }
-
-  private write(ids: number[], second: number): void {
-    let done: Promise<void>;
-    try {
-      done = this.store.touch(ids, second).catch(this.onError);
-    } catch (err) {
-      this.onError(err);
-      return;
-    }
-    this.inFlight.add(done);
-    void done.finally(() => this.inFlight.delete(done));
   }
 }

@@ -113,15 +113,15 @@ export async function buildApi(deps: ApiDeps) {
   const cache = new TokenCache(deps.store, { ttlMs: deps.tokenCacheMs ?? DEFAULT_TOKEN_CACHE_MS });
   app.addHook('onClose', async () => cache.close());
   const auth = createAuthenticator({
-    store: deps.store,
     cache,
     limiter: deps.limiter,
     stats: deps.broker.stats,
     trustProxy: deps.trustProxy,
     log: logger,
     onAuthDuration: metrics ? (seconds) => metrics.observeRestAuth(seconds) : undefined,
+    // Pending writes are flushed by the broker's shutdown (SPEC §1).
+    touch: (id) => deps.broker.enforcement.touchSoon(id),
   });
-  app.addHook('onClose', () => auth.close());
 
   await app.register(tokensRoutes, { prefix: '/platform/tokens', store: deps.store, cache, authenticate: auth.hook });
   await app.register(sessionsRoutes, { prefix: '/mqtt/sessions', broker: deps.broker, authenticate: auth.hook });

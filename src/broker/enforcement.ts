@@ -95,6 +95,14 @@ export class Enforcement {
     }
   }
 
+  /**
+   * Writes `accessed = now` for this token at the next tick (≤ 250 ms), batched with
+   * every other token due, retried while the store is away. REST requests use it too.
+   */
+  touchSoon(tokenId: number): void {
+    this.touchNow.add(tokenId);
+  }
+
   /** Closes a session for an enforcement reason; its will still goes out (SPEC §4). */
   close(session: Session, reason: string): void {
     if (session.dropReason !== null) return;
