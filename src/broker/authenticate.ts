@@ -2,10 +2,10 @@
 // CONNACK code and a logged reason (never the key).
 import type { AuthenticateError, Client, ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
-import { compileIpMasks, compileRights, isKeyShaped, isValid } from '../tokens/index.js';
-import { StoreUnavailableError, type TokenStore } from '../store/types.js';
+import { compileIpMasks, compileRights, isKeyShaped, isValid, type IpMatcher, type Rights, type Token } from '../tokens/index.js';
+import { StoreDataError, StoreUnavailableError, type TokenStore } from '../store/types.js';
 import type { AuthLimiter } from './auth-limiter.js';
-import type { Enforcement } from './enforcement.js';
+import type { Enforcement, LookupWatch } from './enforcement.js';
 import { Session, type ConnectionInfo, type SessionRegistry } from './sessions.js';
 import type { BrokerStats, ConnectResult } from './stats.js';
 
@@ -15,6 +15,8 @@ const CONNACK_BAD_CREDENTIALS = 4;
 const CONNACK_NOT_AUTHORIZED = 5;
 
 const PREFIX = 'FlespiToken ';
+/** Reads of one CONNECT's token while it keeps changing under it; then the session is refreshed once registered. */
+const MAX_READS = 3;
 
 export interface AuthDeps {
   store: TokenStore;
@@ -93,35 +95,84 @@ export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, Connect
       return finish('bad_key', CONNACK_BAD_CREDENTIALS, 'malformed token');
     }
 
-    store.findByKey(key).then((token) => {
-      if (client.closed) return;
+    // SPEC §4 "no window": watch the change feed from before the read until the session
+    // exists, and read again when this token changed meanwhile.
+    const watch = enforcement.watchLookup();
+    let answered = false;
+    const answer = (result: ConnectResult, code: number, reason: string, tokenId?: number): void => {
+      if (answered) return;
+      answered = true;
+      finish(result, code, reason, tokenId);
+    };
+
+    const admit = (token: Token | null): void => {
+      if (client.closed) return; // gone while we waited: nothing to register
       const now = Math.floor(Date.now() / 1000);
       if (!token) {
         limiter.fail(ip, Date.now());
-        return finish('bad_key', CONNACK_BAD_CREDENTIALS, 'unknown token');
+        return answer('bad_key', CONNACK_BAD_CREDENTIALS, 'unknown token');
       }
       if (!isValid({ ...token, enabled: true }, now)) {
         limiter.fail(ip, Date.now());
-        return finish('expired', CONNACK_BAD_CREDENTIALS, 'token expired', token.id);
+        return answer('expired', CONNACK_BAD_CREDENTIALS, 'token expired', token.id);
       }
-      if (!token.enabled) return finish('disabled', CONNACK_NOT_AUTHORIZED, 'token disabled', token.id);
-      const ipMatcher = compileIpMasks(token.ips);
-      if (!ipMatcher.allows(ip)) return finish('ip_denied', CONNACK_NOT_AUTHORIZED, 'address not in token ips', token.id);
-      const rights = compileRights(token.access, { clientId: client.id, tokenId: token.id });
-      if (!rights.hasMqtt) return finish('no_mqtt_rights', CONNACK_NOT_AUTHORIZED, 'token has no MQTT rights', token.id);
+      if (!token.enabled) return answer('disabled', CONNACK_NOT_AUTHORIZED, 'token disabled', token.id);
+      let ipMatcher: IpMatcher;
+      let rights: Rights;
+      try {
+        ipMatcher = compileIpMasks(token.ips);
+        rights = compileRights(token.access, { clientId: client.id, tokenId: token.id });
+      } catch (err) {
+        return unreadable(token.id, err);
+      }
+      if (!ipMatcher.allows(ip)) return answer('ip_denied', CONNACK_NOT_AUTHORIZED, 'address not in token ips', token.id);
+      if (!rights.hasMqtt) return answer('no_mqtt_rights', CONNACK_NOT_AUTHORIZED, 'token has no MQTT rights', token.id);
       const will = (client as unknown as ClientInternals)._will;
       if (will && !rights.canPublish(will.topic)) {
-        return finish('will_denied', CONNACK_NOT_AUTHORIZED, 'will topic not allowed', token.id);
+        return answer('will_denied', CONNACK_NOT_AUTHORIZED, 'will topic not allowed', token.id);
       }
+      // Still changed after the re-reads: admit on this reading and let the store decide right away.
+      const unsettled = watch.changed(token.id);
       const keepalive = connect?.keepalive ?? 0;
       const session = new Session(client, client.id, token.id, rights, ipMatcher, conn, now, client.clean, keepalive, Boolean(will));
       registry.add(session);
       enforcement.tokenInUse(token);
-      finish('ok', 0, 'ok', token.id);
-    }, (err: unknown) => {
+      if (unsettled) enforcement.refresh(token.id);
+      answer('ok', 0, 'ok', token.id);
+    };
+
+    // SPEC §2: a stored token this node cannot read never stops it: CONNACK 5, an error naming the id.
+    const unreadable = (tokenId: number | undefined, err: unknown): void => {
       stats.storeErrors++;
-      if (!(err instanceof StoreUnavailableError)) log.error({ err, clientId: client.id, ip }, 'token lookup failed');
-      finish('store_unavailable', CONNACK_SERVER_UNAVAILABLE, 'token store unavailable');
-    });
+      log.error({ tokenId, clientId: client.id, ip, reason: err instanceof Error ? err.message : String(err) }, 'stored token cannot be read');
+      answer('token_unreadable', CONNACK_NOT_AUTHORIZED, 'stored token cannot be read', tokenId);
+    };
+
+    readToken(store, key, watch, client)
+      .then(admit)
+      // `.catch` last: a throw while admitting is handled here, never an unhandled rejection (PITFALLS).
+      .catch((err: unknown) => {
+        if (client.closed) return;
+        if (err instanceof StoreDataError) return unreadable(err.tokenId, err);
+        stats.storeErrors++;
+        if (!(err instanceof StoreUnavailableError)) log.error({ err, clientId: client.id, ip }, 'token lookup failed');
+        answer('store_unavailable', CONNACK_SERVER_UNAVAILABLE, 'token store unavailable');
+      })
+      .catch((err: unknown) => log.error({ err, clientId: client.id }, 'connect handling failed'))
+      .finally(() => watch.end());
   };
+}
+
+/**
+ * The token for a CONNECT, read again while a change of it reached this node
+ * during the read (SPEC §4 "no window"): a change that committed after the
+ * store answered would otherwise be applied to nothing.
+ */
+async function readToken(store: TokenStore, key: string, watch: LookupWatch, client: Client): Promise<Token | null> {
+  let token = await store.findByKey(key);
+  for (let reads = 1; token !== null && reads < MAX_READS && watch.changed(token.id) && !client.closed; reads++) {
+    watch.restart();
+    token = await store.findByKey(key);
+  }
+  return token;
 }

@@ -131,19 +131,25 @@ export class MemoryStore implements TokenStore {
     return out;
   }
 
-  async touch(ids: number[], now: number): Promise<void> {
+  async touch(ids: number[], now: number): Promise<number[]> {
     this.assertOpen();
     const at = toSeconds(now);
+    const gone: number[] = [];
     for (const id of toIdList(ids)) {
       const token = this.byId.get(id)?.token;
       // A token already invalid by time stays so: touch must not revive it.
-      if (!token || isExpired(token, at) || token.accessed >= at) continue;
+      if (!token || isExpired(token, at)) {
+        gone.push(id);
+        continue;
+      }
+      if (token.accessed >= at) continue;
       const before = deadline(token);
       token.accessed = at;
       const after = deadline(token);
       if (after !== before) this.deadlines.push(after, id);
     }
     this.schedule();
+    return gone;
   }
 
   onChange(listener: ChangeListener): () => void {

@@ -212,26 +212,32 @@ return out
  * id per token hash. accessed = max(accessed, now) and the deadline moves
  * with it. Missing, malformed and already expired tokens are skipped: one
  * bad token must not stop the others' refresh. No change event (touch is
- * frequent and changes nothing a session depends on). Returns the count.
+ * frequent and changes nothing a session depends on). Returns the ids of
+ * the skipped ones (gone: missing, malformed or expired), so that the caller
+ * never takes a touch that wrote nothing for a live token (SPEC §4).
  */
 const TOUCH = `${PRELUDE}
 local ids, now, prefix = KEYS[1], tonumber(ARGV[1]), ARGV[2]
-local n = 0
+local gone = {}
 for i = 2, #KEYS do
   local tk, id = KEYS[i], ARGV[i + 1]
+  local live = false
   if redis.call('TYPE', tk).ok == 'hash' then
     local c, sha = clocks(tk)
-    if c ~= nil and c[4] < now and deadline(c[1], c[2], c[3], c[4]) > now then
-      redis.call('HSET', tk, 'accessed', ARGV[1])
-      local at = fmt(deadline(c[1], c[2], c[3], now) * 1000)
-      redis.call('PEXPIREAT', tk, at)
-      redis.call('PEXPIREAT', index_key(prefix, sha), at)
-      redis.call('ZADD', ids, at, id)
-      n = n + 1
+    if c ~= nil and deadline(c[1], c[2], c[3], c[4]) > now then
+      live = true
+      if c[4] < now then
+        redis.call('HSET', tk, 'accessed', ARGV[1])
+        local at = fmt(deadline(c[1], c[2], c[3], now) * 1000)
+        redis.call('PEXPIREAT', tk, at)
+        redis.call('PEXPIREAT', index_key(prefix, sha), at)
+        redis.call('ZADD', ids, at, id)
+      end
     end
   end
+  if not live then gone[#gone + 1] = id end
 end
-return n
+return gone
 `;
 
 /**
@@ -355,8 +361,10 @@ export class StoreScripts {
     return Array.isArray(reply) ? reply.map(String) : [];
   }
 
-  async touch(keys: { ids: string; tokens: string[] }, now: number, prefix: string, idList: string[]): Promise<number> {
-    return Number(await this.invoke('tokenmqTouch', 1 + keys.tokens.length, keys.ids, ...keys.tokens, now, prefix, ...idList));
+  /** Resolves to the ids that were not live tokens (nothing written for them). */
+  async touch(keys: { ids: string; tokens: string[] }, now: number, prefix: string, idList: string[]): Promise<number[]> {
+    const reply = await this.invoke('tokenmqTouch', 1 + keys.tokens.length, keys.ids, ...keys.tokens, now, prefix, ...idList);
+    return Array.isArray(reply) ? reply.map(Number) : [];
   }
 
   async sweep(ids: string, masters: string, prefix: string, channel: string, batch: number): Promise<number> {

@@ -233,20 +233,21 @@ export class RedisStore implements TokenStore {
     return deleted.map(Number);
   }
 
-  async touch(ids: number[], now: number): Promise<void> {
+  async touch(ids: number[], now: number): Promise<number[]> {
     const list = toIdList(ids);
-    if (list.length === 0) return;
+    if (list.length === 0) return [];
     const at = toSeconds(now);
     const chunks: number[][] = [];
     for (let i = 0; i < list.length; i += CHUNK) chunks.push(list.slice(i, i + CHUNK));
     // Sent together: one round trip however many chunks.
-    await this.call(() =>
+    const gone = await this.call(() =>
       Promise.all(
         chunks.map((chunk) =>
           this.scripts.touch({ ids: this.keys.ids, tokens: chunk.map((id) => this.tokenKey(id)) }, at, this.prefix, chunk.map(String)),
         ),
       ),
     );
+    return gone.flat();
   }
 
   onChange(listener: ChangeListener): () => void {

@@ -68,8 +68,14 @@ export interface TokenStore {
    * Sets `accessed = max(accessed, now)` for many tokens in one round trip,
    * moving their ttl deadline. No change event (touch is frequent). Tokens
    * already invalid by time at `now` are left to expire.
+   *
+   * Resolves to the ids that are not live tokens: not stored, unreadable, or
+   * already invalid by time at `now`; nothing was written for them. A caller
+   * holding such a token must re-read it instead of assuming it was refreshed
+   * (SPEC §4: a periodic `accessed` write that finds the token gone closes
+   * its sessions).
    */
-  touch(ids: number[], now: number): Promise<void>;
+  touch(ids: number[], now: number): Promise<number[]>;
   /** Token created/updated/deleted (including automatic expiry), on every node. Returns an unsubscribe. */
   onChange(listener: ChangeListener): () => void;
   /**
