@@ -7,6 +7,7 @@ import type { FastifyBaseLogger, FastifyRequest, onRequestAsyncHookHandler } fro
 import type { AuthLimiter, BrokerStats } from '../broker/index.js';
 import { clientIpFrom } from '../broker/client-ip.js';
 import { compileIpMasks, compileRights, isExpired, isKeyShaped, type IpMatcher, type Rights, type Token } from '../tokens/index.js';
+import { StoreDataError } from '../store/types.js';
 import { ApiError } from './errors.js';
 import type { TokenCache } from './token-cache.js';
 
@@ -29,6 +30,7 @@ const AUTH_HEADER = /^(?:FlespiToken|Bearer)[ \t]+([^ \t]+)[ \t]*$/i;
 const CHALLENGE = { 'www-authenticate': 'FlespiToken realm="tokenmq", Bearer realm="tokenmq"' };
 /** SPEC §5 reason for an IP outside the token's `ips`. */
 export const UNAUTHORIZED_LOCATION = 'using token from unauthorized location';
+const UNREADABLE = 'stored token cannot be read';
 
 export interface AuthenticatorDeps {
   /** Key → token lookups go through it (see token-cache.ts). */
@@ -81,6 +83,11 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
       if (token !== null && isExpired(token, now)) token = await cache.find(key, Date.now(), true);
     } catch (err) {
       stats.storeErrors++;
+      // SPEC §2: a stored token this node cannot read is a 401, logged by its id (never the key).
+      if (err instanceof StoreDataError) {
+        request.log.error({ tokenId: err.tokenId, reason: err.message }, 'stored token cannot be read');
+        throw refuse(request, 401, UNREADABLE, ip, err.tokenId);
+      }
       throw err; // StoreUnavailableError → 503; anything else → 500, logged by the error handler
     }
     if (token === null) {
@@ -96,7 +103,13 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     if (!ipMatchers.get(token.ips).allows(ip)) throw refuse(request, 401, UNAUTHORIZED_LOCATION, ip, token.id);
     // Authenticated: SPEC §2, every authenticated request refreshes `accessed`.
     deps.touch(token.id);
-    const rights = rightsOf(token);
+    let rights: Rights;
+    try {
+      rights = rightsOf(token);
+    } catch (err) {
+      request.log.error({ tokenId: token.id, reason: err instanceof Error ? err.message : String(err) }, 'stored token cannot be read');
+      throw refuse(request, 401, UNREADABLE, ip, token.id);
+    }
     if (!rights.canRest(request.method, request.url)) {
       const path = request.url.split('?')[0] ?? '';
       const shown = path.length > 128 ? `${path.slice(0, 128)}...` : path;
