@@ -33,6 +33,8 @@ export interface BrokerDeps {
   /** Cluster mode: mqemitter-redis and aedes-persistence-redis instances. */
   mq?: AedesOptions['mq'];
   persistence?: AedesOptions['persistence'];
+  /** Aedes' heartbeat (ms, default 60 s); its will sweeper for dead nodes runs every 4 heartbeats. */
+  heartbeatInterval?: number;
   /** Cluster mode: a directory over every node's sessions (default: this node's registry). */
   directory?: (registry: SessionRegistry, localKick: (clientId: string, reason: string) => number) => SessionDirectory;
 }
@@ -69,12 +71,14 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     id: deps.nodeId,
     mq: deps.mq,
     persistence: deps.persistence,
+    ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
     preConnect: createPreConnect(connectMeta),
     authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, connections, stats, log }, connectMeta),
     authorizePublish: createAuthorizePublish(authDeps),
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),
     authorizeForward: createAuthorizeForward(authDeps),
   });
+  guardRegistration(aedes, log);
   aedes.on('clientReady', (client) => {
     // Restored subscriptions of a persistent session skip authorizeSubscribe; apply this token's rights.
     const session = registry.get(client);
@@ -127,5 +131,42 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
       await stopped;
       await sessions.close();
     },
+  };
+}
+
+interface WillPersistence {
+  putWill(client: unknown, packet: unknown): Promise<unknown>;
+  delWill(client: { id: string; brokerId: string }): Promise<unknown>;
+}
+
+interface AedesRegistration {
+  registerClient(client: Client): void;
+  clients: Record<string, Client & { will?: unknown }>;
+  persistence: WillPersistence;
+}
+
+/**
+ * A client closed between authenticate and Aedes' registerClient (socket gone,
+ * kicked, token revoked mid-connect) must leave nothing behind. Aedes' CONNECT
+ * series runs on regardless: it would register the closed client (a ghost in
+ * `aedes.clients` that also takes its client id over from a live session) and
+ * its storeWill step can persist the will after close() has published and
+ * deleted it, so a later sweep of this node's wills would publish it again.
+ * The series has stored the will by the time it registers, so this is where
+ * it is undone.
+ */
+function guardRegistration(aedes: Aedes, log: Logger): void {
+  const internals = aedes as unknown as AedesRegistration;
+  const register = internals.registerClient.bind(aedes);
+  internals.registerClient = (client: Client): void => {
+    if (!client.closed) return register(client);
+    log.debug({ clientId: client.id }, 'connection closed before its session was registered');
+    const live = internals.clients[client.id];
+    // storeWill deleted the will stored under this client id on this node, a live takeover's included:
+    // put a live session's will back, else drop what the closed one stored.
+    const write = live && !live.closed
+      ? (live.will ? internals.persistence.putWill(live, live.will) : Promise.resolve())
+      : internals.persistence.delWill({ id: client.id, brokerId: aedes.id });
+    write.catch((err: unknown) => log.warn({ err, clientId: client.id }, 'could not clean the will of a connection closed mid-connect'));
   };
 }

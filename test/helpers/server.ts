@@ -3,7 +3,9 @@
 import { randomBytes } from 'node:crypto';
 import type { BlockList } from 'node:net';
 import { pino, type Logger } from 'pino';
-import { AuthLimiter, createTokenBroker, type TokenBroker } from '../../src/broker/index.js';
+import {
+  AuthLimiter, RedisSessionDirectory, createClusterParts, createTokenBroker, type ClusterParts, type TokenBroker,
+} from '../../src/broker/index.js';
 import { buildApi } from '../../src/api/index.js';
 import { createMetrics } from '../../src/metrics.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
@@ -12,6 +14,7 @@ import type { CreatedToken, TokenInput } from '../../src/tokens/types.js';
 
 export interface TestServer {
   store: TokenStore;
+  nodeId: string;
   broker: TokenBroker;
   limiter: AuthLimiter;
   ports: { mqtt: number; ws: number; http: number };
@@ -38,6 +41,13 @@ export interface TestServerOptions {
   metrics?: boolean;
   /** REST key → token cache lifetime, ms (buildApi's default when unset; 0 disables). */
   tokenCacheMs?: number;
+  /**
+   * Cluster mode as main.ts wires it (mqemitter-redis, aedes-persistence-redis,
+   * the Redis session directory) on the store's Redis and prefix. Needs a RedisStore.
+   */
+  cluster?: boolean;
+  /** Aedes heartbeat (ms); its will sweeper runs every 4 heartbeats. */
+  heartbeatInterval?: number;
 }
 
 export function uniquePrefix(): string {
@@ -58,8 +68,19 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     store = new MemoryStore();
   }
   const limiter = new AuthLimiter(opts.authFailLimit ?? 0, opts.authFailWindow ?? 10);
+  const nodeId = `test-${randomBytes(3).toString('hex')}`;
+  let cluster: ClusterParts | undefined;
+  let directory: Parameters<typeof createTokenBroker>[0]['directory'];
+  if (opts.cluster) {
+    const redisUrl = process.env.REDIS_URL;
+    const prefix = (store as { prefix?: unknown }).prefix;
+    if (!redisUrl || typeof prefix !== 'string') throw new Error('cluster: true needs a RedisStore and REDIS_URL');
+    cluster = createClusterParts({ redisUrl, prefix, log });
+    directory = (registry, localKick) => new RedisSessionDirectory({ redisUrl, prefix, nodeId, registry, localKick, log });
+  }
   const broker = await createTokenBroker({
-    store, log, limiter, nodeId: `test-${randomBytes(3).toString('hex')}`, maxPacketSize: opts.maxPacketSize,
+    store, log, limiter, nodeId, maxPacketSize: opts.maxPacketSize,
+    mq: cluster?.mq, persistence: cluster?.persistence, directory, heartbeatInterval: opts.heartbeatInterval,
   });
   const ports = await broker.listen({
     host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: opts.proxyProtocol ?? false, trustProxy: opts.trustProxy,
@@ -73,6 +94,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const http = (api.server.address() as { port: number }).port;
   return {
     store,
+    nodeId,
     broker,
     limiter,
     ports: { mqtt: ports.mqtt, ws: ports.ws, http },
@@ -86,6 +108,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     async close() {
       await api.close();
       await broker.close();
+      await cluster?.close();
       await store.close();
     },
   };
