@@ -16,10 +16,19 @@ interface ClientWill {
   will?: unknown;
 }
 
+/** Aedes' persistence stamps a stored will with these; PUBLISH packets off the wire never carry them. */
+interface StoredWill {
+  brokerId?: unknown;
+}
+
 export function createAuthorizePublish({ registry, stats, log }: AuthorizeDeps) {
   return function authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
-    // Wills of clients of a dead node (Aedes' will sweeper): authorised at CONNECT there.
-    if (client === null) return done(null);
+    // Wills of clients of a dead node (Aedes' will sweeper): authorised at CONNECT there (SPEC §4).
+    // The sweeper passes whatever session now has that client id on this node: its rights are
+    // not the will's, and a refusal would stall the whole sweep.
+    if (client === null || (packet !== (client as unknown as ClientWill).will && (packet as StoredWill).brokerId !== undefined)) {
+      return done(null);
+    }
     const session = registry.get(client);
     if (session === undefined) return done(new Error('no session'));
     // SPEC §4: a will authorised at CONNECT goes out even after the token is revoked or expired.

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
+import { sweepableWills } from './will-sweep.js';
 
 const require = createRequire(import.meta.url);
 // Both are CommonJS factories without ESM entry points.
@@ -16,6 +17,7 @@ const AsyncRedisPersistence = require('aedes-persistence-redis/asyncPersistence.
 
 interface RetainedSource {
   createRetainedStreamCombi(patterns: string[]): AsyncIterable<unknown> | Readable;
+  streamWill(brokers?: Record<string, unknown>): AsyncIterable<unknown>;
 }
 
 interface ClusterEmitter {
@@ -105,6 +107,8 @@ export function createClusterParts(opts: { redisUrl: string; prefix: string; log
     const source = retained(patterns);
     return source instanceof Readable ? source : Readable.from(source);
   };
+  // Aedes' will sweeper stops at the first will it cannot publish, every time (will-sweep.ts).
+  persistence.streamWill = (brokers) => sweepableWills(persistenceConn, brokers, log);
   return {
     mq,
     persistence,
