@@ -51,9 +51,9 @@ export async function ensureMasterToken(
   }
   checkMasterKey(masterKey);
   const existing = await store.findByKey(masterKey);
-  if (existing) {
-    // Idempotent: left as it is, only its ttl clock restarted (SPEC §2 `accessed`).
-    await store.touch([existing.id], now);
+  // Idempotent: left as it is, only its ttl clock restarted (SPEC §2 `accessed`). A token that
+  // the touch finds gone (expired, or deleted since the lookup) does not count: create it below.
+  if (existing && (await store.touch([existing.id], now)).length === 0) {
     const intact = existing.enabled && existing.access.type === ACCESS_MASTER;
     return intact
       ? { created: false, id: existing.id }

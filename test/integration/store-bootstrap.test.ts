@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, test } from '@jest/globals';
 import { MasterKeyError, MASTER_TTL, ensureMasterToken } from '../../src/store/bootstrap.js';
 import { ACCESS_MASTER, ACCESS_STANDARD } from '../../src/tokens/types.js';
+import { holdable } from '../helpers/held-store.js';
 import { StoreTracker, backends, nowSec, openRedisStore } from './store-helpers.js';
 
 const tracker = new StoreTracker();
@@ -25,6 +26,23 @@ describe.each(backends(tracker))('ensureMasterToken with %s (SPEC §1)', (_name,
     expect(second).toEqual({ created: false, id: first.id });
     expect(await store.findByKey(MASTER_KEY)).toMatchObject({ info: 'renamed by the operator', accessed: now + 50 });
     expect(await store.count()).toBe(1);
+  });
+
+  test('with MASTER_TOKEN whose token is deleted between the lookup and the touch: a master with that key exists after start-up', async () => {
+    const store = await open();
+    const now = nowSec();
+    const first = await ensureMasterToken(store, { masterKey: MASTER_KEY, now });
+    // The lookup has read the token; it is deleted before start-up writes `accessed`.
+    const racing = holdable(store);
+    const gate = racing.holdLookups();
+    const second = ensureMasterToken(racing.store, { masterKey: MASTER_KEY, now: now + 1 });
+    await gate.whenReached();
+    await store.delete([first.id!]);
+    gate.release();
+    const result = await second;
+    const token = await store.findByKey(MASTER_KEY);
+    expect(token).toMatchObject({ access: { type: ACCESS_MASTER }, enabled: true });
+    expect(result).toEqual({ created: true, id: token!.id });
   });
 
   test('with MASTER_TOKEN naming a token that is no longer an enabled master: left alone, with a warning', async () => {
