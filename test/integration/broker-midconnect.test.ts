@@ -36,7 +36,7 @@ describe('a session closed between authenticate and registration leaves nothing 
     redis = new Redis(process.env.REDIS_URL!);
     master = await connect(srv.mqttUrl, (await srv.token({ access: { type: 1 } })).key);
     await master.subscribeAsync('lwt/#', { qos: 1 });
-    persistence = srv.broker.aedes.persistence as unknown as WillPersistence;
+    persistence = (srv.broker.aedes as unknown as { persistence: WillPersistence }).persistence;
     const putWill = persistence.putWill.bind(persistence);
     const delWill = persistence.delWill.bind(persistence);
     persistence.putWill = async (client, packet) => {
@@ -97,7 +97,7 @@ describe('a session closed between authenticate and registration leaves nothing 
     await failed;
     // Everything that should be gone, checked together so that a failure names each leftover.
     const leftovers: string[] = [];
-    if (id in srv.broker.aedes.clients) leftovers.push('a registered client in Aedes');
+    if (id in (srv.broker.aedes as unknown as { clients: Record<string, unknown> }).clients) leftovers.push('a registered client in Aedes');
     if (srv.broker.registry.byClientId(id).length > 0) leftovers.push('a session in the registry');
     const gone = async (): Promise<boolean> => !(await srv.broker.sessions.list()).some((s) => s.client_id === id);
     if (!(await eventually(gone, 2000).catch(() => false))) leftovers.push('an entry in the session directory');
