@@ -71,7 +71,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     mq: deps.mq,
     // [MQTT-4.7.2-1] on the retained and offline-queue paths too, whichever persistence (dollar-guard.ts).
     persistence: guardDollarTopics(deps.persistence ?? createMemoryPersistence()),
-    preConnect: createPreConnect(connectMeta),
+    preConnect: createPreConnect(connectMeta, { connections, log }),
     authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, connections, stats, log }, connectMeta),
     authorizePublish: createAuthorizePublish(authDeps),
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),
