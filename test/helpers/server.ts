@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import type { BlockList } from 'node:net';
 import { pino, type Logger } from 'pino';
-import { AuthLimiter, createTokenBroker, type TokenBroker } from '../../src/broker/index.js';
+import { AuthLimiter, createClusterParts, createTokenBroker, type ClusterParts, type TokenBroker } from '../../src/broker/index.js';
 import { buildApi } from '../../src/api/index.js';
 import { createMetrics } from '../../src/metrics.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
@@ -38,6 +38,8 @@ export interface TestServerOptions {
   metrics?: boolean;
   /** REST key → token cache lifetime, ms (buildApi's default when unset; 0 disables). */
   tokenCacheMs?: number;
+  /** Cluster mode in-process (SPEC §6): mqemitter-redis and aedes-persistence-redis on REDIS_URL, as main.ts builds them. */
+  cluster?: boolean;
 }
 
 export function uniquePrefix(): string {
@@ -58,8 +60,15 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     store = new MemoryStore();
   }
   const limiter = new AuthLimiter(opts.authFailLimit ?? 0, opts.authFailWindow ?? 10);
+  let cluster: ClusterParts | undefined;
+  if (opts.cluster) {
+    const url = process.env.REDIS_URL;
+    if (!url) throw new Error('REDIS_URL is not set (jest global setup starts redis-server)');
+    cluster = createClusterParts({ redisUrl: url, prefix: uniquePrefix(), log });
+  }
   const broker = await createTokenBroker({
     store, log, limiter, nodeId: `test-${randomBytes(3).toString('hex')}`, maxPacketSize: opts.maxPacketSize,
+    mq: cluster?.mq, persistence: cluster?.persistence,
   });
   const ports = await broker.listen({
     host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: opts.proxyProtocol ?? false, trustProxy: opts.trustProxy,
@@ -86,6 +95,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     async close() {
       await api.close();
       await broker.close();
+      await cluster?.close();
       await store.close();
     },
   };
