@@ -33,8 +33,10 @@ async function granted(client: MqttClient, filters: string[], qos: 0 | 1 | 2 = 1
 
 interface Inbox {
   all: Received[];
-  /** Resolves once `count` messages on `topic` have arrived. */
-  waitFor(topic: string, count?: number): Promise<void>;
+  /** Resolves once `count` messages on `topic` have arrived (rejects after `ms`). */
+  waitFor(topic: string, count?: number, ms?: number): Promise<void>;
+  /** Whether `topic` arrived within `ms`: for a wait whose failure the test asserts. */
+  arrives(topic: string, ms: number): Promise<boolean>;
   /** The messages on `$<root>...` topics. */
   dollar(root: string): Received[];
 }
@@ -43,8 +45,11 @@ function inbox(client: MqttClient): Inbox {
   const all = collect(client).messages; // never `next()`: every message stays in `all`
   return {
     all,
-    async waitFor(topic, count = 1) {
-      await eventually(() => all.filter((m) => m.topic === topic).length >= count, 2 * WAIT_MS, `${count} × ${topic}`);
+    async waitFor(topic, count = 1, ms = 2 * WAIT_MS) {
+      await eventually(() => all.filter((m) => m.topic === topic).length >= count, ms, `${count} × ${topic}`);
+    },
+    arrives(topic, ms) {
+      return this.waitFor(topic, 1, ms).then(() => true, () => false);
     },
     dollar: (root) => all.filter((m) => m.topic.startsWith(`$${root}`)),
   };
@@ -257,10 +262,12 @@ describe.each(MODES)('$ topics with the %s', (_mode, serverOpts) => {
     await watcher.waitFor(`${r}/last`);
     const again = await connectCollecting(srv.mqttUrl, key, { clientId: id, clean: false });
     clients.push(again.client);
-    for (const t of [`$${r}/q1`, `$${r}/q2`, `${r}/last`]) await again.box.waitFor(t);
+    // Queued in order: `$R/q1`, `$R/q2`, then `R/last` (which a doubly queued `$R/q2` used to hold back).
+    const last = await again.box.arrives(`${r}/last`, WAIT_MS);
     await pub.publishAsync(`${r}/end`, 'marker', { qos: 2 });
-    await again.box.waitFor(`${r}/end`);
-    expect(again.box.dollar(r).map((m) => m.topic).sort()).toEqual([`$${r}/q1`, `$${r}/q2`]);
+    const end = await again.box.arrives(`${r}/end`, WAIT_MS);
+    const dollar = again.box.dollar(r).map((m) => m.topic).sort();
+    expect({ last, end, dollar }).toEqual({ last: true, end: true, dollar: [`$${r}/q1`, `$${r}/q2`] });
   });
 
   test.each([['standard', 0], ['master', 1], ['ACL', 2]] as const)('a live # or + subscriber with a %s token never receives $ topics (MQTT-4.7.2-1)', async (_name, type) => {
