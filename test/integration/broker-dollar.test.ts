@@ -270,6 +270,43 @@ describe.each(MODES)('$ topics with the %s', (_mode, serverOpts) => {
     expect({ last, end, dollar }).toEqual({ last: true, end: true, dollar: [`$${r}/q1`, `$${r}/q2`] });
   });
 
+  test('a retained QoS 1 will on a $ topic reaches $R/# live and retained, never #, + or a queued # (MQTT-4.7.2-1)', async () => {
+    const r = root();
+    const std = await tokenOf(0);
+    const id = clientId('persist');
+    const offline = await connectCollecting(srv.mqttUrl, std, { clientId: id, clean: false });
+    expect(await granted(offline.client, ['#'], 1)).toEqual([1]);
+    await offline.client.endAsync();
+    const wide = await open(std);
+    const wideBox = inbox(wide);
+    expect(await granted(wide, ['#', '+/will'], 1)).toEqual([1, 1]);
+    const named = await open(std);
+    const namedBox = inbox(named);
+    expect(await granted(named, [`$${r}/#`], 1)).toEqual([1]);
+    const dying = await open(master, { will: { topic: `$${r}/will`, payload: Buffer.from('gone'), qos: 1, retain: true } });
+    dying.stream.destroy(); // no DISCONNECT: the will goes out
+    await namedBox.waitFor(`$${r}/will`);
+    try {
+      const late = await open(std);
+      const lateBox = inbox(late);
+      expect(await granted(late, ['#', `$${r}/+`], 1)).toEqual([1, 1]);
+      await lateBox.waitFor(`$${r}/will`); // retained, through `$R/+` only
+      const again = await connectCollecting(srv.mqttUrl, std, { clientId: id, clean: false });
+      clients.push(again.client);
+      const pub = await open(master);
+      await pub.publishAsync(`${r}/end`, 'marker', { qos: 1 });
+      for (const box of [wideBox, lateBox, again.box]) await box.waitFor(`${r}/end`);
+      expect({
+        wide: wideBox.dollar(r),
+        late: lateBox.dollar(r).length,
+        queued: again.box.dollar(r),
+      }).toEqual({ wide: [], late: 1, queued: [] });
+    } finally {
+      const pub = await open(master);
+      await pub.publishAsync(`$${r}/will`, '', { qos: 1, retain: true });
+    }
+  });
+
   test.each([['standard', 0], ['master', 1], ['ACL', 2]] as const)('a live # or + subscriber with a %s token never receives $ topics (MQTT-4.7.2-1)', async (_name, type) => {
     const r = root();
     const key = type === 2 ? (await srv.token(acl(entry('#', 'subscribe'), entry(`$${r}/#`, 'subscribe')))).key : await tokenOf(type);
