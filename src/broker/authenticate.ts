@@ -2,7 +2,7 @@
 // CONNACK code and a logged reason (never the key).
 import type { AuthenticateError, Client, ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
-import { compileIpMasks, compileRights, isKeyShaped, isValid, type IpMatcher, type Rights, type Token } from '../tokens/index.js';
+import { compileIpMasks, compileRights, isKeyShaped, isValid, topicError, type IpMatcher, type Rights, type Token } from '../tokens/index.js';
 import { StoreDataError, StoreUnavailableError, type TokenStore } from '../store/types.js';
 import type { AuthLimiter } from './auth-limiter.js';
 import type { Enforcement, LookupWatch } from './enforcement.js';
@@ -53,8 +53,16 @@ export interface ConnectMeta {
   emptyIdPersistent: boolean;
 }
 
-export function createPreConnect(meta: WeakMap<Client, ConnectMeta>) {
+export function createPreConnect(meta: WeakMap<Client, ConnectMeta>, deps: Pick<AuthDeps, 'connections' | 'log'>) {
   return function preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void): void {
+    // SPEC §4, [MQTT-3.3.2-2]: a will topic must be a topic name (no wildcards, not empty, no NUL); Aedes
+    // would publish it as is. A protocol violation: the connection closes without CONNACK.
+    const willError = packet.will ? topicError(packet.will.topic) : null;
+    if (willError !== null) {
+      const ip = deps.connections.get(client.conn)?.ip ?? '';
+      deps.log.info({ clientId: packet.clientId, ip, reason: 'protocol_error' }, `connection closed: will topic ${willError}`);
+      return done(new Error(`invalid will topic: ${willError}`), false);
+    }
     meta.set(client, { keepalive: packet.keepalive ?? 0, emptyIdPersistent: !packet.clientId && packet.clean === false });
     done(null, true);
   };

@@ -57,11 +57,18 @@ export function createAuthorizeSubscribe({ registry, stats, log }: AuthorizeDeps
     if (session !== undefined && session.rights.canSubscribe(sub.topic)) return done(null, sub);
     // SUBACK 0x80 for this filter only; the connection stays (SPEC §4).
     stats.refusedSubscribes++;
-    log.info({ clientId: client.id, tokenId: session?.tokenId, topic: sub.topic }, 'subscribe refused: filter intersects no subscribe entry');
+    // ACL: no subscribe entry intersects it; standard: `$SYS`/`$tokenmq` (SPEC §3).
+    log.info({ clientId: client.id, tokenId: session?.tokenId, topic: sub.topic }, 'subscribe refused: filter not allowed');
     done(null, null);
   };
 }
 
+/**
+ * Per delivery, whatever brought the message (live, retained, offline queue):
+ * the receiver's current rights decide (SPEC §4). It cannot apply [MQTT-4.7.2-1]
+ * (Aedes does not say which subscription matched): live delivery does that in
+ * Aedes, the retained and queued paths in dollar-guard.ts.
+ */
 export function createAuthorizeForward({ registry, stats }: AuthorizeDeps) {
   return function authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
     const session = registry.get(client);

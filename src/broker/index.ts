@@ -8,6 +8,7 @@ import type { TokenStore } from '../store/types.js';
 import { AuthLimiter } from './auth-limiter.js';
 import { createAuthenticate, createPreConnect, type ConnectMeta } from './authenticate.js';
 import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscribe } from './authorize.js';
+import { createMemoryPersistence, guardDollarTopics } from './dollar-guard.js';
 import { Enforcement } from './enforcement.js';
 import { SessionRegistry, type ConnectionInfo, type Session } from './sessions.js';
 import { LocalSessionDirectory, type SessionDirectory } from './session-directory.js';
@@ -70,9 +71,10 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   const aedes = await Aedes.createBroker({
     id: deps.nodeId,
     mq: deps.mq,
-    persistence: deps.persistence,
+    // [MQTT-4.7.2-1] on the retained and offline-queue paths too, whichever persistence (dollar-guard.ts).
+    persistence: guardDollarTopics(deps.persistence ?? createMemoryPersistence()),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
-    preConnect: createPreConnect(connectMeta),
+    preConnect: createPreConnect(connectMeta, { connections, log }),
     authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, connections, stats, log }, connectMeta),
     authorizePublish: createAuthorizePublish(authDeps),
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),

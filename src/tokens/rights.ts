@@ -9,10 +9,28 @@ import { ACCESS_ACL, ACCESS_MASTER, ACCESS_STANDARD, HTTP_METHODS, type AccessTy
 
 export type { SessionContext } from './placeholders.js';
 
-/** SPEC §3: publishing to `$SYS...` is refused for every token, master included. */
-export function isSysTopic(topic: string): boolean {
-  return topic.startsWith('$SYS');
+const SLASH = 0x2f;
+const DOLLAR = 0x24;
+const SYS = '$SYS';
+const TOKENMQ = '$tokenmq';
+
+/** True when the first level of `s` is exactly `level`. */
+function firstLevelIs(s: string, level: string): boolean {
+  return s.startsWith(level) && (s.length === level.length || s.charCodeAt(level.length) === SLASH);
 }
+
+/**
+ * The broker's own topics (SPEC §3): a topic name or filter whose first level
+ * is `$SYS` (where Aedes announces every client id and subscription) or
+ * `$tokenmq` (broker events). Only the broker publishes there; only master and
+ * ACL entries that name them see them. Allocation-free: asked per delivery.
+ */
+export function isBrokerTopic(topic: string): boolean {
+  return topic.charCodeAt(0) === DOLLAR && (firstLevelIs(topic, SYS) || firstLevelIs(topic, TOKENMQ));
+}
+
+/** @deprecated the rule covers `$tokenmq` too: use `isBrokerTopic`. */
+export const isSysTopic = isBrokerTopic;
 
 /** A REST grant of an ACL entry: a path prefix on segment boundaries and a method bitmask. */
 interface RestGrant {
@@ -30,13 +48,16 @@ const AUTH_INFO = '/auth/info';
 
 /**
  * One session's rights. A single class for every access type, so the hot
- * methods see one shape; `unrestricted` is true for standard and master.
+ * methods see one shape; `unrestricted` is true for standard and master, and
+ * `seesBrokerTopics` for master only (SPEC §3: a standard token has every
+ * topic except `$SYS/...` and `$tokenmq/...`).
  */
 export class Rights {
   readonly type: AccessType;
   /** False when the token cannot use MQTT at all: CONNECT is refused (SPEC §3, CONNACK 5). */
   readonly hasMqtt: boolean;
   private readonly unrestricted: boolean;
+  private readonly seesBrokerTopics: boolean;
   private readonly publishTrie: TopicTrie;
   private readonly subscribeTrie: TopicTrie;
   private readonly subscribeFilters: readonly string[];
@@ -51,6 +72,7 @@ export class Rights {
   ) {
     this.type = type;
     this.unrestricted = type === ACCESS_STANDARD || type === ACCESS_MASTER;
+    this.seesBrokerTopics = type === ACCESS_MASTER;
     this.hasMqtt = this.unrestricted || publishTrie.count > 0 || subscribeTrie.count > 0;
     this.publishTrie = publishTrie;
     this.subscribeTrie = subscribeTrie;
@@ -58,19 +80,24 @@ export class Rights {
     this.restGrants = restGrants;
   }
 
-  /** PUBLISH to topic name `topic` (per message). SPEC §3: never `$SYS`; ACL: some publish entry matches. */
+  /**
+   * PUBLISH to topic name `topic` (per message). SPEC §3: never to the broker's
+   * own topics (`$SYS`, `$tokenmq`), master included; ACL: some publish entry matches.
+   */
   canPublish(topic: string): boolean {
-    if (isSysTopic(topic)) return false;
+    if (isBrokerTopic(topic)) return false;
     return this.unrestricted || this.publishTrie.match(topic);
   }
 
   /**
-   * SUBSCRIBE to `filter` (SPEC §3): ACL tokens need a subscribe entry that
-   * intersects it (some topic could match both); what is then delivered is
-   * filtered per message by `canReceive`.
+   * SUBSCRIBE to `filter` (SPEC §3). Master: any. Standard: any but the
+   * broker's own topics (a filter whose first level is `$SYS` or `$tokenmq`;
+   * `#` and `+` never reach `$` topics [MQTT-4.7.2-1]). ACL: a subscribe entry
+   * must intersect it (some topic could match both), so `$SYS/...` needs an
+   * entry naming `$SYS`; what is then delivered is filtered per message by `canReceive`.
    */
   canSubscribe(filter: string): boolean {
-    if (this.unrestricted) return true;
+    if (this.unrestricted) return this.seesBrokerTopics || !isBrokerTopic(filter);
     if (filterError(filter) !== null) return false;
     for (const entry of this.subscribeFilters) {
       if (intersects(entry, filter)) return true;
@@ -78,9 +105,14 @@ export class Rights {
     return false;
   }
 
-  /** Delivery of a message on `topic` to this session (per delivery, authorizeForward; SPEC §3, §4). */
+  /**
+   * Delivery of a message on `topic` to this session (per delivery, authorizeForward;
+   * SPEC §3, §4), whatever path brought it (live, retained, queued, a subscription
+   * kept from wider rights): the broker's own topics only to master and ACL entries naming them.
+   */
   canReceive(topic: string): boolean {
-    return this.unrestricted || this.subscribeTrie.match(topic);
+    if (this.unrestricted) return this.seesBrokerTopics || !isBrokerTopic(topic);
+    return this.subscribeTrie.match(topic);
   }
 
   /**

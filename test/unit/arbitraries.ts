@@ -25,8 +25,11 @@ export function topicOver(levels: readonly string[]): fc.Arbitrary<string> {
 export const filterArb = filterOver(LEVELS);
 export const topicArb = topicOver(LEVELS);
 
-/** A wider alphabet, so that trie nodes get more literal children than the small-fan-out scan holds. */
-export const WIDE_LEVELS: readonly string[] = ['', '$x', '$SYS', ...Array.from({ length: 20 }, (_, i) => `l${i}`)];
+/**
+ * A wider alphabet, so that trie nodes get more literal children than the small-fan-out scan holds;
+ * with the broker's own first levels (SPEC §3) and a near miss of one.
+ */
+export const WIDE_LEVELS: readonly string[] = ['', '$x', '$SYS', '$tokenmq', '$SYSTEM', ...Array.from({ length: 20 }, (_, i) => `l${i}`)];
 
 /** Every topic name of 1..maxDepth levels over `levels` (the empty topic excluded). */
 export function allTopics(levels: readonly string[], maxDepth: number): string[] {

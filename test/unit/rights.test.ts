@@ -32,10 +32,35 @@ describe('standard and master tokens (SPEC §3)', () => {
     ['standard', ACCESS_STANDARD],
     ['master', ACCESS_MASTER],
     ['ACL', ACCESS_ACL],
-  ] as const)('refuses PUBLISH to $SYS for a %s token (SPEC §3)', (_name, type) => {
-    const rights = compileRights({ type, acl: type === ACCESS_ACL ? [topicEntry('$SYS/#', 'publish')] : undefined }, ctx);
+  ] as const)('refuses PUBLISH to $SYS and $tokenmq for a %s token (SPEC §3)', (_name, type) => {
+    const acl = type === ACCESS_ACL ? [topicEntry('$SYS/#', 'publish'), topicEntry('$tokenmq/#', 'publish'), topicEntry('#', 'publish')] : undefined;
+    const rights = compileRights({ type, acl }, ctx);
     expect(rights.canPublish('$SYS/broker/uptime')).toBe(false);
     expect(rights.canPublish('$SYS')).toBe(false);
+    expect(rights.canPublish('$tokenmq/events/connected/7')).toBe(false);
+    expect(rights.canPublish('$tokenmq')).toBe(false);
+  });
+
+  test('a standard token may not subscribe to nor receive $SYS or $tokenmq; other $ topics it may (SPEC §3)', () => {
+    const standard = compileRights({ type: ACCESS_STANDARD }, ctx);
+    for (const filter of ['$SYS/#', '$SYS', '$SYS/+/new/clients', '$tokenmq/#', '$tokenmq/events/+/7', '$tokenmq']) {
+      expect([filter, standard.canSubscribe(filter)]).toEqual([filter, false]);
+    }
+    for (const topic of ['$SYS/broker/new/clients', '$SYS', '$tokenmq/events/connected/7', '$tokenmq']) {
+      expect([topic, standard.canReceive(topic)]).toEqual([topic, false]);
+    }
+    expect(standard.canSubscribe('$app/#')).toBe(true);
+    expect(standard.canSubscribe('$SYSTEM/x')).toBe(true); // the first level is the rule, not a prefix
+    expect(standard.canSubscribe('#')).toBe(true); // `#` never reaches `$` topics [MQTT-4.7.2-1]
+    expect(standard.canReceive('$app/status')).toBe(true);
+    expect(standard.canReceive('$tokenmqx/a')).toBe(true);
+    expect(standard.canPublish('$app/status')).toBe(true);
+  });
+
+  test('a master token subscribes to and receives $SYS and $tokenmq (SPEC §3)', () => {
+    const master = compileRights({ type: ACCESS_MASTER }, ctx);
+    for (const filter of ['$SYS/#', '$tokenmq/#', '$tokenmq/events/+/7', '#']) expect(master.canSubscribe(filter)).toBe(true);
+    for (const topic of ['$SYS/broker/new/clients', '$tokenmq/events/connected/7', '$app/x']) expect(master.canReceive(topic)).toBe(true);
   });
 
   test('an unknown access type grants nothing (default deny)', () => {
@@ -80,6 +105,15 @@ describe('ACL tokens: MQTT rights (SPEC §3)', () => {
     expect(sensor.canPublish('devices/43/temp')).toBe(false);
     expect(sensor.canSubscribe('devices/42/#')).toBe(false);
     expect(sensor.canReceive('devices/42/temp')).toBe(false);
+  });
+
+  test('$SYS and $tokenmq need an entry naming that $ level (SPEC §3)', () => {
+    const events = compileRights(acl(topicEntry('$tokenmq/events/#', 'subscribe'), topicEntry('#', 'subscribe'), topicEntry('+/#', 'subscribe')), ctx);
+    expect(events.canSubscribe('$tokenmq/events/+/7')).toBe(true);
+    expect(events.canReceive('$tokenmq/events/connected/7')).toBe(true);
+    expect(events.canSubscribe('$SYS/#')).toBe(false);
+    expect(events.canReceive('$SYS/broker/new/clients')).toBe(false);
+    expect(events.canSubscribe('$tokenmq/other')).toBe(false);
   });
 
   test('a # entry does not reach $ topics; a $ entry does [MQTT-4.7.2-1]', () => {
@@ -212,6 +246,32 @@ describe('REST rights (SPEC §3, §5)', () => {
   });
 });
 
+/** SPEC §3, written independently of rights.ts: the first level is `$SYS` or `$tokenmq`. */
+function brokerLevel(topicOrFilter: string): boolean {
+  const first = topicOrFilter.split('/')[0];
+  return first === '$SYS' || first === '$tokenmq';
+}
+
+describe('the broker\'s own topics: $SYS and $tokenmq (SPEC §3, property)', () => {
+  const wideTopic = topicOver(WIDE_LEVELS);
+  const wideFilter = filterOver(WIDE_LEVELS);
+  const standard = compileRights({ type: ACCESS_STANDARD }, ctx);
+  const master = compileRights({ type: ACCESS_MASTER }, ctx);
+
+  test('standard: every topic but the broker\'s own, to publish, subscribe and receive; master: all but publishing there', () => {
+    fc.assert(
+      fc.property(wideTopic, wideFilter, (topic, filter) =>
+        standard.canPublish(topic) === !brokerLevel(topic) &&
+        standard.canReceive(topic) === !brokerLevel(topic) &&
+        standard.canSubscribe(filter) === !brokerLevel(filter) &&
+        master.canPublish(topic) === !brokerLevel(topic) &&
+        master.canReceive(topic) &&
+        master.canSubscribe(filter)),
+      { numRuns: 2000 },
+    );
+  });
+});
+
 describe('compiled matcher agrees with a linear scan of the entries (property)', () => {
   const actionsArb = fc.subarray<MqttAction>(['publish', 'subscribe'], { minLength: 1 });
   const entriesArb = fc.array(fc.tuple(filterArb, actionsArb), { maxLength: 40 });
@@ -226,7 +286,7 @@ describe('compiled matcher agrees with a linear scan of the entries (property)',
     const subscribe = withAction(entries, 'subscribe');
     return topics.every(
       (topic) =>
-        rights.canPublish(topic) === (!topic.startsWith('$SYS') && publish.some((f) => matches(f, topic))) &&
+        rights.canPublish(topic) === (!brokerLevel(topic) && publish.some((f) => matches(f, topic))) &&
         rights.canReceive(topic) === subscribe.some((f) => matches(f, topic)),
     );
   }
