@@ -115,13 +115,19 @@ export function parseCidrList(name: string, text: string): string[] {
     const [addr = '', bits, extra] = entry.split('/');
     const family = isIP(addr);
     const max = family === 4 ? 32 : 128;
-    const okBits = bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= max);
-    if (!family || !okBits || extra !== undefined) throw new ConfigError(name, `'${entry}' is not an IP address or CIDR`);
+    const okBits = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= max);
+    // A zone (`fe80::1%eth0`) names an interface, not addresses: BlockList would silently ignore it.
+    if (!family || !okBits || extra !== undefined || addr.includes('%')) {
+      throw new ConfigError(name, `'${entry}' is not an IP address or CIDR`);
+    }
   }
   return entries;
 }
 
-/** A BlockList holding the CIDRs (IPv4 ones also as IPv4-mapped IPv6). */
+/**
+ * A BlockList holding the CIDRs. BlockList matches IPv4 addresses against
+ * IPv4-mapped IPv6 rules (`::ffff:10.0.0.0/104`) and the reverse by itself.
+ */
 export function cidrBlockList(entries: string[]): BlockList {
   const list = new BlockList();
   for (const entry of entries) {
@@ -160,6 +166,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, file = defaultC
   const config = out as unknown as Config;
   if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) {
     throw new ConfigError(config.tlsCert ? 'TLS_KEY' : 'TLS_CERT', 'TLS needs both TLS_CERT and TLS_KEY');
+  }
+  // SPEC §1: a PROXY header names any address it likes; only a listed load balancer may send one.
+  if (config.proxyProtocol && config.trustProxy.length === 0) {
+    throw new ConfigError('PROXY_PROTOCOL', 'needs TRUST_PROXY (the CIDRs of the load balancers allowed to send PROXY headers)');
   }
   return config;
 }

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { normalizeIp } from '../tokens/index.js';
-import { clientIpFrom } from './client-ip.js';
+import { clientIpFrom, isTrusted } from './client-ip.js';
 import { readProxyHeader } from './proxy-protocol.js';
 import type { ConnectionInfo, Transport } from './sessions.js';
 
@@ -19,8 +19,12 @@ export interface ListenOptions {
   wsPort: number;
   /** Both set: MQTTS and WSS listeners too. */
   tls?: { cert: Buffer; key: Buffer; mqttsPort: number; wssPort: number };
+  /** Require a PROXY v1/v2 header on the plain TCP listener, from peers in `trustProxy` only (SPEC §1). */
   proxyProtocol: boolean;
+  /** TRUST_PROXY: peers whose PROXY header (TCP) and X-Forwarded-For (WebSocket) are believed. */
   trustProxy?: BlockList;
+  /** How long a trusted peer has to complete its PROXY header (default 5 s). */
+  proxyHeaderTimeoutMs?: number;
   /** Largest WebSocket message accepted (bytes). */
   wsMaxPayload?: number;
 }
@@ -52,13 +56,23 @@ function closeServer(server: Server | HttpServer): Promise<void> {
 }
 
 function mqttOverTcp(handle: Handle, transport: Transport, opts: ListenOptions, log: Logger) {
+  // SPEC §1: PROXY protocol on the plain TCP listener only; MQTTS clients are judged by their socket peer.
+  const proxied = opts.proxyProtocol && transport === 'tcp';
   return (socket: Socket): void => {
     socket.setNoDelay(true);
     const peer = normalizeIp(socket.remoteAddress ?? '');
-    // SPEC §1: PROXY protocol on the plain TCP listener only.
-    if (!opts.proxyProtocol || transport !== 'tcp') return handle(socket, { ip: peer, transport, socket });
+    if (!proxied) return handle(socket, { ip: peer, transport, socket });
     socket.on('error', () => {}); // until Aedes attaches its own
-    readProxyHeader(socket).then((ip) => {
+    // SPEC §1: a PROXY header names any address its sender likes (dodging `ips` and the
+    // brute-force guard, or locking out someone else's address): only a peer in
+    // TRUST_PROXY may send one. Anyone else is closed before a byte is read.
+    if (!isTrusted(opts.trustProxy, peer)) {
+      log.warn({ ip: peer, transport }, 'connection closed: PROXY protocol from a peer outside TRUST_PROXY');
+      socket.destroy();
+      return;
+    }
+    readProxyHeader(socket, opts.proxyHeaderTimeoutMs).then((ip) => {
+      // No address in the header (LOCAL health check, UNSPEC, UNKNOWN): the balancer itself.
       handle(socket, { ip: ip ? normalizeIp(ip) : peer, transport, socket });
     }, (err: Error) => {
       log.info({ ip: peer, reason: err.message }, 'connection dropped: bad PROXY header');
@@ -87,6 +101,8 @@ function mqttOverWs(server: HttpServer, handle: Handle, transport: Transport, op
 }
 
 export async function startListeners(handle: Handle, opts: ListenOptions, log: Logger): Promise<Listeners> {
+  // loadConfig refuses this combination; a caller that skips it gets an error, not a listener that closes every connection.
+  if (opts.proxyProtocol && !opts.trustProxy) throw new Error('PROXY_PROTOCOL needs TRUST_PROXY');
   const servers: (Server | HttpServer)[] = [];
   const wsServers: WebSocketServer[] = [];
   const sockets = new Set<Socket>();

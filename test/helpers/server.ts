@@ -33,6 +33,8 @@ export interface TestServerOptions {
   authFailWindow?: number;
   proxyProtocol?: boolean;
   trustProxy?: BlockList;
+  /** Time a trusted peer has to complete its PROXY header (listener default when unset). */
+  proxyHeaderTimeoutMs?: number;
   logLevel?: string;
   maxPacketSize?: number;
   /** A logger of the caller's (e.g. writing to a capture stream); overrides logLevel. */
@@ -84,6 +86,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   });
   const ports = await broker.listen({
     host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: opts.proxyProtocol ?? false, trustProxy: opts.trustProxy,
+    proxyHeaderTimeoutMs: opts.proxyHeaderTimeoutMs,
   });
   const api = await buildApi({
     store, broker, limiter, log, trustProxy: opts.trustProxy,

@@ -19,6 +19,17 @@ describe('tokenmq process', () => {
     expect(lines[0]).toContain(name);
   });
 
+  test('PROXY_PROTOCOL without TRUST_PROXY stops start-up with one line naming both, exit code 1 (SPEC §1)', () => {
+    const env = { PATH: process.env.PATH ?? '', PROXY_PROTOCOL: 'true', HOST: '127.0.0.1', MQTT_PORT: '0', WS_PORT: '0', HTTP_PORT: '0' };
+    // SIGKILL: a server that wrongly starts must not outlive the timeout (SIGTERM with its stdout closed can hang in pino's exit flush).
+    const res = spawnSync(process.execPath, [MAIN], { env, encoding: 'utf8', timeout: 10_000, killSignal: 'SIGKILL' });
+    expect(res.status).toBe(1);
+    const lines = res.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('PROXY_PROTOCOL');
+    expect(lines[0]).toContain('TRUST_PROXY');
+  });
+
   test('first start prints a master key once, which works; SIGTERM exits 0', async () => {
     const srv = await startProcess();
     try {

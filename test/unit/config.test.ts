@@ -1,0 +1,44 @@
+// Configuration rules of SPEC §1 that concern the client IP: TRUST_PROXY and PROXY_PROTOCOL.
+import { describe, expect, test } from '@jest/globals';
+import { resolve } from 'node:path';
+import { ConfigError, cidrBlockList, loadConfig } from '../../src/config.js';
+
+const DEFAULTS = resolve('config/default.json');
+
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env, DEFAULTS);
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('configuration was accepted');
+}
+
+describe('PROXY_PROTOCOL and TRUST_PROXY (SPEC §1)', () => {
+  test('PROXY_PROTOCOL needs TRUST_PROXY: the error names both', () => {
+    for (const env of [{ PROXY_PROTOCOL: 'true' }, { PROXY_PROTOCOL: '1', TRUST_PROXY: ' , ' }]) {
+      const err = configError(env);
+      expect(err.message).toContain('PROXY_PROTOCOL');
+      expect(err.message).toContain('TRUST_PROXY');
+    }
+    expect(loadConfig({ PROXY_PROTOCOL: 'true', TRUST_PROXY: '10.83.0.10/32' }, DEFAULTS)).toMatchObject({
+      proxyProtocol: true, trustProxy: ['10.83.0.10/32'],
+    });
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8' }, DEFAULTS).proxyProtocol).toBe(false);
+  });
+
+  test('TRUST_PROXY takes IPv4, IPv6 and IPv4-mapped CIDRs; refuses zones and bad prefixes', () => {
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.1, 2001:db8::/32, ::ffff:10.0.0.0/104' }, DEFAULTS).trustProxy).toHaveLength(3);
+    for (const bad of ['fe80::1%eth0/64', '10.0.0.0/33', '10.0.0.0/0008', '10.0.0.0/8/1', 'lb.local']) {
+      expect(configError({ TRUST_PROXY: bad }).variable).toBe('TRUST_PROXY');
+    }
+  });
+
+  test('the TRUST_PROXY list matches IPv4 peers against IPv4-mapped rules and back', () => {
+    const list = cidrBlockList(['::ffff:10.0.0.0/104', '192.0.2.1']);
+    expect(list.check('10.1.2.3', 'ipv4')).toBe(true);
+    expect(list.check('::ffff:192.0.2.1', 'ipv6')).toBe(true);
+    expect(list.check('11.0.0.1', 'ipv4')).toBe(false);
+  });
+});
