@@ -2,12 +2,13 @@
 // retained messages and QoS state through aedes-persistence-redis. We build
 // their Redis connections ourselves so that each has an error listener and a
 // reconnect strategy (an unhandled `error` would kill the process) and so that
-// the emitter never sees the product's own channels (see PITFALLS: a `#`
-// subscriber pattern-subscribes to every channel).
+// the emitter stays on its own channels (channel-namespace.ts; see PITFALLS: a
+// `#` subscriber would otherwise pattern-subscribe to every channel).
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
+import { confineToNamespace, mqttChannelBase, type NamespacedEmitter } from './channel-namespace.js';
 
 const require = createRequire(import.meta.url);
 // Both are CommonJS factories without ESM entry points.
@@ -18,7 +19,7 @@ interface RetainedSource {
   createRetainedStreamCombi(patterns: string[]): AsyncIterable<unknown> | Readable;
 }
 
-interface ClusterEmitter {
+interface ClusterEmitter extends NamespacedEmitter {
   state: { on(event: 'error', listener: (err: Error) => void): void };
   close(cb: () => void): void;
   /** mqemitter's own close, which mqemitter-redis calls once its connections have ended. */
@@ -53,20 +54,27 @@ function connection(url: string, log: Logger, role: string, extra: RedisOptions 
 }
 
 /**
- * Emitter subscriber connection whose message events skip channels that are not
- * MQTT traffic (ours, under `prefix`, or anything the emitter cannot decode).
+ * Emitter subscriber connection whose message events carry only this
+ * deployment's MQTT channels (under `base`, see channel-namespace.ts) and never
+ * throw: mqemitter-redis decodes every message it is handed, and a throw inside
+ * an ioredis event handler would kill the process. Only a Redis client writing
+ * into our namespace by hand can send something undecodable; no MQTT PUBLISH can.
  */
-function guardedSubscriber(url: string, prefix: string, log: Logger): Redis {
+function guardedSubscriber(url: string, base: string, log: Logger): Redis {
   const sub = connection(url, log, 'mq-sub');
+  const baseBytes = Buffer.from(base);
+  const ours = (channel: unknown): boolean => Buffer.isBuffer(channel)
+    && channel.length >= baseBytes.length
+    && baseBytes.compare(channel, 0, baseBytes.length) === 0;
   const emit = sub.emit.bind(sub);
   sub.emit = ((event: string | symbol, ...args: unknown[]): boolean => {
     if (event === 'pmessageBuffer' || event === 'messageBuffer') {
-      const channel = String(event === 'pmessageBuffer' ? args[1] : args[0]);
-      if (channel.startsWith(prefix)) return false;
+      const channel = event === 'pmessageBuffer' ? args[1] : args[0];
+      if (!ours(channel)) return false;
       try {
         return emit(event, ...args);
       } catch (err) {
-        log.warn({ channel, err: (err as Error).message }, 'ignored a foreign message on the MQTT channels');
+        log.warn({ channel: String(channel).slice(0, 200), err: (err as Error).message }, 'ignored an undecodable message on the MQTT channels');
         return false;
       }
     }
@@ -77,13 +85,16 @@ function guardedSubscriber(url: string, prefix: string, log: Logger): Redis {
 
 export function createClusterParts(opts: { redisUrl: string; prefix: string; log: Logger }): ClusterParts {
   const { redisUrl, prefix, log } = opts;
-  const subConn = guardedSubscriber(redisUrl, prefix, log);
+  // SPEC §6: MQTT traffic in a namespace of its own, away from tokenmq's channels.
+  const base = mqttChannelBase(prefix);
+  const subConn = guardedSubscriber(redisUrl, base, log);
   const pubConn = connection(redisUrl, log, 'mq-pub', { enableAutoPipelining: true });
   const mq = mqemitterRedis({
     subConn,
     pubConn,
     matchEmptyLevels: true, // [MQTT-4.7.1-3], as Aedes' default emitter
   });
+  confineToNamespace(mq, subConn, pubConn, base);
   // mqemitter-redis closes with QUIT and waits for both connections to end: with
   // Redis away that wait never ends and SIGTERM would miss its 10 s (SPEC §1).
   const closeEmitter = mq.close.bind(mq);
