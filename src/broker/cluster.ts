@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { confineToNamespace, mqttChannelBase, type NamespacedEmitter } from './channel-namespace.js';
+import { prefixPattern } from './redis-glob.js';
 
 const require = createRequire(import.meta.url);
 // Both are CommonJS factories without ESM entry points.
@@ -83,6 +84,23 @@ function guardedSubscriber(url: string, base: string, log: Logger): Redis {
   return sub;
 }
 
+/**
+ * aedes-persistence-redis 11 finds the retained messages of wildcard filters
+ * with `HSCAN retained MATCH <common prefix of the filters>*`, the prefix taken
+ * raw: `r[1]/+` scans `r[1]*` (the class `[1]`, so `r1/...` only) and misses
+ * `r[1]/b`; `r\b/#` misses `r\b`. Its HSCAN is the only caller of
+ * hscanBufferStream on this connection, and its MATCH always ends with the one
+ * `*` it appends: take what precedes it literally (SPEC §6: every topic is legal).
+ */
+function literalRetainedScan(conn: Redis): void {
+  const scan = conn.hscanBufferStream.bind(conn);
+  conn.hscanBufferStream = ((key: string, options: { match?: unknown } = {}) => {
+    const { match } = options;
+    const literal = typeof match === 'string' && match.endsWith('*') ? prefixPattern(match.slice(0, -1)) : match;
+    return scan(key, { ...options, match: literal } as Parameters<Redis['hscanBufferStream']>[1]);
+  }) as Redis['hscanBufferStream'];
+}
+
 export function createClusterParts(opts: { redisUrl: string; prefix: string; log: Logger }): ClusterParts {
   const { redisUrl, prefix, log } = opts;
   // SPEC §6: MQTT traffic in a namespace of its own, away from tokenmq's channels.
@@ -108,6 +126,7 @@ export function createClusterParts(opts: { redisUrl: string; prefix: string; log
   mq.state.on('error', (err) => log.debug({ err: err.message }, 'mqemitter-redis error'));
   // Persistence keys live under our prefix so that several deployments can share one Redis.
   const persistenceConn = connection(redisUrl, log, 'persistence', { keyPrefix: `${prefix}aedes:` });
+  literalRetainedScan(persistenceConn);
   const persistence = new AsyncRedisPersistence({ conn: persistenceConn });
   // aedes-persistence-redis 11 returns an async generator here, but Aedes 1.2 calls
   // `.pipe()` on it (a TypeError that kills the process on the first SUBSCRIBE).

@@ -17,7 +17,7 @@ import { AuthLimiter, createClusterParts, createTokenBroker, RedisSessionDirecto
 import { RedisStore } from '../../src/store/redis-store.js';
 import { collect, connect, type Received } from '../helpers/mqtt.js';
 import { deleteByPrefix } from '../helpers/redis-server.js';
-import { within } from '../helpers/wait.js';
+import { eventually, within } from '../helpers/wait.js';
 
 const redisUrl = (): string => {
   const url = process.env.REDIS_URL;
@@ -73,6 +73,12 @@ async function startNode(prefix: string, nodeId: string): Promise<Node> {
       await store.close();
     },
   };
+}
+
+/** The messages received once `count` have arrived or `ms` have passed, whichever comes first (then asserted on). */
+async function settle(inbox: ReturnType<typeof collect>, count: number, ms = 5000): Promise<Received[]> {
+  await eventually(() => inbox.messages.length >= count, ms, `${count} messages`).catch(() => {});
+  return inbox.messages;
 }
 
 /** Every message until (and without) the sentinel topic; the sentinel proves nothing else is on its way. */
@@ -254,6 +260,46 @@ describe('MQTT topics on a cluster (SPEC §6)', () => {
       expect(channels.has(`${prefix}kicks`)).toBe(false);
     } finally {
       spy.disconnect();
+    }
+  });
+
+  test('retained messages on topics with glob characters reach wildcard subscribers on another node (SPEC §6)', async () => {
+    const pub = await open(a.url);
+    const retained = ['r[1]/b', 'r\\b/c', 'r\\b', 'r*x/y'];
+    for (const topic of retained) await pub.publishAsync(topic, topic, { qos: 1, retain: true });
+    const cases: [string[], string[]][] = [
+      [['r[1]/+'], ['r[1]/b']],
+      [['r\\b/#'], ['r\\b', 'r\\b/c']],
+      [['r*x/+'], ['r*x/y']],
+      // Several wildcard filters in one SUBSCRIBE: the library scans by their common prefix.
+      [['r[1]/+', 'r\\b/+'], ['r[1]/b', 'r\\b/c']],
+    ];
+    try {
+      for (const [filters, topics] of cases) {
+        const sub = await open(b.url);
+        const inbox = collect(sub);
+        await sub.subscribeAsync(filters);
+        const got = await settle(inbox, topics.length);
+        expect({ filters, topics: got.map((m) => m.topic).sort() }).toEqual({ filters, topics: [...topics].sort() });
+      }
+    } finally {
+      for (const topic of retained) await pub.publishAsync(topic, '', { qos: 1, retain: true });
+    }
+  });
+
+  test('retained messages under filters whose common prefix ends inside a UTF-16 surrogate pair are found (SPEC §6)', async () => {
+    const pub = await open(a.url);
+    try {
+      await pub.publishAsync('\u{1F600}/r', 'grin', { qos: 1, retain: true });
+      await pub.publishAsync('\u{1F601}/r', 'beam', { qos: 1, retain: true });
+      const sub = await open(b.url);
+      const inbox = collect(sub);
+      await sub.subscribeAsync(['\u{1F600}/+', '\u{1F601}/+']);
+      const got = await settle(inbox, 2);
+      expect(got.map((m) => m.payload).sort()).toEqual(['beam', 'grin']);
+    } finally {
+      await pub.publishAsync('\u{1F600}/r', '', { qos: 1, retain: true });
+      await pub.publishAsync('\u{1F601}/r', '', { qos: 1, retain: true });
     }
   });
 });

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import qlobber from 'qlobber';
 import { mqttChannelBase, redisSubscription } from '../../src/broker/channel-namespace.js';
+import { prefixPattern } from '../../src/broker/redis-glob.js';
 
 // Levels rich in what Redis patterns treat specially.
 const LEVELS = ['a', '', '[1]', '*', '?', '\\', 'a\\', '[', ']', '[a-z]', '^', '\u{1F600}'];
@@ -51,6 +52,17 @@ describe('Redis patterns for MQTT filters (SPEC §6)', () => {
         if (matcher.test(topic)) expect(selected.has(base + topic)).toBe(true);
       }
       for (const channel of selected) expect(channel.startsWith(base)).toBe(true);
+    }), { numRuns: 150 });
+  });
+
+  test('prefixPattern selects every field that starts with the prefix', async () => {
+    await fc.assert(fc.asyncProperty(fc.uniqueArray(topicArb, { minLength: 1, maxLength: 8 }), fc.nat(), async (topics, cut) => {
+      await redis.del(key);
+      await redis.hset(key, ...topics.flatMap((t) => [t, '1']));
+      const first = topics[0]!;
+      const prefix = first.slice(0, cut % (first.length + 1));
+      const selected = await scan(prefixPattern(prefix));
+      for (const topic of topics) if (topic.startsWith(prefix)) expect(selected.has(topic)).toBe(true);
     }), { numRuns: 150 });
   });
 });

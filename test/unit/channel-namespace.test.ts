@@ -5,7 +5,7 @@
 import { describe, expect, test } from '@jest/globals';
 import type { Redis } from 'ioredis';
 import { confineToNamespace, mqttChannelBase, redisSubscription, type NamespacedEmitter } from '../../src/broker/channel-namespace.js';
-import { escapeGlob } from '../../src/broker/redis-glob.js';
+import { escapeGlob, prefixPattern } from '../../src/broker/redis-glob.js';
 
 describe('escapeGlob', () => {
   test.each([
@@ -17,6 +17,18 @@ describe('escapeGlob', () => {
     ['^-!{}', '^-!{}'],
   ])('%j → %j', (text, escaped) => {
     expect(escapeGlob(text)).toBe(escaped);
+  });
+});
+
+describe('prefixPattern', () => {
+  test('takes the prefix literally and matches anything after it', () => {
+    expect(prefixPattern('r[1]')).toBe('r\\[1\\]*');
+    expect(prefixPattern('')).toBe('*');
+  });
+
+  test('drops a high surrogate left alone by a cut between 😀 and 😁 (Redis would get U+FFFD)', () => {
+    expect(prefixPattern('x\uD83D')).toBe('x*');
+    expect(prefixPattern('x\u{1F600}')).toBe('x\u{1F600}*');
   });
 });
 
