@@ -36,6 +36,8 @@ export interface RedisSubscription {
   pattern: boolean;
   /** The pattern (escaped) or the exact channel name (raw). */
   name: string;
+  /** How many `*` the pattern holds (0 for a channel): what it costs Redis on every PUBLISH. */
+  wildcards: number;
 }
 
 /**
@@ -47,18 +49,43 @@ export interface RedisSubscription {
  */
 export function redisSubscription(base: string, filter: string): RedisSubscription {
   const levels = filter.split('/');
-  if (!levels.some((level) => level === '+' || level === '#')) return { pattern: false, name: base + filter };
+  if (!levels.some((level) => level === '+' || level === '#')) return { pattern: false, name: base + filter, wildcards: 0 };
   let name = escapeGlob(base);
+  let wildcards = 0;
   for (let i = 0; i < levels.length; i++) {
     const level = levels[i]!;
     if (level === '#' && i === levels.length - 1) {
       name += '*';
+      wildcards++;
       break;
     }
     if (i > 0) name += '/';
-    name += level === '+' || level === '#' ? '*' : escapeGlob(level);
+    if (level === '+' || level === '#') {
+      name += '*';
+      wildcards++;
+    } else {
+      name += escapeGlob(level);
+    }
   }
-  return { pattern: true, name };
+  return { pattern: true, name, wildcards };
+}
+
+/**
+ * Redis matches every PUBLISH (MQTT or tokenmq's own, from every node and
+ * deployment on that Redis) against every pattern any connection holds, at a
+ * cost that grows with the patterns' wildcards and the channel's length: 10,000
+ * patterns made PUBLISH six times slower here, fifty 100-level `+/+/...` patterns
+ * a 60 KB topic fifty times slower. Clients choose their filters, so a node
+ * holds individual patterns only up to this many wildcards in all; beyond it, it
+ * takes its whole namespace with one pattern (`<base>*`) and lets the local
+ * matcher sort messages out, until the total falls to half of it again.
+ */
+export const DEFAULT_PATTERN_BUDGET = 256;
+
+export interface NamespaceOptions {
+  patternBudget?: number;
+  /** Told when the node switches between individual patterns and its whole namespace. */
+  onWide?: (wide: boolean, wildcards: number) => void;
 }
 
 type Done = () => void;
@@ -87,9 +114,13 @@ const settled = (p: Promise<unknown>): Promise<void> => p.then(() => {}, () => {
  * Confines an mqemitter-redis instance to the channels under `base`. `sub` and
  * `pub` must be the connections given to it and used by nothing else: every
  * PUBLISH on `pub` is moved under the base, and `sub` only ever subscribes there.
+ * Commands on `sub` run in order, so a switch that subscribes the new
+ * pattern(s) before it drops the old one(s) leaves no gap; a message that both
+ * match comes twice and mqemitter-redis drops the copy (it dedups by message id).
  * On failure (Redis away) ioredis subscribes again once it reconnects.
  */
-export function confineToNamespace(mq: NamespacedEmitter, sub: Redis, pub: Redis, base: string): void {
+export function confineToNamespace(mq: NamespacedEmitter, sub: Redis, pub: Redis, base: string, opts: NamespaceOptions = {}): void {
+  const budget = opts.patternBudget ?? DEFAULT_PATTERN_BUDGET;
   const publish = pub.publish.bind(pub) as (channel: string, message: Buffer) => Promise<number>;
   // mqemitter-redis' emit() is `pubConn.publish(msg.topic, encoded)`.
   (pub as { publish: unknown }).publish = (topic: string, message: Buffer): Promise<number> => publish(base + topic, message);
@@ -98,6 +129,26 @@ export function confineToNamespace(mq: NamespacedEmitter, sub: Redis, pub: Redis
   // its kind so that an exact channel never shares an entry with a pattern.
   const entries = new Map<string, Entry>();
   const keyOf = (t: RedisSubscription): string => (t.pattern ? 'p' : 's') + t.name;
+  const everything = `${escapeGlob(base)}*`;
+  let wildcards = 0;
+  /** While the node takes its whole namespace: that subscription's readiness. */
+  let wide: Promise<void> | null = null;
+  const held = (): string[] => [...entries.values()].filter((e) => e.target.pattern).map((e) => e.target.name);
+
+  const goWide = (): Promise<void> => {
+    const ready = settled(sub.psubscribe(everything));
+    const names = held();
+    if (names.length) void settled(sub.punsubscribe(...names));
+    opts.onWide?.(true, wildcards);
+    return ready;
+  };
+  const goNarrow = (): Promise<void> => {
+    const names = held();
+    const ready = names.length ? settled(sub.psubscribe(...names)) : Promise.resolve();
+    void settled(sub.punsubscribe(everything));
+    opts.onWide?.(false, wildcards);
+    return ready;
+  };
 
   mq.on = (topic, listener, done) => {
     mq._on(topic, listener);
@@ -106,8 +157,13 @@ export function confineToNamespace(mq: NamespacedEmitter, sub: Redis, pub: Redis
     let entry = entries.get(key);
     if (entry) {
       entry.count++;
+    } else if (!target.pattern) {
+      entry = { target, count: 1, ready: settled(sub.subscribe(target.name)) };
+      entries.set(key, entry);
     } else {
-      entry = { target, count: 1, ready: settled(target.pattern ? sub.psubscribe(target.name) : sub.subscribe(target.name)) };
+      wildcards += target.wildcards;
+      if (!wide && wildcards > budget) wide = goWide();
+      entry = { target, count: 1, ready: wide ?? settled(sub.psubscribe(target.name)) };
       entries.set(key, entry);
     }
     // SUBACK must not go out before Redis delivers what the filter matches.
@@ -123,7 +179,16 @@ export function confineToNamespace(mq: NamespacedEmitter, sub: Redis, pub: Redis
     let finished: Promise<void> = Promise.resolve();
     if (entry && --entry.count === 0) {
       entries.delete(key);
-      finished = settled(target.pattern ? sub.punsubscribe(target.name) : sub.unsubscribe(target.name));
+      if (!target.pattern) {
+        finished = settled(sub.unsubscribe(target.name));
+      } else {
+        wildcards -= target.wildcards;
+        if (!wide) finished = settled(sub.punsubscribe(target.name));
+        else if (wildcards <= budget / 2) {
+          wide = null;
+          finished = goNarrow();
+        }
+      }
     }
     if (done) void finished.then(() => setImmediate(done));
     return mq;

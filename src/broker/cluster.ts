@@ -101,7 +101,15 @@ function literalRetainedScan(conn: Redis): void {
   }) as Redis['hscanBufferStream'];
 }
 
-export function createClusterParts(opts: { redisUrl: string; prefix: string; log: Logger }): ClusterParts {
+export interface ClusterOptions {
+  redisUrl: string;
+  prefix: string;
+  log: Logger;
+  /** Wildcards a node holds in individual Redis patterns (channel-namespace.ts); tests lower it. */
+  patternBudget?: number;
+}
+
+export function createClusterParts(opts: ClusterOptions): ClusterParts {
   const { redisUrl, prefix, log } = opts;
   // SPEC §6: MQTT traffic in a namespace of its own, away from tokenmq's channels.
   const base = mqttChannelBase(prefix);
@@ -112,7 +120,12 @@ export function createClusterParts(opts: { redisUrl: string; prefix: string; log
     pubConn,
     matchEmptyLevels: true, // [MQTT-4.7.1-3], as Aedes' default emitter
   });
-  confineToNamespace(mq, subConn, pubConn, base);
+  confineToNamespace(mq, subConn, pubConn, base, {
+    patternBudget: opts.patternBudget,
+    onWide: (wide, wildcards) => log.info({ wildcards }, wide
+      ? 'many wildcard filters on this node: it now takes all MQTT traffic from Redis with one pattern'
+      : 'back to one Redis pattern per wildcard filter'),
+  });
   // mqemitter-redis closes with QUIT and waits for both connections to end: with
   // Redis away that wait never ends and SIGTERM would miss its 10 s (SPEC §1).
   const closeEmitter = mq.close.bind(mq);

@@ -16,7 +16,7 @@ import { pino } from 'pino';
 import { AuthLimiter, createClusterParts, createTokenBroker, RedisSessionDirectory } from '../../src/broker/index.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { collect, connect, type Received } from '../helpers/mqtt.js';
-import { deleteByPrefix } from '../helpers/redis-server.js';
+import { deleteByPrefix, startRedisServer, type RedisServerHandle } from '../helpers/redis-server.js';
 import { eventually, within } from '../helpers/wait.js';
 
 const redisUrl = (): string => {
@@ -43,8 +43,7 @@ interface Node {
   close(): Promise<void>;
 }
 
-async function startNode(prefix: string, nodeId: string): Promise<Node> {
-  const url = redisUrl();
+async function startNode(prefix: string, nodeId: string, url = redisUrl()): Promise<Node> {
   const store = new RedisStore({ url, prefix, logger: log });
   await within(store.feedReady(), 5000, 'change feed subscription');
   const seen = { changes: 0, kicks: 0 };
@@ -300,6 +299,56 @@ describe('MQTT topics on a cluster (SPEC §6)', () => {
     } finally {
       await pub.publishAsync('\u{1F600}/r', '', { qos: 1, retain: true });
       await pub.publishAsync('\u{1F601}/r', '', { qos: 1, retain: true });
+    }
+  });
+});
+
+describe('wildcard filters and the cost of every Redis PUBLISH (SPEC §6)', () => {
+  // A Redis of its own, so that PUBSUB NUMPAT counts this node's patterns only.
+  let redis: RedisServerHandle;
+  let admin: Redis;
+  let node: Node;
+  let key: string;
+  const numpat = async (): Promise<number> => Number(await admin.call('PUBSUB', 'NUMPAT'));
+
+  beforeAll(async () => {
+    redis = await startRedisServer();
+    admin = new Redis(redis.url);
+    node = await startNode(`tmqbudget${randomBytes(3).toString('hex')}:`, 'ns-budget', redis.url);
+    key = (await node.store.create([{ ttl: 3600 }], now()))[0]!.key;
+  }, 30_000);
+  afterAll(async () => {
+    await node?.close();
+    admin?.disconnect();
+    await redis?.stop();
+  });
+
+  test('thousands of wildcard filters leave Redis a bounded set of patterns, and delivery stays exact (SPEC §6)', async () => {
+    // Redis matches every PUBLISH on it (tokenmq's change feed and kicks included)
+    // against every pattern: one per distinct filter would let clients slow them all.
+    const before = await numpat(); // Aedes' own `$SYS/+/...` listeners
+    const c = await connect(node.url, key);
+    try {
+      const inbox = collect(c);
+      const filters = Array.from({ length: 2000 }, (_, i) => `dev/+/${i}`);
+      await c.subscribeAsync([...filters, 'sentinel/5']);
+      expect(await numpat()).toBeLessThanOrEqual(256); // channel-namespace.ts DEFAULT_PATTERN_BUDGET
+      const pub = await connect(node.url, key);
+      try {
+        for (const topic of ['dev/x/5', 'dev/x/2000', 'dev/x/5/y', 'dev/x/1999', 'other/x/1']) await pub.publishAsync(topic, topic, { qos: 1 });
+        await pub.publishAsync('sentinel/5', '', { qos: 1 });
+        expect((await untilSentinel(inbox, 'sentinel/5')).map((m) => m.topic)).toEqual(['dev/x/5', 'dev/x/1999']);
+        // Back under the budget: one pattern per filter again, still exact.
+        await c.unsubscribeAsync(filters.slice(3));
+        await eventually(async () => (await numpat()) === before + 3, 5000, 'individual patterns again');
+        for (const topic of ['dev/x/1', 'dev/x/10', 'dev/x/2']) await pub.publishAsync(topic, topic, { qos: 1 });
+        await pub.publishAsync('sentinel/5', '', { qos: 1 });
+        expect((await untilSentinel(inbox, 'sentinel/5')).map((m) => m.topic)).toEqual(['dev/x/1', 'dev/x/2']);
+      } finally {
+        await pub.endAsync(true);
+      }
+    } finally {
+      await c.endAsync(true);
     }
   });
 });

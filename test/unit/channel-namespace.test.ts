@@ -57,6 +57,12 @@ describe('redisSubscription (SPEC §6)', () => {
     expect(redisSubscription(base, filter)).toMatchObject({ pattern, name });
   });
 
+  test('counts the wildcards a pattern costs Redis', () => {
+    expect(redisSubscription(base, 'a/b').wildcards).toBe(0);
+    expect(redisSubscription(base, '+/a/+/#').wildcards).toBe(3);
+    expect(redisSubscription(base, Array(100).fill('+').join('/')).wildcards).toBe(100);
+  });
+
   test('a prefix with glob characters is escaped in patterns, kept raw in channels', () => {
     const odd = mqttChannelBase('t[1]*:');
     expect(redisSubscription(odd, '#')).toMatchObject({ pattern: true, name: 't\\[1\\]\\*:mqtt/*' });
@@ -96,12 +102,13 @@ function fakeEmitter(): NamespacedEmitter {
 describe('confineToNamespace (SPEC §6)', () => {
   const base = 'p:mqtt/';
   const listener = (): void => {};
-  const setup = () => {
+  const setup = (patternBudget?: number) => {
     const sub = fakeRedis();
     const pub = fakeRedis();
     const mq = fakeEmitter();
-    confineToNamespace(mq, sub.redis, pub.redis, base);
-    return { sub, pub, mq };
+    const modes: boolean[] = [];
+    confineToNamespace(mq, sub.redis, pub.redis, base, { patternBudget, onWide: (wide) => modes.push(wide) });
+    return { sub, pub, mq, modes };
   };
 
   test('publishes each MQTT message under the namespace', () => {
@@ -128,5 +135,44 @@ describe('confineToNamespace (SPEC §6)', () => {
     await sub.flush();
     expect(done).toEqual(['first', 'second']);
     expect(sub.log).toEqual(['psubscribe p:mqtt/a/*']);
+  });
+
+  test('beyond the wildcard budget it takes the whole namespace first, then drops the individual patterns; back at half, the reverse', async () => {
+    const { sub, mq, modes } = setup(4);
+    for (const f of ['a/+', 'b/+', 'c/+/+']) mq.on(f, listener);
+    expect(modes).toEqual([]);
+    sub.log.length = 0;
+    const done: string[] = [];
+    mq.on('d/+', listener, () => done.push('d'));
+    expect(sub.log).toEqual(['psubscribe p:mqtt/*', 'punsubscribe p:mqtt/a/* p:mqtt/b/* p:mqtt/c/*/*']);
+    await sub.flush();
+    expect(done).toEqual(['d']);
+    // While wide, new filters cost Redis nothing more.
+    sub.log.length = 0;
+    mq.on('e/+', listener);
+    expect(sub.log).toEqual([]);
+    // 6 wildcards; back to individual patterns at 2 or fewer.
+    mq.removeListener('c/+/+', listener);
+    mq.removeListener('d/+', listener);
+    expect(sub.log).toEqual([]);
+    mq.removeListener('e/+', listener);
+    expect(sub.log).toEqual(['psubscribe p:mqtt/a/* p:mqtt/b/*', 'punsubscribe p:mqtt/*']);
+    expect(modes).toEqual([true, false]);
+  });
+
+  test('a few filters of 100 `+` levels exceed the default budget on their own', () => {
+    const { sub, mq, modes } = setup();
+    const heavy = Array(99).fill('+').join('/');
+    for (let i = 0; i < 3; i++) mq.on(`${heavy}/${i}`, listener);
+    expect(modes).toEqual([true]);
+    expect(sub.log.at(-2)).toBe('psubscribe p:mqtt/*');
+  });
+
+  test('the namespace-wide pattern of an odd prefix is escaped', () => {
+    const sub = fakeRedis();
+    const mq = fakeEmitter();
+    confineToNamespace(mq, sub.redis, fakeRedis().redis, mqttChannelBase('t[1]:'), { patternBudget: 0 });
+    mq.on('#', listener);
+    expect(sub.log).toEqual(['psubscribe t\\[1\\]:mqtt/*']);
   });
 });
