@@ -2,13 +2,15 @@
 // retained messages and QoS state through aedes-persistence-redis. We build
 // their Redis connections ourselves so that each has an error listener and a
 // reconnect strategy (an unhandled `error` would kill the process) and so that
-// the emitter never sees the product's own channels (see PITFALLS: a `#`
-// subscriber pattern-subscribes to every channel).
+// the emitter stays on its own channels (channel-namespace.ts; see PITFALLS: a
+// `#` subscriber would otherwise pattern-subscribe to every channel).
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { sweepableWills } from './will-sweep.js';
+import { confineToNamespace, mqttChannelBase, type NamespacedEmitter } from './channel-namespace.js';
+import { prefixPattern } from './redis-glob.js';
 
 const require = createRequire(import.meta.url);
 // Both are CommonJS factories without ESM entry points.
@@ -20,7 +22,7 @@ interface RetainedSource {
   streamWill(brokers?: Record<string, unknown>): AsyncIterable<unknown>;
 }
 
-interface ClusterEmitter {
+interface ClusterEmitter extends NamespacedEmitter {
   state: { on(event: 'error', listener: (err: Error) => void): void };
   close(cb: () => void): void;
   /** mqemitter's own close, which mqemitter-redis calls once its connections have ended. */
@@ -55,20 +57,27 @@ function connection(url: string, log: Logger, role: string, extra: RedisOptions 
 }
 
 /**
- * Emitter subscriber connection whose message events skip channels that are not
- * MQTT traffic (ours, under `prefix`, or anything the emitter cannot decode).
+ * Emitter subscriber connection whose message events carry only this
+ * deployment's MQTT channels (under `base`, see channel-namespace.ts) and never
+ * throw: mqemitter-redis decodes every message it is handed, and a throw inside
+ * an ioredis event handler would kill the process. Only a Redis client writing
+ * into our namespace by hand can send something undecodable; no MQTT PUBLISH can.
  */
-function guardedSubscriber(url: string, prefix: string, log: Logger): Redis {
+function guardedSubscriber(url: string, base: string, log: Logger): Redis {
   const sub = connection(url, log, 'mq-sub');
+  const baseBytes = Buffer.from(base);
+  const ours = (channel: unknown): boolean => Buffer.isBuffer(channel)
+    && channel.length >= baseBytes.length
+    && baseBytes.compare(channel, 0, baseBytes.length) === 0;
   const emit = sub.emit.bind(sub);
   sub.emit = ((event: string | symbol, ...args: unknown[]): boolean => {
     if (event === 'pmessageBuffer' || event === 'messageBuffer') {
-      const channel = String(event === 'pmessageBuffer' ? args[1] : args[0]);
-      if (channel.startsWith(prefix)) return false;
+      const channel = event === 'pmessageBuffer' ? args[1] : args[0];
+      if (!ours(channel)) return false;
       try {
         return emit(event, ...args);
       } catch (err) {
-        log.warn({ channel, err: (err as Error).message }, 'ignored a foreign message on the MQTT channels');
+        log.warn({ channel: String(channel).slice(0, 200), err: (err as Error).message }, 'ignored an undecodable message on the MQTT channels');
         return false;
       }
     }
@@ -77,14 +86,47 @@ function guardedSubscriber(url: string, prefix: string, log: Logger): Redis {
   return sub;
 }
 
-export function createClusterParts(opts: { redisUrl: string; prefix: string; log: Logger }): ClusterParts {
+/**
+ * aedes-persistence-redis 11 finds the retained messages of wildcard filters
+ * with `HSCAN retained MATCH <common prefix of the filters>*`, the prefix taken
+ * raw: `r[1]/+` scans `r[1]*` (the class `[1]`, so `r1/...` only) and misses
+ * `r[1]/b`; `r\b/#` misses `r\b`. Its HSCAN is the only caller of
+ * hscanBufferStream on this connection, and its MATCH always ends with the one
+ * `*` it appends: take what precedes it literally (SPEC §6: every topic is legal).
+ */
+function literalRetainedScan(conn: Redis): void {
+  const scan = conn.hscanBufferStream.bind(conn);
+  conn.hscanBufferStream = ((key: string, options: { match?: unknown } = {}) => {
+    const { match } = options;
+    const literal = typeof match === 'string' && match.endsWith('*') ? prefixPattern(match.slice(0, -1)) : match;
+    return scan(key, { ...options, match: literal } as Parameters<Redis['hscanBufferStream']>[1]);
+  }) as Redis['hscanBufferStream'];
+}
+
+export interface ClusterOptions {
+  redisUrl: string;
+  prefix: string;
+  log: Logger;
+  /** Wildcards a node holds in individual Redis patterns (channel-namespace.ts); tests lower it. */
+  patternBudget?: number;
+}
+
+export function createClusterParts(opts: ClusterOptions): ClusterParts {
   const { redisUrl, prefix, log } = opts;
-  const subConn = guardedSubscriber(redisUrl, prefix, log);
+  // SPEC §6: MQTT traffic in a namespace of its own, away from tokenmq's channels.
+  const base = mqttChannelBase(prefix);
+  const subConn = guardedSubscriber(redisUrl, base, log);
   const pubConn = connection(redisUrl, log, 'mq-pub', { enableAutoPipelining: true });
   const mq = mqemitterRedis({
     subConn,
     pubConn,
     matchEmptyLevels: true, // [MQTT-4.7.1-3], as Aedes' default emitter
+  });
+  confineToNamespace(mq, subConn, pubConn, base, {
+    patternBudget: opts.patternBudget,
+    onWide: (wide, wildcards) => log.info({ wildcards }, wide
+      ? 'many wildcard filters on this node: it now takes all MQTT traffic from Redis with one pattern'
+      : 'back to one Redis pattern per wildcard filter'),
   });
   // mqemitter-redis closes with QUIT and waits for both connections to end: with
   // Redis away that wait never ends and SIGTERM would miss its 10 s (SPEC §1).
@@ -99,6 +141,7 @@ export function createClusterParts(opts: { redisUrl: string; prefix: string; log
   mq.state.on('error', (err) => log.debug({ err: err.message }, 'mqemitter-redis error'));
   // Persistence keys live under our prefix so that several deployments can share one Redis.
   const persistenceConn = connection(redisUrl, log, 'persistence', { keyPrefix: `${prefix}aedes:` });
+  literalRetainedScan(persistenceConn);
   const persistence = new AsyncRedisPersistence({ conn: persistenceConn });
   // aedes-persistence-redis 11 returns an async generator here, but Aedes 1.2 calls
   // `.pipe()` on it (a TypeError that kills the process on the first SUBSCRIBE).
