@@ -23,6 +23,8 @@ export interface ListenOptions {
   trustProxy?: BlockList;
   /** Largest WebSocket message accepted (bytes). */
   wsMaxPayload?: number;
+  /** TCP_NODELAY on MQTT and MQTTS sockets (SPEC §1; default off, Nagle on). */
+  tcpNoDelay?: boolean;
 }
 
 export interface Listeners {
@@ -53,7 +55,7 @@ function closeServer(server: Server | HttpServer): Promise<void> {
 
 function mqttOverTcp(handle: Handle, transport: Transport, opts: ListenOptions, log: Logger) {
   return (socket: Socket): void => {
-    socket.setNoDelay(true);
+    if (opts.tcpNoDelay) socket.setNoDelay(true);
     const peer = normalizeIp(socket.remoteAddress ?? '');
     // SPEC §1: PROXY protocol on the plain TCP listener only.
     if (!opts.proxyProtocol || transport !== 'tcp') return handle(socket, { ip: peer, transport, socket });

@@ -38,6 +38,8 @@ export interface TestServerOptions {
   metrics?: boolean;
   /** REST key → token cache lifetime, ms (buildApi's default when unset; 0 disables). */
   tokenCacheMs?: number;
+  /** TCP_NODELAY on the MQTT listeners (default off). */
+  tcpNoDelay?: boolean;
 }
 
 export function uniquePrefix(): string {
@@ -63,6 +65,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   });
   const ports = await broker.listen({
     host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: opts.proxyProtocol ?? false, trustProxy: opts.trustProxy,
+    tcpNoDelay: opts.tcpNoDelay,
   });
   const api = await buildApi({
     store, broker, limiter, log, trustProxy: opts.trustProxy,
