@@ -14,9 +14,11 @@ export interface TestServer {
   store: TokenStore;
   broker: TokenBroker;
   limiter: AuthLimiter;
-  ports: { mqtt: number; ws: number; http: number };
+  ports: { mqtt: number; ws: number; http: number; mqtts?: number; wss?: number };
   mqttUrl: string;
   wsUrl: string;
+  /** With `tls`: the secure WebSocket URL. */
+  wssUrl?: string;
   httpUrl: string;
   /** Creates one token directly in the store. */
   token(input?: TokenInput): Promise<CreatedToken>;
@@ -40,6 +42,10 @@ export interface TestServerOptions {
   tokenCacheMs?: number;
   /** TCP_NODELAY on the MQTT listeners (default off). */
   tcpNoDelay?: boolean;
+  /** Send buffer cap per WebSocket client, bytes (default WS_SEND_BUFFER_CAP). */
+  wsSendBufferCap?: number;
+  /** PEM cert and key: MQTTS and WSS listeners too, on ephemeral ports. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export function uniquePrefix(): string {
@@ -65,7 +71,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   });
   const ports = await broker.listen({
     host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: opts.proxyProtocol ?? false, trustProxy: opts.trustProxy,
-    tcpNoDelay: opts.tcpNoDelay,
+    tcpNoDelay: opts.tcpNoDelay, wsSendBufferCap: opts.wsSendBufferCap,
+    tls: opts.tls ? { ...opts.tls, mqttsPort: 0, wssPort: 0 } : undefined,
   });
   const api = await buildApi({
     store, broker, limiter, log, trustProxy: opts.trustProxy,
@@ -78,9 +85,10 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     store,
     broker,
     limiter,
-    ports: { mqtt: ports.mqtt, ws: ports.ws, http },
+    ports: { ...ports, http },
     mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`,
     wsUrl: `ws://127.0.0.1:${ports.ws}/mqtt`,
+    wssUrl: ports.wss ? `wss://127.0.0.1:${ports.wss}/mqtt` : undefined,
     httpUrl: `http://127.0.0.1:${http}`,
     async token(input = { ttl: 3600 }) {
       const [created] = await store.create([{ ttl: 3600, ...input }], Math.floor(Date.now() / 1000));
