@@ -1,6 +1,9 @@
-// Broker benchmarks of issue 3, each against a bare Aedes (no hooks) started in
-// the same run. Prints one JSON object. Loopback only, bounded in count.
+// Broker benchmarks of issues 3 and 9, each against a bare Aedes as shipped (no
+// hooks, nothing tuned: bench/lib.ts startBareAedes) started in the same run.
+// Prints one JSON line. Loopback only, bounded in count.
 //   node dist/bench/broker.js            (npm run bench:broker)
+//   BENCH_ONLY=tcp,ws BENCH_ROUNDS=7 BENCH_MESSAGES=2000 to narrow or lengthen it
+import { cpus } from 'node:os';
 import mqtt from 'mqtt';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -10,7 +13,7 @@ import { RedisStore } from '../src/store/redis-store.js';
 import type { TokenStore } from '../src/store/types.js';
 import type { AclEntry } from '../src/tokens/types.js';
 import { startRedisServer } from '../test/helpers/redis-server.js';
-import { PUBLISHERS, median, percentile, pool, rawConnect, round, startBareAedes, throughput } from './lib.js';
+import { PUBLISHERS, median, pairRatios, percentile, pool, rawConnect, round, startBareAedes, throughput } from './lib.js';
 
 const log = pino({ level: 'silent' });
 
@@ -19,10 +22,20 @@ const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 2000);
 // Throughput on a shared 2-core machine swings ±30 % between runs: interleave and take medians.
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
-async function startTokenmq(store: TokenStore): Promise<{ broker: TokenBroker; port: number; close(): Promise<void> }> {
+async function startTokenmq(store: TokenStore, tcpNoDelay = false): Promise<{ broker: TokenBroker; port: number; wsPort: number; close(): Promise<void> }> {
   const broker = await createTokenBroker({ store, log, limiter: new AuthLimiter(0, 10), nodeId: 'bench' });
-  const ports = await broker.listen({ host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: false });
-  return { broker, port: ports.mqtt, close: () => broker.close() };
+  const ports = await broker.listen({ host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: false, tcpNoDelay });
+  return { broker, port: ports.mqtt, wsPort: ports.ws, close: () => broker.close() };
+}
+
+/** BENCH_ONLY=throughput,tcp,ws,connect,redis,revocation runs those parts only (default: all). */
+const ONLY = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+function only(part: string): boolean {
+  if (ONLY.length === 0 || ONLY.includes(part)) return true;
+  // A mode of the throughput part (tcp, ws) selects the part; the part selects all its modes.
+  if (part === 'throughput') return ONLY.includes('tcp') || ONLY.includes('ws');
+  if (part === 'tcp' || part === 'ws') return ONLY.includes('throughput');
+  return false;
 }
 
 /** Ten ACL entries, as the issue asks; the last ones are the ones that match. */
@@ -64,37 +77,80 @@ function delta(a: Map<string, number>, b: Map<string, number>): Record<string, n
 }
 
 async function main(): Promise<void> {
+  const result: Record<string, unknown> = { bench: 'broker', node: process.version, cores: cpus().length, rounds: ROUNDS };
+  if (only('throughput')) await throughputPart(result);
+  if (only('connect') || only('redis') || only('revocation')) await redisParts(result);
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(0);
+}
+
+async function throughputPart(result: Record<string, unknown>): Promise<void> {
+  // 1. Publish throughput, memory store (store is not on the message path anyway).
+  // TCP: publishers and subscribers over TCP. WS: publishers over TCP, subscribers over
+  // WebSocket (the dashboard case). Each round runs every contender once, in an order
+  // that rotates per round; a ratio is taken within a round (interleaved pair) and the
+  // median and minimum over rounds are printed.
+  const memStore = new MemoryStore();
+  const now = Math.floor(Date.now() / 1000);
+  const pubTokens = await memStore.create(Array.from({ length: PUBLISHERS }, (_, i) => ({ ttl: 3600, access: { type: 2 as const, acl: aclFor('pub', i) } })), now);
+  const [subToken] = await memStore.create([{ ttl: 3600, access: { type: 2, acl: aclFor('sub', 0) } }], now);
+  const ours = { pubKeys: pubTokens.map((p) => p.key), subKey: subToken!.key };
+  const bareKeys = { pubKeys: pubTokens.map(() => 'x'), subKey: 'x' };
+  type Contender = (qos: 0 | 1) => Promise<number>;
+  const bareRun = (ws: boolean): Contender => async (qos) => {
+    const b = await startBareAedes();
+    try {
+      return await throughput({ pubUrl: `mqtt://127.0.0.1:${b.port}`, subUrl: ws ? `ws://127.0.0.1:${b.wsPort}/mqtt` : `mqtt://127.0.0.1:${b.port}`, ...bareKeys }, qos);
+    } finally {
+      await b.close();
+    }
+  };
+  const oursRun = (ws: boolean, tcpNoDelay = false): Contender => async (qos) => {
+    const t = await startTokenmq(memStore, tcpNoDelay);
+    try {
+      return await throughput({ pubUrl: `mqtt://127.0.0.1:${t.port}`, subUrl: ws ? `ws://127.0.0.1:${t.wsPort}/mqtt` : `mqtt://127.0.0.1:${t.port}`, ...ours }, qos);
+    } finally {
+      await t.close();
+    }
+  };
+  const modes: { name: 'tcp' | 'ws'; runs: Record<string, Contender>; target: Record<0 | 1, number> }[] = [
+    // TCP_NODELAY differs from bare Aedes only when switched on: both figures are printed.
+    { name: 'tcp', runs: { bare: bareRun(false), tokenmq: oursRun(false), tokenmq_tcp_nodelay: oursRun(false, true) }, target: { 0: 0.95, 1: 0.95 } },
+    { name: 'ws', runs: { bare: bareRun(true), tokenmq: oursRun(true) }, target: { 0: 3, 1: 1.8 } },
+  ];
+  for (const mode of modes) {
+    if (!only(mode.name)) continue;
+    for (const qos of [0, 1] as const) {
+      const names = Object.keys(mode.runs);
+      const samples: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
+      for (let r = 0; r < ROUNDS; r++) {
+        for (let j = 0; j < names.length; j++) {
+          const name = names[(r + j) % names.length]!;
+          samples[name]!.push(await mode.runs[name]!(qos));
+        }
+      }
+      const out: Record<string, unknown> = {};
+      for (const n of names) out[`deliveries_per_s_${n}`] = round(median(samples[n]!), 0);
+      for (const n of names) {
+        if (n === 'bare') continue;
+        const suffix = n === 'tokenmq' ? '' : `_${n.replace('tokenmq_', '')}`;
+        const r = pairRatios(samples[n]!, samples.bare!);
+        out[`ratio_median${suffix}`] = r.ratio_median;
+        out[`ratio_min${suffix}`] = r.ratio_min;
+        out[`ratios${suffix}`] = r.ratios;
+      }
+      out.target = mode.target[qos];
+      for (const n of names) out[`samples_${n}`] = samples[n]!.map((x) => round(x, 0));
+      result[`publish_${mode.name}_qos${qos}`] = out;
+    }
+  }
+  await memStore.close();
+}
+
+async function redisParts(result: Record<string, unknown>): Promise<void> {
   const redisServer = process.env.REDIS_URL ? null : await startRedisServer();
   const redisUrl = process.env.REDIS_URL ?? redisServer!.url;
-  const result: Record<string, unknown> = { node: process.version, rounds: ROUNDS };
   try {
-    // 1. Publish throughput, memory store (store is not on the message path anyway).
-    const memStore = new MemoryStore();
-    const now = Math.floor(Date.now() / 1000);
-    const pubTokens = await memStore.create(Array.from({ length: PUBLISHERS }, (_, i) => ({ ttl: 3600, access: { type: 2 as const, acl: aclFor('pub', i) } })), now);
-    const [subToken] = await memStore.create([{ ttl: 3600, access: { type: 2, acl: aclFor('sub', 0) } }], now);
-    for (const qos of [0, 1] as const) {
-      const bare: number[] = [];
-      const ours: number[] = [];
-      for (let r = 0; r < ROUNDS; r++) {
-        const b = await startBareAedes();
-        bare.push(await throughput({ pubUrl: `mqtt://127.0.0.1:${b.port}`, subUrl: `mqtt://127.0.0.1:${b.port}`, pubKeys: pubTokens.map(() => 'x'), subKey: 'x' }, qos));
-        await b.close();
-        const t = await startTokenmq(memStore);
-        ours.push(await throughput({ pubUrl: `mqtt://127.0.0.1:${t.port}`, subUrl: `mqtt://127.0.0.1:${t.port}`, pubKeys: pubTokens.map((p) => p.key), subKey: subToken!.key }, qos));
-        await t.close();
-      }
-      result[`publish_qos${qos}`] = {
-        deliveries_per_s_bare: round(median(bare), 0),
-        deliveries_per_s_tokenmq: round(median(ours), 0),
-        ratio: round(median(ours) / median(bare), 3),
-        target: 0.9,
-        samples_bare: bare.map((x) => round(x, 0)),
-        samples_tokenmq: ours.map((x) => round(x, 0)),
-      };
-    }
-    await memStore.close();
-
     // 2. Connect rate with the Redis store, 3. Redis commands per 10,000 PUBLISH, 4. revocation latency.
     // The expiry sweeper (one script a second) is switched off here so that the command
     // count below shows what PUBLISH costs; it is periodic work, not per message.
@@ -113,12 +169,13 @@ async function main(): Promise<void> {
       ourRuns.push(await connectRate(t.port, () => keys[k++ % keys.length]!));
       await t.close();
     }
-    const pick = (runs: Run[]): Run => runs.sort((a, b) => a.perSecond - b.perSecond)[Math.floor(runs.length / 2)]!;
+    const ratios = pairRatios(ourRuns.map((r) => r.perSecond), bareRuns.map((r) => r.perSecond));
+    const pick = (runs: Run[]): Run => [...runs].sort((a, b) => a.perSecond - b.perSecond)[Math.floor(runs.length / 2)]!;
     const cb = pick(bareRuns);
     const co = pick(ourRuns);
     result.connect_redis_store = {
       concurrency: 50, connects: CONNECTS,
-      per_s_bare: round(cb.perSecond, 0), per_s_tokenmq: round(co.perSecond, 0), ratio: round(co.perSecond / cb.perSecond, 3), target: 0.7,
+      per_s_bare: round(cb.perSecond, 0), per_s_tokenmq: round(co.perSecond, 0), ...ratios, target: 0.7,
       p50_ms_bare: round(cb.p50), p99_ms_bare: round(cb.p99), p50_ms_tokenmq: round(co.p50), p99_ms_tokenmq: round(co.p99),
       refused: co.refused,
     };
@@ -175,8 +232,6 @@ async function main(): Promise<void> {
   } finally {
     await redisServer?.stop();
   }
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  process.exit(0);
 }
 
 main().catch((err: unknown) => {

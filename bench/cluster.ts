@@ -1,16 +1,18 @@
 // Cluster benchmark of issue 5: publish throughput with publishers on node A and
 // subscribers on node B, against one node in the same run, and the p99 of
 // revocation latency across nodes (REST DELETE on A → socket close on B).
-// Prints one JSON object. Loopback only, bounded.
+// Prints one JSON line. Loopback only, bounded.
+import { cpus } from 'node:os';
 import mqtt from 'mqtt';
 import { startCluster } from '../test/helpers/cluster.js';
 import { startProcess } from '../test/helpers/process.js';
-import { median, percentile, round, throughput, PUBLISHERS } from './lib.js';
+import { median, pairRatios, percentile, round, throughput, PUBLISHERS } from './lib.js';
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+// Interleaved pairs (single node, then cluster); ratios per pair, median and minimum printed.
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
 async function main(): Promise<void> {
-  const result: Record<string, unknown> = { node: process.version, rounds: ROUNDS };
+  const result: Record<string, unknown> = { bench: 'cluster', node: process.version, cores: cpus().length, rounds: ROUNDS };
   const cluster = await startCluster(2);
   const single = await startProcess({ MASTER_TOKEN: cluster.masterKey, LOG_LEVEL: 'info' });
   const keys = Array.from({ length: PUBLISHERS }, () => cluster.masterKey);
@@ -26,7 +28,7 @@ async function main(): Promise<void> {
       result[`publish_qos${qos}`] = {
         deliveries_per_s_single_node: round(median(one), 0),
         deliveries_per_s_across_nodes: round(median(two), 0),
-        ratio: round(median(two) / median(one), 3),
+        ...pairRatios(two, one),
         samples_single: one.map((x) => round(x, 0)),
         samples_cluster: two.map((x) => round(x, 0)),
       };
@@ -51,7 +53,7 @@ async function main(): Promise<void> {
     await single.stop('SIGKILL');
     await cluster.close();
   }
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exit(0);
 }
 

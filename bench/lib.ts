@@ -1,8 +1,10 @@
 // Shared pieces of the benches: percentiles, raw MQTT connects, bare Aedes.
 import { Aedes } from 'aedes';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, connect as netConnect, type AddressInfo, type Server } from 'node:net';
 import mqttPacket from 'mqtt-packet';
 import mqtt, { type MqttClient } from 'mqtt';
+import { WebSocketServer, createWebSocketStream } from 'ws';
 
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -19,18 +21,35 @@ export function median(values: number[]): number {
   return percentile([...values].sort((a, b) => a - b), 50);
 }
 
-/** A bare Aedes (no hooks) on an ephemeral TCP port: the baseline. */
-export async function startBareAedes(): Promise<{ port: number; close(): Promise<void> }> {
+/**
+ * The baseline: a bare Aedes (no hooks) exactly as its README ships it, nothing
+ * tuned: `net.createServer(aedes.handle)` on TCP (Nagle on), and ws 8
+ * `createWebSocketStream` on /mqtt for WebSocket.
+ */
+export async function startBareAedes(): Promise<{ port: number; wsPort: number; close(): Promise<void> }> {
   const aedes = await Aedes.createBroker();
-  const server: Server = createServer((socket) => { socket.setNoDelay(true); aedes.handle(socket); });
+  const server: Server = createServer(aedes.handle);
+  const http = createHttpServer();
+  const wss = new WebSocketServer({ server: http, path: '/mqtt' });
+  wss.on('connection', (ws, req) => aedes.handle(createWebSocketStream(ws), req));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,
+    wsPort: (http.address() as AddressInfo).port,
     close: async () => {
+      wss.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => http.close(() => resolve()));
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
     },
   };
+}
+
+/** Per-pair ratios of interleaved runs (ours[i] / base[i]): their median and minimum. */
+export function pairRatios(ours: number[], base: number[]): { ratio_median: number; ratio_min: number; ratios: number[] } {
+  const ratios = ours.map((x, i) => x / base[i]!);
+  return { ratio_median: round(median(ratios), 3), ratio_min: round(Math.min(...ratios), 3), ratios: ratios.map((r) => round(r, 3)) };
 }
 
 let seq = 0;

@@ -21,6 +21,8 @@ export interface Config {
   /** CIDR list; empty trusts no proxy. */
   trustProxy: string[];
   proxyProtocol: boolean;
+  /** Disable Nagle on MQTT/MQTTS sockets; off by default, like Mosquitto and bare Aedes. */
+  tcpNoDelay: boolean;
   authFailLimit: number;
   authFailWindow: number;
   /** Largest MQTT packet accepted, bytes. */
@@ -55,6 +57,7 @@ const SETTINGS: Record<keyof Config, { env: string; kind: Kind }> = {
   masterToken: { env: 'MASTER_TOKEN', kind: 'key' },
   trustProxy: { env: 'TRUST_PROXY', kind: 'cidrs' },
   proxyProtocol: { env: 'PROXY_PROTOCOL', kind: 'bool' },
+  tcpNoDelay: { env: 'TCP_NODELAY', kind: 'bool' },
   authFailLimit: { env: 'AUTH_FAIL_LIMIT', kind: 'uint' },
   authFailWindow: { env: 'AUTH_FAIL_WINDOW', kind: 'uint' },
   maxPacketSize: { env: 'MAX_PACKET_SIZE', kind: 'uint' },

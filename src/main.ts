@@ -103,6 +103,7 @@ async function main(): Promise<void> {
     : undefined;
   const ports = await broker.listen({
     host: config.host, mqttPort: config.mqttPort, wsPort: config.wsPort, tls, proxyProtocol: config.proxyProtocol, trustProxy,
+    tcpNoDelay: config.tcpNoDelay,
   });
   const metrics = config.metrics ? createMetrics({ broker, store }) : undefined;
   const api = await buildApi({ store, broker, limiter, log: log.child({ module: 'api' }), trustProxy, metrics });

@@ -85,6 +85,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   mirroredCounter(registry, 'refused_publishes_total', 'PUBLISH packets refused (connection closed, MQTT-3.3.5-2)', () => stats.refusedPublishes);
   mirroredCounter(registry, 'refused_subscribes_total', 'Subscriptions refused (SUBACK 0x80)', () => stats.refusedSubscribes);
   mirroredCounter(registry, 'sessions_dropped_total', 'Sessions closed by the broker (revocation, expiry, kick)', () => stats.dropped);
+  mirroredCounter(registry, 'ws_dropped_total', 'QoS 0 deliveries dropped for WebSocket clients that read too slowly (send buffer at its cap)', () => stats.wsDropped);
   mirroredCounter(registry, 'store_errors_total', 'Token store operations that failed (broker and REST API)', () => stats.storeErrors);
 
   // Two unlabelled histograms: observe() without labels is prom-client's cheap path (REST auth runs per request).

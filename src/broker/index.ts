@@ -121,7 +121,11 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     handle,
     async listen(opts) {
       // A WebSocket message carries one MQTT packet (sometimes a few): bound it alike.
-      listeners = await startListeners(handle, { wsMaxPayload: maxPacketSize > 0 ? Math.max(2 * maxPacketSize, 64 * 1024) : 2 ** 28, ...opts }, log);
+      listeners = await startListeners(handle, {
+        wsMaxPayload: maxPacketSize > 0 ? Math.max(2 * maxPacketSize, 64 * 1024) : 2 ** 28,
+        onWsDrop: (count) => { stats.wsDropped += count; },
+        ...opts,
+      }, log);
       return listeners.ports;
     },
     kick,

@@ -17,6 +17,8 @@ export class BrokerStats {
   filteredDeliveries = 0;
   storeErrors = 0;
   dropped = 0;
+  /** QoS 0 deliveries not sent to WebSocket clients whose send buffer was at its cap (ws-stream.ts). */
+  wsDropped = 0;
   /** Called once per CONNECT with its duration (seconds); metrics hooks a histogram here. */
   onAuthDuration: (seconds: number) => void = () => {};
 }

@@ -1,5 +1,5 @@
-// Listeners (SPEC §1): MQTT over TCP, over WebSocket on /mqtt (ws 8
-// createWebSocketStream), and their TLS twins when a cert and key are given.
+// Listeners (SPEC §1): MQTT over TCP, over WebSocket on /mqtt (ws 8 with our
+// WsStream, see ws-stream.ts), and their TLS twins when a cert and key are given.
 // Each one records the client IP and transport before Aedes sees the stream.
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -7,11 +7,12 @@ import { createServer as createNetServer, type AddressInfo, type BlockList, type
 import { createServer as createTlsServer } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { WebSocketServer, createWebSocketStream } from 'ws';
+import { WebSocketServer } from 'ws';
 import { normalizeIp } from '../tokens/index.js';
 import { clientIpFrom, isTrusted } from './client-ip.js';
 import { readProxyHeader } from './proxy-protocol.js';
 import type { ConnectionInfo, Transport } from './sessions.js';
+import { WS_SEND_BUFFER_CAP, WsStream } from './ws-stream.js';
 
 export interface ListenOptions {
   host: string;
@@ -27,6 +28,12 @@ export interface ListenOptions {
   proxyHeaderTimeoutMs?: number;
   /** Largest WebSocket message accepted (bytes). */
   wsMaxPayload?: number;
+  /** TCP_NODELAY on MQTT and MQTTS sockets (SPEC §1; default off, Nagle on). */
+  tcpNoDelay?: boolean;
+  /** Bytes buffered for one WebSocket client beyond which QoS 0 deliveries are dropped (default WS_SEND_BUFFER_CAP). */
+  wsSendBufferCap?: number;
+  /** Counts QoS 0 deliveries dropped for slow WebSocket clients. */
+  onWsDrop?: (count: number) => void;
 }
 
 export interface Listeners {
@@ -59,7 +66,7 @@ function mqttOverTcp(handle: Handle, transport: Transport, opts: ListenOptions, 
   // SPEC §1: PROXY protocol on the plain TCP listener only; MQTTS clients are judged by their socket peer.
   const proxied = opts.proxyProtocol && transport === 'tcp';
   return (socket: Socket): void => {
-    socket.setNoDelay(true);
+    if (opts.tcpNoDelay) socket.setNoDelay(true);
     const peer = normalizeIp(socket.remoteAddress ?? '');
     if (!proxied) return handle(socket, { ip: peer, transport, socket });
     socket.on('error', () => {}); // until Aedes attaches its own
@@ -91,7 +98,14 @@ function mqttOverWs(server: HttpServer, handle: Handle, transport: Transport, op
   });
   wss.on('connection', (ws, req) => {
     const ip = clientIpFrom(req.socket.remoteAddress, req.headers['x-forwarded-for'], opts.trustProxy);
-    const stream = createWebSocketStream(ws);
+    const cap = opts.wsSendBufferCap ?? WS_SEND_BUFFER_CAP;
+    const stream = new WsStream(ws, req.socket, {
+      sendBufferCap: cap,
+      onDrop: (count) => {
+        if (stream.dropped === count) log.info({ ip, cap }, 'websocket client reads too slowly: dropping its QoS 0 deliveries');
+        opts.onWsDrop?.(count);
+      },
+    });
     stream.on('error', () => {});
     ws.on('error', (err) => log.debug({ ip, err: err.message }, 'websocket error'));
     handle(stream, { ip, transport, socket: req.socket }, req);

@@ -17,9 +17,11 @@ export interface TestServer {
   nodeId: string;
   broker: TokenBroker;
   limiter: AuthLimiter;
-  ports: { mqtt: number; ws: number; http: number };
+  ports: { mqtt: number; ws: number; http: number; mqtts?: number; wss?: number };
   mqttUrl: string;
   wsUrl: string;
+  /** With `tls`: the secure WebSocket URL. */
+  wssUrl?: string;
   httpUrl: string;
   /** Creates one token directly in the store. */
   token(input?: TokenInput): Promise<CreatedToken>;
@@ -50,6 +52,12 @@ export interface TestServerOptions {
   cluster?: boolean;
   /** Aedes heartbeat (ms); its will sweeper runs every 4 heartbeats. */
   heartbeatInterval?: number;
+  /** TCP_NODELAY on the MQTT listeners (default off). */
+  tcpNoDelay?: boolean;
+  /** Send buffer cap per WebSocket client, bytes (default WS_SEND_BUFFER_CAP). */
+  wsSendBufferCap?: number;
+  /** PEM cert and key: MQTTS and WSS listeners too, on ephemeral ports. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export function uniquePrefix(): string {
@@ -87,6 +95,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const ports = await broker.listen({
     host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: opts.proxyProtocol ?? false, trustProxy: opts.trustProxy,
     proxyHeaderTimeoutMs: opts.proxyHeaderTimeoutMs,
+    tcpNoDelay: opts.tcpNoDelay, wsSendBufferCap: opts.wsSendBufferCap,
+    tls: opts.tls ? { ...opts.tls, mqttsPort: 0, wssPort: 0 } : undefined,
   });
   const api = await buildApi({
     store, broker, limiter, log, trustProxy: opts.trustProxy,
@@ -100,9 +110,10 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     nodeId,
     broker,
     limiter,
-    ports: { mqtt: ports.mqtt, ws: ports.ws, http },
+    ports: { ...ports, http },
     mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`,
     wsUrl: `ws://127.0.0.1:${ports.ws}/mqtt`,
+    wssUrl: ports.wss ? `wss://127.0.0.1:${ports.wss}/mqtt` : undefined,
     httpUrl: `http://127.0.0.1:${http}`,
     async token(input = { ttl: 3600 }) {
       const [created] = await store.create([{ ttl: 3600, ...input }], Math.floor(Date.now() / 1000));
