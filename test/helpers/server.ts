@@ -10,7 +10,7 @@ import { buildApi } from '../../src/api/index.js';
 import { createMetrics } from '../../src/metrics.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { TokenStore } from '../../src/store/types.js';
-import type { CreatedToken, TokenInput } from '../../src/tokens/types.js';
+import type { CreatedToken, Token, TokenInput } from '../../src/tokens/types.js';
 
 export interface TestServer {
   store: TokenStore;
@@ -126,4 +126,13 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
       await store.close();
     },
   };
+}
+
+/**
+ * Every stored token without `accessed`: authenticated REST requests move it
+ * through a batched touch that may land at any moment, so tests asserting that
+ * a refused request changed nothing compare the rest.
+ */
+export async function storedTokens(store: TokenStore, ids: number[] | 'all' = 'all'): Promise<Omit<Token, 'accessed'>[]> {
+  return (await store.get(ids)).map(({ accessed: _accessed, ...rest }) => rest);
 }

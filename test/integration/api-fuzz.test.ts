@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { MAX_CREATE_BATCH } from '../../src/api/schemas.js';
 import { checkResult, validateCreate, validatePatch, type Token } from '../../src/tokens/index.js';
 import { rest, type RestResponse } from '../helpers/rest.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { startTestServer, storedTokens, type TestServer } from '../helpers/server.js';
 
 const now = (): number => Math.floor(Date.now() / 1000);
 const BODY_LIMIT = 1024 * 1024;
@@ -157,10 +157,6 @@ function patchAccepted(value: unknown, target: Token, t: number): boolean {
 // ---- the test ----------------------------------------------------------------------
 
 /** Stored tokens without `accessed`, which the master's own requests move (SPEC §2). */
-async function snapshot(srv: TestServer): Promise<Omit<Token, 'accessed'>[]> {
-  return (await srv.store.get('all')).map(({ accessed: _accessed, ...rest }) => rest);
-}
-
 function send(srv: TestServer, method: string, path: string, key: string, body: Body): Promise<RestResponse> {
   if (body.kind === 'raw') return rest(srv.httpUrl, method, path, { key, raw: body.text, headers: { 'content-type': body.contentType } });
   return rest(srv.httpUrl, method, path, { key, raw: JSON.stringify(body.value) ?? 'null' });
@@ -193,7 +189,7 @@ describe.each([['memory', 250], ['redis', 100]] as const)('generated bodies with
 
   test(`POST and PUT never 5xx and never change tokens when refused (${numRuns} runs)`, async () => {
     await fc.assert(fc.asyncProperty(bodyArb, async (body) => {
-      const before = await snapshot(srv);
+      const before = await storedTokens(srv.store);
       const [target] = await srv.store.get([targetId]);
       const t = now();
       const json = body.kind === 'json' && JSON.stringify(body.value) !== undefined
@@ -207,7 +203,7 @@ describe.each([['memory', 250], ['redis', 100]] as const)('generated bodies with
       if (created.status === 200) {
         await srv.store.delete(created.body.result.map((c: { id: number }) => c.id));
       } else {
-        expect(await snapshot(srv)).toEqual(before);
+        expect(await storedTokens(srv.store)).toEqual(before);
       }
 
       const changed = await send(srv, 'PUT', `/platform/tokens/${targetId}`, master, body);
@@ -220,7 +216,7 @@ describe.each([['memory', 250], ['redis', 100]] as const)('generated bodies with
         const [restored] = await srv.store.update([targetId], BASE, now());
         if (!restored) targetId = (await srv.token(BASE)).id;
       } else {
-        expect(await snapshot(srv)).toEqual(before);
+        expect(await storedTokens(srv.store)).toEqual(before);
       }
       // Nothing reached a prototype.
       expect(({} as Record<string, unknown>).polluted).toBeUndefined();

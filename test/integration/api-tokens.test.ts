@@ -2,7 +2,7 @@
 // ?fields=; body validation (schema, then validateCreate/validatePatch).
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { postLarge, reasonOf, rest } from '../helpers/rest.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { startTestServer, storedTokens, type TestServer } from '../helpers/server.js';
 
 const now = (): number => Math.floor(Date.now() / 1000);
 
@@ -50,7 +50,7 @@ describe.each(['memory', 'redis'] as const)('/platform/tokens with the %s store'
     expect(ok.body.result.map((t: { info: string }) => t.info)).toEqual(['a', 'b']);
     expect(new Set(ok.body.result.map((t: { key: string }) => t.key)).size).toBe(2);
 
-    const before = await srv.store.get('all');
+    const before = await storedTokens(srv.store);
     const bad = await call('POST', '/platform/tokens', [{ ttl: 60 }, { ttl: -1 }]);
     expect(bad.status).toBe(400);
     expect(reasonOf(bad)).toMatch(/^\[1\]\.ttl: /);
@@ -58,7 +58,7 @@ describe.each(['memory', 'redis'] as const)('/platform/tokens with the %s store'
     expect(semantic.status).toBe(400);
     expect(reasonOf(semantic)).toMatch(/^\[1\]\.expire: expire or ttl must be non-zero/);
     expect((await call('POST', '/platform/tokens', [])).status).toBe(400);
-    expect(await srv.store.get('all')).toEqual(before);
+    expect(await storedTokens(srv.store)).toEqual(before);
   });
 
   test.each([
@@ -82,15 +82,15 @@ describe.each(['memory', 'redis'] as const)('/platform/tokens with the %s store'
     [/can never be granted \/platform/, { ttl: 60, access: { type: 2, acl: [{ uri: 'platform', methods: ['GET'] }] } }],
     ['body: must be a token object or an array of token objects', 'a string'],
   ])('POST is a 400 naming the field: %s', async (reason, body) => {
-    const before = await srv.store.get('all');
+    const before = await storedTokens(srv.store);
     const res = await call('POST', '/platform/tokens', body);
     expect(res.status).toBe(400);
     expect(reasonOf(res)).toEqual(typeof reason === 'string' ? reason : expect.stringMatching(reason));
-    expect(await srv.store.get('all')).toEqual(before);
+    expect(await storedTokens(srv.store)).toEqual(before);
   });
 
   test('non-JSON, an empty body and an unsupported media type are 4xx in the envelope', async () => {
-    const before = await srv.store.get('all');
+    const before = await storedTokens(srv.store);
     const notJson = await rest(srv.httpUrl, 'POST', '/platform/tokens', { key: master, raw: '{"ttl": 60' });
     expect(notJson.status).toBe(400);
     expect(reasonOf(notJson)).toMatch(/not valid JSON/);
@@ -101,15 +101,15 @@ describe.each(['memory', 'redis'] as const)('/platform/tokens with the %s store'
     const xml = await rest(srv.httpUrl, 'POST', '/platform/tokens', { key: master, raw: '<ttl>60</ttl>', headers: { 'content-type': 'application/xml' } });
     expect(xml.status).toBe(415);
     reasonOf(xml);
-    expect(await srv.store.get('all')).toEqual(before);
+    expect(await storedTokens(srv.store)).toEqual(before);
   });
 
   test('a 10 MB body is a 413 in the envelope and changes nothing', async () => {
-    const before = await srv.store.get('all');
+    const before = await storedTokens(srv.store);
     const res = await postLarge(srv.httpUrl, '/platform/tokens', 10 * 1024 * 1024, master);
     expect(res.status).toBe(413);
     expect(JSON.parse(res.text)).toEqual({ errors: [{ code: 413, reason: 'Request body is too large' }] });
-    expect(await srv.store.get('all')).toEqual(before);
+    expect(await storedTokens(srv.store)).toEqual(before);
   });
 
   test('selectors: all, an id, a comma list in the order asked; unknown ids are skipped', async () => {
@@ -153,7 +153,7 @@ describe.each(['memory', 'redis'] as const)('/platform/tokens with the %s store'
     expect(res.body.result).toEqual([expect.objectContaining({ id: t.id, info: 'new', ttl: 600, metadata: { a: 'b' } })]);
     expect(res.text).not.toContain(t.key);
 
-    const before = await srv.store.get([t.id]);
+    const before = await storedTokens(srv.store, [t.id]);
     for (const [body, reason] of [
       [{ info: 'x', bogus: 1 }, "unknown field 'bogus'"],
       [{ created: 5 }, 'created: read-only field, set by the server'],
@@ -166,7 +166,7 @@ describe.each(['memory', 'redis'] as const)('/platform/tokens with the %s store'
       expect(bad.status).toBe(400);
       expect(reasonOf(bad)).toEqual(typeof reason === 'string' ? reason : expect.stringMatching(reason));
     }
-    expect(await srv.store.get([t.id])).toEqual(before);
+    expect(await storedTokens(srv.store, [t.id])).toEqual(before);
 
     // Disabling over REST refuses the token at once.
     expect((await call('PUT', `/platform/tokens/${t.id}`, { enabled: false })).status).toBe(200);
