@@ -7,7 +7,8 @@
 // Environment: FUZZ_SEED, FUZZ_COUNT, FUZZ_MAX_SECONDS, REDIS_URL (with --redis).
 import { randomInt } from 'node:crypto';
 import { captureLogs, runFuzz } from '../test/helpers/fuzz-harness.js';
-import { startRedisServer, type RedisServerHandle } from '../test/helpers/redis-server.js';
+import { Redis } from 'ioredis';
+import { deleteByPrefix, startRedisServer, type RedisServerHandle } from '../test/helpers/redis-server.js';
 import { startTestServer, uniquePrefix } from '../test/helpers/server.js';
 import { RedisStore } from '../src/store/redis-store.js';
 
@@ -41,11 +42,12 @@ async function main(): Promise<number> {
   process.stderr.write(`fuzz: seed=${seed} count=${only ? only.length : count} store=${useRedis ? 'redis' : 'memory'} max_seconds=${maxSeconds}\n`);
 
   let redisServer: RedisServerHandle | null = null;
+  const redisPrefix = `fuzz:${uniquePrefix()}`;
   let store: RedisStore | undefined;
   const logs = captureLogs('warn');
   if (useRedis) {
     if (!process.env.REDIS_URL) redisServer = await startRedisServer();
-    store = new RedisStore({ url: process.env.REDIS_URL ?? redisServer!.url, prefix: `fuzz:${uniquePrefix()}`, logger: logs.log });
+    store = new RedisStore({ url: process.env.REDIS_URL ?? redisServer!.url, prefix: redisPrefix, logger: logs.log });
   }
   const srv = await startTestServer({ log: logs.log, maxPacketSize, store });
   try {
@@ -67,6 +69,12 @@ async function main(): Promise<number> {
     return report.stopped ? 2 : 0;
   } finally {
     await srv.close();
+    // A Redis of the caller's (REDIS_URL): leave it as it was.
+    if (store && !redisServer) {
+      const redis = new Redis(process.env.REDIS_URL!);
+      await deleteByPrefix(redis, redisPrefix);
+      redis.disconnect();
+    }
     await redisServer?.stop();
   }
 }

@@ -14,12 +14,14 @@
 // Streams run in waves; each wave runs its refused streams together (snapshot
 // before and after), then its valid ones.
 import mqtt, { type MqttClient } from 'mqtt';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import type { TokenBroker } from '../../src/broker/index.js';
 import type { TokenStore } from '../../src/store/types.js';
 import type { Token } from '../../src/tokens/index.js';
 import {
-  HEARTBEAT_TOPIC, TAG_RE, describeStream, generateStream, runStream,
+  HEARTBEAT_TOPIC, describeStream, generateStream, runStream, streamOfAddress, taggedStream,
   type FuzzKey, type FuzzKeys, type FuzzStream, type RefusedKind, type RunTiming, type StreamResult, type ValidKind,
 } from './mqtt-fuzz.js';
 
@@ -253,13 +255,24 @@ export async function runFuzz(srv: FuzzServer, opts: FuzzOptions): Promise<FuzzR
   ], Math.floor(Date.now() / 1000));
   const bystanderTokens = new Set([hbToken!.id, hbAcl!.id]);
 
-  // Which stream a session belongs to: the broker's remote port is the stream's local port.
-  const portToStream = new Map<number, number>();
+  // The broker's side of each connection, from the moment Aedes gets it: a stream the
+  // client has finished may still be in its CONNECT here (Aedes pauses reading while
+  // it authenticates), so a wave is over only when these have closed too.
+  const aedesHandle = srv.broker.aedes as unknown as { handle(stream: Duplex, req?: IncomingMessage): object };
+  const originalHandle = aedesHandle.handle;
+  const serverConns = new Set<Duplex>();
+  aedesHandle.handle = (stream, req) => {
+    serverConns.add(stream);
+    stream.once('close', () => serverConns.delete(stream));
+    return originalHandle.call(aedesHandle, stream, req);
+  };
+
+  // Which stream a session belongs to: each stream connects from its own address (streamAddress).
   const acceptedStreams = new Set<number>();
   srv.broker.registry.onChange((kind, session) => {
     if (kind !== 'added') return;
-    const idx = portToStream.get(session.conn.socket.remotePort ?? -1);
-    if (idx !== undefined) acceptedStreams.add(idx);
+    const idx = streamOfAddress(session.conn.ip);
+    if (idx !== null) acceptedStreams.add(idx);
   });
 
   // Messages at the `#` bystander: tags name the stream that published them.
@@ -267,8 +280,8 @@ export async function runFuzz(srv: FuzzServer, opts: FuzzOptions): Promise<FuzzR
   const onBystanderMessage = (topic: string, payload: Buffer): void => {
     report.bystanderMessages++;
     if (topic.startsWith('$')) violate('dollar_topics_not_via_wildcard', `'#' subscriber received ${JSON.stringify(topic)} (MQTT-4.7.2-1)`);
-    const m = TAG_RE.exec(payload.subarray(0, 24).toString('latin1'));
-    if (m) tagged.push({ idx: Number(m[1]), topic });
+    const idx = taggedStream(opts.seed, payload);
+    if (idx !== null) tagged.push({ idx, topic });
   };
   const rand = Math.random().toString(36).slice(2, 10);
   const b1 = await bystander(srv.mqttUrl, hbToken!.key, `bystander-tcp-${rand}`, '#', onBystanderMessage);
@@ -294,9 +307,9 @@ export async function runFuzz(srv: FuzzServer, opts: FuzzOptions): Promise<FuzzR
   const checkRetainedTags = (retained: Map<string, string>): void => {
     for (const [topic, v] of retained) {
       const payload = Buffer.from(v.slice(v.indexOf(':') + 1), 'base64');
-      const m = TAG_RE.exec(payload.subarray(0, 24).toString('latin1'));
-      if (m && !acceptedStreams.has(Number(m[1]))) {
-        violate('refused_stream_changes_nothing', `retained message of stream ${m[1]} (no session) on ${JSON.stringify(topic.slice(0, 60))}`, streamsByIndex.get(Number(m[1])));
+      const idx = taggedStream(opts.seed, payload);
+      if (idx !== null && !acceptedStreams.has(idx)) {
+        violate('refused_stream_changes_nothing', `retained message of stream ${idx} (no session) on ${JSON.stringify(topic.slice(0, 60))}`, streamsByIndex.get(idx));
       }
     }
   };
@@ -305,11 +318,13 @@ export async function runFuzz(srv: FuzzServer, opts: FuzzOptions): Promise<FuzzR
   const aedes = srv.broker.aedes as unknown as { connectedClients: number; clients: Record<string, unknown> };
   // Ghosts already reported: each is reported once, later waves compare against them.
   let knownDrift = 0;
+  let knownConns = bystanders.length;
   const ghosts = (): string[] => {
     const extra = new Set<string>();
     for (const s of srv.broker.registry.all()) if (!expectedClients.has(s.clientId)) extra.add(`registry:${s.clientId}`);
     for (const id of Object.keys(aedes.clients)) if (!expectedClients.has(id)) extra.add(`aedes:${id}`);
     if (aedes.connectedClients !== expectedClients.size + knownDrift) extra.add(`aedes.connectedClients=${aedes.connectedClients}`);
+    if (serverConns.size > knownConns) extra.add(`open connections=${serverConns.size}`);
     return [...extra];
   };
   /** Every stream has ended: the broker must drop back to the bystanders (no ghost sessions). */
@@ -323,6 +338,7 @@ export async function runFuzz(srv: FuzzServer, opts: FuzzOptions): Promise<FuzzR
         for (const s of srv.broker.registry.all()) expectedClients.add(s.clientId);
         for (const id of Object.keys(aedes.clients)) expectedClients.add(id);
         knownDrift = aedes.connectedClients - expectedClients.size;
+        knownConns = serverConns.size;
         return;
       }
       await sleep(10);
@@ -361,8 +377,7 @@ export async function runFuzz(srv: FuzzServer, opts: FuzzOptions): Promise<FuzzR
   const playGroup = async (group: FuzzStream[]): Promise<StreamResult[]> => {
     const results: StreamResult[] = [];
     await pool(group, concurrency, async (s) => {
-      // The port mapping stays until the wave has quiesced (the broker has seen every close).
-      results.push(await runStream(target, s, (p) => portToStream.set(p, s.index), opts.timing));
+      results.push(await runStream(target, s, opts.timing));
     });
     return results;
   };
@@ -423,7 +438,6 @@ export async function runFuzz(srv: FuzzServer, opts: FuzzOptions): Promise<FuzzR
       account(results, valid);
     }
     checkTags();
-    portToStream.clear();
     // A heartbeat each time the count passes a multiple of heartbeatEvery.
     if (Math.floor(report.streams / heartbeatEvery) > lastHeartbeatAt) {
       lastHeartbeatAt = Math.floor(report.streams / heartbeatEvery);
@@ -458,6 +472,7 @@ export async function runFuzz(srv: FuzzServer, opts: FuzzOptions): Promise<FuzzR
   }
   finished = true;
   await Promise.all(bystanders.map((b) => b.client.endAsync()));
+  aedesHandle.handle = originalHandle;
   process.off('uncaughtException', onUncaught);
   process.off('unhandledRejection', onRejection);
 

@@ -143,7 +143,22 @@ export interface FuzzStream {
   notes: string[];
 }
 
-export const TAG_RE = /^fz:(\d+):/;
+/**
+ * Payload prefix naming the stream that published a message: `fz:<index>:<check>:`.
+ * The check (a hash of seed and index) makes a tag that a bit flip altered
+ * unattributable, rather than attributed to another stream.
+ */
+export function streamTag(seed: number, index: number): string {
+  return `fz:${index}:${new Rng(seed ^ 0x5bd1e995, index).u32().toString(16).padStart(8, '0')}:`;
+}
+
+/** The stream index a payload names, or null when it carries no intact tag. */
+export function taggedStream(seed: number, payload: Buffer): number | null {
+  const m = /^fz:(\d{1,9}):[0-9a-f]{8}:/.exec(payload.subarray(0, 32).toString('latin1'));
+  if (!m) return null;
+  const index = Number(m[1]);
+  return m[0] === streamTag(seed, index) ? index : null;
+}
 export const HEARTBEAT_TOPIC = 'fuzz/hb';
 const CLIENT_ID_POOL = 16;
 
@@ -430,7 +445,7 @@ export interface GenerateOptions {
 export function generateStream(seed: number, index: number, keys: FuzzKeys, opts: GenerateOptions): FuzzStream {
   const rng = new Rng(seed, index);
   const cls: StreamClass = rng.chance(opts.refusedShare ?? 0.35) ? 'refused' : 'valid';
-  const tag = `fz:${index}:`;
+  const tag = streamTag(seed, index);
   const notes: string[] = [];
   let transport: StreamTransport = rng.chance(0.4) ? 'ws' : 'tcp';
   const protocols = rng.weighted([[['mqtt'], 8], [['mqttv3.1'], 1], [['mqtt', 'mqttv3.1'], 1], [[], 1]] as const).slice();
@@ -572,6 +587,22 @@ export function generateStream(seed: number, index: number, keys: FuzzKeys, opts
 
 // ---- playing a stream ----------------------------------------------------------------
 
+/**
+ * The loopback source address of stream `index` (127.1.0.0 and up, one per stream):
+ * the broker's session names its stream by its IP, which no later stream reuses,
+ * where a source port may be reused as soon as the stream's socket is gone.
+ */
+export function streamAddress(index: number): string {
+  return `127.${1 + ((index >>> 16) & 127)}.${(index >>> 8) & 255}.${index & 255}`;
+}
+
+/** The stream index of a source address from `streamAddress`, or null. */
+export function streamOfAddress(ip: string): number | null {
+  const m = /^127\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
+  if (!m || Number(m[1]) < 1) return null;
+  return ((Number(m[1]) - 1) << 16) | (Number(m[2]) << 8) | Number(m[3]);
+}
+
 export interface StreamTarget {
   host: string;
   mqttPort: number;
@@ -580,8 +611,6 @@ export interface StreamTarget {
 
 export interface StreamResult {
   index: number;
-  /** The client side's local port (the broker's remote port for this connection). */
-  localPort: number | null;
   /** First return code of a CONNACK the broker sent, if one was read. */
   connack: number | null;
   /** The broker closed the connection before the stream's own ending. */
@@ -632,18 +661,13 @@ async function linger(isClosed: () => boolean, incoming: Incoming, closedP: Prom
   }
 }
 
-/**
- * Plays one stream and closes it. `opened` is called with the local port as soon
- * as the connection exists, before any byte is written (the harness maps the
- * broker's sessions back to streams by it).
- */
-export async function runStream(target: StreamTarget, s: FuzzStream, opened: (port: number) => void,
-  timing: RunTiming = DEFAULT_TIMING): Promise<StreamResult> {
+/** Plays one stream from its own source address (`streamAddress`) and closes it. */
+export async function runStream(target: StreamTarget, s: FuzzStream, timing: RunTiming = DEFAULT_TIMING): Promise<StreamResult> {
   const started = Date.now();
-  const result: StreamResult = { index: s.index, localPort: null, connack: null, serverClosed: false, bytesIn: 0, ms: 0, error: null };
+  const result: StreamResult = { index: s.index, connack: null, serverClosed: false, bytesIn: 0, ms: 0, error: null };
   try {
-    if (s.transport === 'ws') await runWs(target, s, opened, timing, result);
-    else await runTcp(target, s, opened, timing, result);
+    if (s.transport === 'ws') await runWs(target, s, timing, result);
+    else await runTcp(target, s, timing, result);
   } catch (err) {
     result.error = (err as Error).message;
   }
@@ -651,10 +675,10 @@ export async function runStream(target: StreamTarget, s: FuzzStream, opened: (po
   return result;
 }
 
-function runTcp(target: StreamTarget, s: FuzzStream, opened: (port: number) => void, t: RunTiming, result: StreamResult): Promise<void> {
+function runTcp(target: StreamTarget, s: FuzzStream, t: RunTiming, result: StreamResult): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const port = s.transport === 'ws-http' ? target.wsPort : target.mqttPort;
-    const socket: Socket = netConnect({ host: target.host, port });
+    const socket: Socket = netConnect({ host: target.host, port, localAddress: streamAddress(s.index) });
     socket.setNoDelay(true);
     const incoming = new Incoming();
     let closed = false;
@@ -669,8 +693,6 @@ function runTcp(target: StreamTarget, s: FuzzStream, opened: (port: number) => v
     socket.on('data', (d: Buffer) => incoming.onData(d));
     socket.once('connect', () => {
       clearTimeout(giveUp);
-      result.localPort = socket.localPort ?? null;
-      if (result.localPort !== null) opened(result.localPort);
       void (async () => {
         for (const f of s.frames) {
           if (closed) break;
@@ -694,9 +716,10 @@ function runTcp(target: StreamTarget, s: FuzzStream, opened: (port: number) => v
   });
 }
 
-function runWs(target: StreamTarget, s: FuzzStream, opened: (port: number) => void, t: RunTiming, result: StreamResult): Promise<void> {
+function runWs(target: StreamTarget, s: FuzzStream, t: RunTiming, result: StreamResult): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    const ws = new WebSocket(`ws://${target.host}:${target.wsPort}/mqtt`, s.protocols, { handshakeTimeout: 5000 });
+    const ws = new WebSocket(`ws://${target.host}:${target.wsPort}/mqtt`, s.protocols, { handshakeTimeout: 5000, localAddress: streamAddress(s.index) });
+    let opened = false;
     const incoming = new Incoming();
     let closed = false;
     let ending = false;
@@ -712,9 +735,7 @@ function runWs(target: StreamTarget, s: FuzzStream, opened: (port: number) => vo
     });
     ws.on('message', (d) => { if (Buffer.isBuffer(d)) incoming.onData(d); });
     ws.once('open', () => {
-      const sock = (ws as unknown as { _socket?: Socket })._socket;
-      result.localPort = sock?.localPort ?? null;
-      if (result.localPort !== null) opened(result.localPort);
+      opened = true;
       void (async () => {
         for (const f of s.frames) {
           if (closed || ws.readyState !== WebSocket.OPEN) break;
@@ -738,7 +759,7 @@ function runWs(target: StreamTarget, s: FuzzStream, opened: (port: number) => vo
     });
     void closedP.then(() => {
       // Refused at the handshake: never opened.
-      if (result.localPort === null) resolve();
+      if (!opened) resolve();
     });
   });
 }
