@@ -15,6 +15,7 @@ import { LocalSessionDirectory, type SessionDirectory } from './session-director
 import { BrokerStats } from './stats.js';
 import { startListeners, type ListenOptions, type Listeners } from './transports.js';
 import { limitPacketSize } from './packet-limit.js';
+import { guardClientTable } from './client-table.js';
 
 export { AuthLimiter } from './auth-limiter.js';
 export { BrokerStats, CONNECT_RESULTS } from './stats.js';
@@ -80,7 +81,10 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),
     authorizeForward: createAuthorizeForward(authDeps),
   });
+  // A client closed mid-connect leaves no stored will behind (SPEC §4).
   guardRegistration(aedes, log);
+  // A client closing while its successor registers must not drop the successor's entry (MQTT-3.1.4-2).
+  guardClientTable(aedes);
   aedes.on('clientReady', (client) => {
     // Restored subscriptions of a persistent session skip authorizeSubscribe; apply this token's rights.
     const session = registry.get(client);
