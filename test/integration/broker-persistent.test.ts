@@ -1,0 +1,267 @@
+// Persistent sessions (clean session 0) off Aedes' tested path, in memory and in
+// cluster mode (two in-process nodes on one Redis): packet order on reconnect,
+// SUBACKs that must come, offline queues that must drain (src/broker/aedes-fixes.ts).
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import type { MqttClient } from 'mqtt';
+import type mqttPacket from 'mqtt-packet';
+import { pino } from 'pino';
+import { RedisStore } from '../../src/store/redis-store.js';
+import { RawClient, clientId, collect, connect } from '../helpers/mqtt.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { eventually, within } from '../helpers/wait.js';
+
+interface Persistence {
+  delWill(client: { id: string }): Promise<unknown>;
+  subscriptionsByClient(client: { id: string }): Promise<{ topic: string; qos: number }[]>;
+  subscriptionsByTopic(topic: string): Promise<{ clientId: string }[]>;
+  outgoingStream(client: { id: string }): AsyncIterable<{ topic: string }>;
+}
+
+const persistence = (srv: TestServer): Persistence => (srv.broker.aedes as unknown as { persistence: Persistence }).persistence;
+
+const publishes = (raw: RawClient, topic: string): mqttPacket.IPublishPacket[] => raw.publishes().filter((p) => p.topic === topic);
+
+async function queued(srv: TestServer, id: string): Promise<string[]> {
+  const topics: string[] = [];
+  for await (const p of persistence(srv).outgoingStream({ id })) topics.push(p.topic);
+  return topics;
+}
+
+/** A second node of `srv`'s cluster: its own store connections and broker, same Redis prefix. */
+async function secondNode(srv: TestServer): Promise<TestServer> {
+  const log = pino({ level: 'silent' });
+  const store = new RedisStore({ url: process.env.REDIS_URL!, prefix: (srv.store as RedisStore).prefix, logger: log });
+  return startTestServer({ store, cluster: true, log });
+}
+
+const modes = [
+  ['in memory', async (): Promise<TestServer[]> => [await startTestServer()]],
+  ['in cluster mode', async (): Promise<TestServer[]> => {
+    const a = await startTestServer({ store: 'redis', cluster: true });
+    return [a, await secondNode(a)];
+  }],
+] as const;
+
+describe.each(modes)('persistent sessions %s', (_mode, start) => {
+  let nodes: TestServer[];
+  let key: string;
+  const clients: MqttClient[] = [];
+  const raws: RawClient[] = [];
+  /** Node i (the single node in memory mode). */
+  const node = (i: number): TestServer => nodes[i % nodes.length]!;
+  const open = async (srv: TestServer, opts = {}): Promise<MqttClient> => {
+    const c = await connect(srv.mqttUrl, key, opts);
+    clients.push(c);
+    return c;
+  };
+  const raw = (srv: TestServer, id: string, clean = false): RawClient => {
+    const r = new RawClient(srv.ports.mqtt, { clientId: id, clean, username: key });
+    raws.push(r);
+    return r;
+  };
+  /** A persistent session with these subscriptions, left offline. */
+  const session = async (srv: TestServer, id: string, subscriptions: { topic: string; qos: 0 | 1 | 2 }[]): Promise<void> => {
+    const r = raw(srv, id);
+    await r.wait((p) => p.cmd === 'connack', undefined, 'CONNACK');
+    expect(await r.subscribe(subscriptions)).toEqual(subscriptions.map((s) => s.qos));
+    await r.end();
+  };
+
+  beforeAll(async () => {
+    nodes = await start();
+    key = (await nodes[0]!.token({ ttl: 3600 })).key;
+  });
+  afterAll(async () => {
+    for (const r of raws) r.destroy();
+    await Promise.all(clients.map((c) => c.endAsync(true)));
+    for (const n of nodes) await n.close();
+  });
+
+  test('[MQTT-3.2.0-1] CONNACK is the first packet of a resumed session, even when messages arrive while it is restored', async () => {
+    const srv = node(0);
+    const id = clientId('first');
+    await session(srv, id, [{ topic: 'first/#', qos: 1 }]);
+    const watcher = collect(await open(srv));
+    await clients.at(-1)!.subscribeAsync('first/#', { qos: 0 });
+
+    // Hold the CONNECT series after the subscriptions are restored, before CONNACK (storeWill's delWill).
+    const p = persistence(srv);
+    let entered!: () => void;
+    let release!: () => void;
+    const inWindow = new Promise<void>((resolve) => { entered = resolve; });
+    const released = new Promise<void>((resolve) => { release = resolve; });
+    const delWill = p.delWill.bind(p);
+    p.delWill = async (client) => {
+      if (client.id === id) {
+        entered();
+        await released;
+      }
+      return delWill(client);
+    };
+    try {
+      const again = raw(srv, id);
+      await within(inWindow, 5000, 'the CONNECT series to restore the subscriptions');
+      const pub = await open(srv);
+      await pub.publishAsync('first/0', 'qos 0', { qos: 0 });
+      await pub.publishAsync('first/1', 'qos 1', { qos: 1 });
+      // Both reached this node's subscribers (and, before the fix, the session's socket).
+      expect((await watcher.next()).topic).toBe('first/0');
+      expect((await watcher.next()).topic).toBe('first/1');
+      release();
+      await again.wait((p) => p.cmd === 'publish' && p.topic === 'first/0', 5000, 'first/0');
+      await again.wait((p) => p.cmd === 'publish' && p.topic === 'first/1', 5000, 'first/1');
+      expect(again.packets[0]?.cmd).toBe('connack');
+      expect((again.packets[0] as mqttPacket.IConnackPacket).sessionPresent).toBe(true);
+      // The QoS 1 message was queued and arrived live: it goes out once.
+      await eventually(async () => (await queued(srv, id)).length === 0, 5000, 'the offline queue to drain');
+      expect(publishes(again, 'first/1')).toHaveLength(1);
+      expect(publishes(again, 'first/0')).toHaveLength(1);
+      await again.end();
+    } finally {
+      release();
+      delete (p as Partial<Persistence>).delWill;
+    }
+  });
+
+  test('[MQTT-3.8.4-1] a SUBSCRIBE of three filters on a persistent session is acknowledged, and all three deliver from the other node', async () => {
+    const c = await open(node(0), { clientId: clientId('three'), clean: false });
+    const inbox = collect(c);
+    const granted = await within(c.subscribeAsync({ 'three/a': { qos: 1 }, 'three/b/+': { qos: 1 }, 'three/c/#': { qos: 0 } }), 5000, 'SUBACK');
+    expect(granted.map((g) => g.qos)).toEqual([1, 1, 0]);
+    const pub = await open(node(1));
+    for (const topic of ['three/a', 'three/b/1', 'three/c/d/e']) await pub.publishAsync(topic, topic, { qos: 1 });
+    const got = [await inbox.next(), await inbox.next(), await inbox.next()].map((m) => m.topic).sort();
+    expect(got).toEqual(['three/a', 'three/b/1', 'three/c/d/e']);
+    // Stored once each, as granted; the QoS 1 filters reach the offline queue on every node.
+    const stored = await persistence(node(1)).subscriptionsByClient({ id: c.options.clientId! });
+    expect(stored.map((s) => [s.topic, s.qos]).sort()).toEqual([['three/a', 1], ['three/b/+', 1], ['three/c/#', 0]]);
+    for (const n of nodes) {
+      expect((await persistence(n).subscriptionsByTopic('three/b/1')).map((s) => s.clientId)).toEqual([c.options.clientId]);
+    }
+  });
+
+  test('[MQTT-3.9.3-1] SPEC §4: a filter refused with 0x80 is not part of the persistent session, even after the token\'s rights grow', async () => {
+    const srv = node(0);
+    const acl = (...topics: string[]) => ({ type: 2 as const, acl: topics.map((topic) => ({ uri: 'mqtt', topic, actions: ['subscribe' as const] })) });
+    const t = await srv.token({ ttl: 3600, access: acl('granted/#') });
+    const id = clientId('refused');
+    const r = new RawClient(srv.ports.mqtt, { clientId: id, clean: false, username: t.key });
+    raws.push(r);
+    await r.wait((p) => p.cmd === 'connack');
+    expect(await r.subscribe([{ topic: 'granted/1', qos: 1 }, { topic: 'refused/1', qos: 1 }])).toEqual([1, 0x80]);
+    await r.end();
+    expect((await persistence(srv).subscriptionsByClient({ id })).map((s) => s.topic)).toEqual(['granted/1']);
+    expect(await persistence(srv).subscriptionsByTopic('refused/1')).toEqual([]);
+    // Now the token may subscribe to it: the session still holds only what SUBACK granted.
+    await srv.store.update([t.id], { access: acl('granted/#', 'refused/#') }, Math.floor(Date.now() / 1000));
+    const again = new RawClient(node(1).ports.mqtt, { clientId: id, clean: false, username: t.key });
+    raws.push(again);
+    await again.wait((p) => p.cmd === 'connack');
+    const pub = await open(node(1));
+    await pub.publishAsync('refused/1', 'not subscribed', { qos: 1 });
+    await pub.publishAsync('granted/1', 'subscribed', { qos: 1 });
+    await again.wait((p) => p.cmd === 'publish' && p.topic === 'granted/1', 5000, 'granted/1');
+    expect(again.publishes().map((p) => p.topic)).toEqual(['granted/1']);
+    await again.end();
+  });
+
+  test.each([
+    ['QoS 2 and QoS 2', 2, 2, 2],
+    ['QoS 1 and QoS 1', 1, 1, 1],
+  ] as const)('[MQTT-3.3.5-1] overlapping subscriptions (%s): a queued message goes out once, at the highest QoS, and the queue drains', async (_name, wide, narrow, qos) => {
+    const id = clientId('overlap');
+    await session(node(0), id, [{ topic: 'ov/#', qos: wide }, { topic: 'ov/x/#', qos: narrow }]);
+    const pub = await open(node(1));
+    for (let i = 1; i <= 3; i++) await pub.publishAsync('ov/x/y', String(i), { qos });
+    const again = raw(node(1), id);
+    await again.wait((p) => p.cmd === 'publish' && p.payload.toString() === '3', 5000, 'the third message');
+    await eventually(async () => (await queued(node(1), id)).length === 0, 5000, 'the offline queue to drain');
+    expect(again.publishes().map((p) => [p.payload.toString(), p.qos])).toEqual([['1', qos], ['2', qos], ['3', qos]]);
+    if (qos === 2) {
+      // Each PUBREL releases the message its PUBREC acknowledged [MQTT-4.3.3-1].
+      const ids = again.publishes().map((p) => p.messageId);
+      await again.wait(() => again.packets.filter((p) => p.cmd === 'pubrel').length === 3, 5000, 'three PUBRELs');
+      expect(again.packets.filter((p) => p.cmd === 'pubrel').map((p) => (p as mqttPacket.IPubrelPacket).messageId).sort()).toEqual([...ids].sort());
+    }
+    await again.end();
+  });
+
+  test('[MQTT-4.3.3-1] QoS 2 to a persistent session: each PUBREL carries its own packet id, a PUBREL owed is sent again on reconnect, the queue drains', async () => {
+    const id = clientId('pubrel');
+    await session(node(0), id, [{ topic: 'rel/#', qos: 2 }]);
+    const pub = await open(node(1));
+    for (let i = 1; i <= 3; i++) await pub.publishAsync('rel/x', `offline ${i}`, { qos: 2 });
+    const r = raw(node(0), id);
+    // PUBREC each message, but leave before any PUBCOMP.
+    r.autoAck = false;
+    r.packets.length = 0;
+    const pubrels = (c: RawClient): number[] => c.packets.filter((p) => p.cmd === 'pubrel').map((p) => (p as mqttPacket.IPubrelPacket).messageId!);
+    await r.wait(() => r.publishes().length === 3, 5000, 'three messages');
+    const ids = r.publishes().map((p) => p.messageId!);
+    for (const messageId of ids) r.send({ cmd: 'pubrec', messageId });
+    await r.wait(() => pubrels(r).length === 3, 5000, 'three PUBRELs');
+    expect(pubrels(r).sort()).toEqual([...ids].sort());
+    r.destroy();
+    await r.closed;
+    // [MQTT-4.4.0-1]: on reconnect the PUBRELs go out again, not the messages.
+    const again = raw(node(1), id);
+    await again.wait(() => pubrels(again).length === 3, 5000, 'three PUBRELs again');
+    expect(pubrels(again).sort()).toEqual([...ids].sort());
+    expect(again.publishes()).toEqual([]);
+    await eventually(async () => (await queued(node(1), id)).length === 0, 5000, 'the offline queue to drain');
+    // Live, several in flight at once.
+    for (let i = 1; i <= 3; i++) await pub.publishAsync('rel/x', `live ${i}`, { qos: 2 });
+    await again.wait(() => pubrels(again).length === 6, 5000, 'three more PUBRELs');
+    expect(pubrels(again).slice(3).sort()).toEqual(again.publishes().map((p) => p.messageId!).sort());
+    await eventually(async () => (await queued(node(1), id)).length === 0, 5000, 'the queue to drain again');
+    await again.end();
+  });
+
+  test('[MQTT-3.2.0-1] randomized: reconnects while QoS 1 messages keep coming: CONNACK first every time, nothing lost, in order', async () => {
+    const id = clientId('loop');
+    await session(node(1), id, [{ topic: 'loop/#', qos: 1 }]);
+    const pub = await open(node(0));
+    let published = 0;
+    let stop = false;
+    const publishing = (async () => {
+      while (!stop && published < 400) await pub.publishAsync('loop/x', String(++published), { qos: 1 });
+    })();
+    const seen: number[] = [];
+    const firsts: string[] = [];
+    try {
+      for (let round = 0; round < 15; round++) {
+        const r = raw(node(round), id);
+        const connack = await r.wait((p) => p.cmd === 'connack', 10_000, `CONNACK (round ${round}, first packets: ${r.packets.map((p) => p.cmd).join(',')})`);
+        firsts.push(r.packets[0]!.cmd);
+        expect((connack as mqttPacket.IConnackPacket).returnCode).toBe(0);
+        // Stay a random while (a few deliveries), then leave cleanly or drop the connection.
+        const stay = 1 + Math.floor(Math.random() * 5);
+        await r.wait(() => r.publishes().length >= stay, 10_000, 'deliveries').catch(() => undefined);
+        if (Math.random() < 0.5) await r.end();
+        else {
+          r.destroy();
+          await r.closed;
+        }
+        seen.push(...r.publishes().map((p) => Number(p.payload.toString())));
+      }
+    } finally {
+      stop = true;
+      await publishing;
+    }
+    // Back once more and take the rest.
+    const last = raw(node(0), id);
+    await last.wait((p) => p.cmd === 'connack', 10_000, 'last CONNACK');
+    firsts.push(last.packets[0]!.cmd);
+    await last.wait((p) => p.cmd === 'publish' && Number(p.payload.toString()) === published, 10_000, `message ${published}`)
+      .catch(() => undefined);
+    seen.push(...last.publishes().map((p) => Number(p.payload.toString())));
+    await last.end();
+
+    expect(firsts.every((cmd) => cmd === 'connack')).toBe(true);
+    const missing = Array.from({ length: published }, (_, i) => i + 1).filter((n) => !seen.includes(n));
+    expect(missing).toEqual([]);
+    // [MQTT-4.6.0-6]: first deliveries in publishing order (a QoS 1 redelivery may repeat one).
+    const order = seen.filter((n, i) => seen.indexOf(n) === i);
+    expect(order).toEqual([...order].sort((a, b) => a - b));
+  }, 60_000);
+});
