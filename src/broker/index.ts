@@ -59,6 +59,9 @@ export interface TokenBroker {
 
 export const DEFAULT_MAX_PACKET_SIZE = 1024 * 1024;
 
+/** Aedes' own refusals of a PUBLISH topic name (lib/handlers/publish.js): empty, `#`, `+`. */
+const AEDES_PUBLISH_TOPIC_ERROR = /^(empty topic|[#+] is) not allowed in PUBLISH$/;
+
 export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> {
   const log = deps.log;
   const maxPacketSize = deps.maxPacketSize ?? DEFAULT_MAX_PACKET_SIZE;
@@ -94,7 +97,15 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   });
   // Aedes emits 'error' for background failures (will sweeper, persistence): never let one kill the process.
   aedes.on('error' as 'clientError', (err: unknown) => log.warn({ err }, 'broker background error'));
-  aedes.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'client error'));
+  aedes.on('clientError', (client, err) => {
+    // Aedes closes on an empty or wildcard PUBLISH topic before authorizePublish: log it as ours (authorize.ts).
+    if (AEDES_PUBLISH_TOPIC_ERROR.test(err.message)) {
+      const session = registry.get(client);
+      log.info({ clientId: client.id, tokenId: session?.tokenId, ip: session?.conn.ip, reason: 'protocol_error' }, `connection closed: ${err.message}`);
+    } else {
+      log.debug({ clientId: client.id, err: err.message }, 'client error');
+    }
+  });
   aedes.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'connection error'));
   enforcement.start();
 
