@@ -8,9 +8,9 @@
 //    persistent session's subscriptions (`restoreSubs`) before CONNACK and its
 //    write() lets packets through while `connecting`, so a message arriving in
 //    that window went out before CONNACK (MQTT.js then stalls and never reports
-//    the connection). Deliveries are parked until the CONNECT series is over
+//    the connection). Deliveries are held until the CONNECT series is over
 //    (CONNACK written, then the offline queue), then sent in order; one the
-//    offline queue has just sent is not sent twice (ConnackGate).
+//    offline queue has just sent is not sent twice (DeliveryFixes).
 // 2. A SUBSCRIBE of several filters on a persistent session: Aedes calls
 //    persistence.addSubscriptions once per granted filter, each time with the
 //    whole list (refused filters included), and the subscription broadcast
@@ -31,31 +31,61 @@
 //    takes its place. With two QoS 2 messages in flight to a persistent session
 //    the first PUBREL goes out with the second one's packet id: the first
 //    message is never released to the application and stays queued for ever
-//    (fixMemoryPubrel).
+//    (fixMemoryPersistence).
+// 5. [MQTT-3.3.5-1], [MQTT-3.8.4-6] A message goes out at the lower of its QoS and
+//    the highest QoS of the client's matching subscriptions. Aedes caps only by a
+//    subscription whose filter equals the topic: a QoS 1 wildcard subscription got
+//    QoS 2 messages (live, retained and queued), and of two overlapping
+//    subscriptions the copy that came first set the QoS (DeliveryFixes).
+// 6. Of the copies of one message (one per matching subscription), Aedes sends the
+//    first and, for a persistent session, "clears" each later one from the offline
+//    queue by a packet id that a live copy does not have: the in-memory
+//    persistence then removed the first unsent entry, the message in flight
+//    included ("no such packet" closed the connection). Later copies are dropped
+//    before Aedes sees them (DeliveryFixes).
+// 7. A persistent session's queued message that authorizeForward refuses live
+//    (an ACL token's `#` subscription) is "cleared" the same way: in memory another
+//    entry went, in Redis none, so the queue kept every refused message until the
+//    next CONNECT. It is removed by broker id and counter (fixMemoryPersistence,
+//    cluster.ts for Redis).
+// 8. [MQTT-4.3.2-1] Aedes tells copies of a message from new messages by a per-client
+//    high-water mark of each node's message counter: a message overtaken by a later
+//    one of the same node was dropped as a copy. In cluster mode a QoS 1/2 message
+//    that waits for an offline queue in Redis is overtaken by any message that does
+//    not: it was lost for every client that had the later one first. Copies are told
+//    by identity instead (DeliveryFixes).
 import type { Aedes, Client, Subscription } from 'aedes';
 import type { Duplex } from 'node:stream';
+import { matches } from '../tokens/index.js';
 
 /** A packet as Aedes hands it to a client's deliver functions. */
 interface DeliveredPacket {
   qos: number;
   topic: string;
   cmd?: string;
+  retain?: boolean;
+  messageId?: number | string;
   brokerId?: string | null;
   brokerCounter?: number | string;
 }
 
 type Deliver = (packet: DeliveredPacket, cb: () => void) => void;
 
-/** The Aedes Client fields the gate uses (lib/client.js). */
+/** The Aedes Client fields the delivery fixes use (lib/client.js). */
 interface DeliveringClient {
+  /** Sends at QoS 0; Aedes makes it a QoS 0 subscription's listener. */
   deliver0: Deliver;
+  /** Sends at the packet's QoS (QoS 0: hands it to deliver0); a QoS 1/2 subscription's listener. */
   deliverQoS: Deliver;
+  /** Per broker id, the highest broker counter delivered (Aedes' dedupe). */
+  duplicates: Record<string, number>;
+  subscriptions: Record<string, { qos: number }>;
   prependOnceListener(event: 'connected', listener: () => void): unknown;
 }
 
 interface Parked {
-  /** Deliver function, packet, deliver function, packet, ... in arrival order. */
-  items: (Deliver | DeliveredPacket)[];
+  /** QoS subscription?, packet, QoS subscription?, packet, ... in arrival order. */
+  items: (boolean | DeliveredPacket)[];
   /** Messages the offline queue sent during the CONNECT series (broker id + counter). */
   fromQueue: Set<string>;
 }
@@ -69,49 +99,115 @@ function messageKey(packet: DeliveredPacket): string | null {
 }
 
 /**
- * [MQTT-3.2.0-1], [MQTT-4.6.0-6]: holds what Aedes delivers to a client until
- * its CONNECT series has ended: CONNACK written and the offline queue sent
- * (Aedes emits the client's `connected` then). Parked messages then go out in
- * the order they came, after the queued ones, which are older. A QoS 1/2
- * message of a persistent session that arrived live while parked is also in
- * its offline queue (Aedes enqueues before it emits); if the queue sent it, it
- * is not sent again. A parked delivery is acknowledged to the emitter at once,
- * as a socket write would be: a connecting client never holds up the emitter
- * (mqemitter runs a bounded number of messages at a time) nor the publisher's
- * PUBACK. If the connection ends first, parked messages are dropped: QoS 0 as
- * on any lost connection; QoS 1/2 for a persistent session stay in its offline
- * queue and go out on its next CONNECT.
+ * The highest QoS among the client's subscriptions that match `topic`, -1 if
+ * none does. Only asked when a delivery may need another QoS than the one of
+ * the subscription that brought it: no allocation, one walk per filter.
  */
-export class ConnackGate {
+export function maxQos(subscriptions: Record<string, { qos: number }>, topic: string): number {
+  let max = -1;
+  for (const filter in subscriptions) {
+    const qos = subscriptions[filter]!.qos;
+    if (qos > max && matches(filter, topic)) {
+      max = qos;
+      if (max === 2) break;
+    }
+  }
+  return max;
+}
+
+/**
+ * What Aedes does to every delivery to a client, corrected (fixes 1, 5, 6):
+ * Aedes hands a message to a client once per matching subscription and lets
+ * the first copy through (dedupe by broker counter); each copy goes through
+ * here first.
+ *
+ * [MQTT-3.2.0-1], [MQTT-4.6.0-6]: deliveries are held until the client's
+ * CONNECT series has ended: CONNACK written and the offline queue sent (Aedes
+ * emits the client's `connected` then). Held messages then go out in the order
+ * they came, after the queued ones, which are older. A QoS 1/2 message of a
+ * persistent session that arrived live while held is also in its offline queue
+ * (Aedes enqueues before it emits); if the queue sent it, it is not sent again.
+ * A held delivery is acknowledged to the emitter at once, as a socket write
+ * would be: a connecting client never holds up the emitter (mqemitter runs a
+ * bounded number of messages at a time) nor the publisher's PUBACK. If the
+ * connection ends first, held messages are dropped: QoS 0 as on any lost
+ * connection; QoS 1/2 of a persistent session stay in its offline queue and go
+ * out on its next CONNECT.
+ */
+export class DeliveryFixes {
   private readonly parked = new WeakMap<object, Parked>();
 
   /** Call right after aedes.handle(), before the client's CONNECT is read. */
   attach(client: Client, conn: Duplex): void {
     const c = client as unknown as DeliveringClient;
+    const deliver0 = c.deliver0;
+    const deliverQoS = c.deliverQoS;
+
+    // The message last handed on (broker id, counter): Aedes hands the copies of one message
+    // to a client one after another, in one emitter dispatch (and in order after a hold).
+    let lastBroker: string | null = null;
+    let lastCounter = 0;
+    const send = (fromQoSSubscription: boolean, packet: DeliveredPacket, cb: () => void): void => {
+      const broker = packet.brokerId;
+      if (broker != null) {
+        const counter = Number(packet.brokerCounter);
+        // A later copy of the message just handed on: drop it here. Aedes would drop it too,
+        // but for a persistent session it then "clears" the copy from the offline queue by
+        // a packet id that a live copy has none of (fix 6).
+        if (broker === lastBroker && counter === lastCounter) {
+          setImmediate(cb);
+          return;
+        }
+        lastBroker = broker;
+        lastCounter = counter;
+        // Aedes' own dedupe drops a message whose counter is not above the last one seen from
+        // its broker: a message that waited for the offline queue (Redis round trips) and was
+        // overtaken by a later one of the same node was lost, QoS 1 and 2 included (fix 8).
+        // Copies are handled above; let every new message through.
+        c.duplicates[broker] = counter - 1;
+      }
+      // [MQTT-3.3.5-1], [MQTT-3.8.4-6]: the message goes out at the lower of its own QoS and
+      // the highest QoS among the client's matching subscriptions. Aedes caps by the
+      // subscription whose filter equals the topic only, so a wildcard subscription got a
+      // message's full QoS, and of overlapping subscriptions the first copy's QoS won.
+      // A copy from a QoS 1/2 subscription at QoS 1 is right as it is (the common case).
+      let qos = packet.qos;
+      if (qos > 0 && (!fromQoSSubscription || qos === 2 || packet.retain === true)) {
+        const max = maxQos(c.subscriptions, packet.topic);
+        // None matches any more (unsubscribed meanwhile): the subscription that brought it decides.
+        if (max < 0) qos = fromQoSSubscription ? qos : 0;
+        else if (max < qos) qos = max;
+        packet.qos = qos;
+      }
+      // Aedes' deliverQoS hands QoS 0 to deliver0 itself: call Aedes' own one, not the entry below.
+      return qos > 0 ? deliverQoS(packet, cb) : deliver0(packet, cb);
+    };
+
     let parked: Parked | null = { items: [], fromQueue: new Set() };
     this.parked.set(client, parked);
-    const gate = (deliver: Deliver): Deliver => (packet, cb) => {
-      if (parked === null) return deliver(packet, cb);
-      parked.items.push(deliver, packet);
+    const entry = (fromQoSSubscription: boolean): Deliver => (packet, cb) => {
+      if (parked === null) return send(fromQoSSubscription, packet, cb);
+      parked.items.push(fromQoSSubscription, packet);
       setImmediate(cb);
     };
-    // Aedes reads these when a subscription is made (restored ones included) and in client.publish.
-    c.deliver0 = gate(c.deliver0);
-    c.deliverQoS = gate(c.deliverQoS);
-    const release = (send: boolean): void => {
+    // Aedes reads these when a subscription is made (restored ones included), for the
+    // retained messages of a SUBSCRIBE, and in client.publish.
+    c.deliver0 = entry(false);
+    c.deliverQoS = entry(true);
+
+    const release = (sendHeld: boolean): void => {
       if (parked === null) return;
       const { items, fromQueue } = parked;
       parked = null;
       this.parked.delete(client);
-      if (!send) return;
+      if (!sendHeld) return;
       for (let i = 0; i < items.length; i += 2) {
-        const deliver = items[i] as Deliver;
         const packet = items[i + 1] as DeliveredPacket;
         if (fromQueue.size > 0) {
           const key = messageKey(packet);
           if (key !== null && fromQueue.has(key)) continue;
         }
-        deliver(packet, noop);
+        send(items[i] as boolean, packet, noop);
       }
     };
     // Before Aedes' own listener, which handles the packets the client sent meanwhile.
@@ -119,13 +215,22 @@ export class ConnackGate {
     conn.once('close', () => release(false));
   }
 
-  /** The offline queue hands `packet` to `client` (persistence.outgoingUpdate while parked). */
-  sentFromQueue(client: unknown, packet: DeliveredPacket): void {
+  /**
+   * The offline queue hands `packet` to `client` (persistence.outgoingUpdate,
+   * resolved): remember it while deliveries are held, and cap its QoS as above
+   * (never below 1: it waits in the queue for an acknowledgement).
+   */
+  fromQueue(client: unknown, packet: DeliveredPacket): void {
     if (packet.cmd !== 'publish' || typeof client !== 'object' || client === null) return;
     const parked = this.parked.get(client);
-    if (parked === undefined) return;
-    const key = messageKey(packet);
-    if (key !== null) parked.fromQueue.add(key);
+    if (parked !== undefined) {
+      const key = messageKey(packet);
+      if (key !== null) parked.fromQueue.add(key);
+    }
+    if (packet.qos === 2) {
+      const max = maxQos((client as DeliveringClient).subscriptions ?? {}, packet.topic);
+      if (max === 1) packet.qos = 1;
+    }
   }
 }
 
@@ -141,6 +246,7 @@ export interface FixablePersistence {
   removeSubscriptions(client: { id: string }, topics: string[]): Promise<unknown>;
   subscriptionsByTopic(topic: string): Promise<StoredSubscription[]>;
   outgoingUpdate(client: unknown, packet: DeliveredPacket): Promise<unknown>;
+  outgoingClearMessageId(client: unknown, packet: DeliveredPacket): Promise<unknown>;
 }
 
 /**
@@ -183,11 +289,11 @@ export function recordSubscribeDecisions(aedes: Aedes, decisions: SubscribeDecis
 }
 
 /**
- * Fixes 2 and 3 above and feeds the gate, in place (the persistences keep
+ * Fixes 2, 3 and 6 (queued messages) above and feeds DeliveryFixes, in place (the persistences keep
  * state in private fields: their methods stay bound to them); returns it.
  * `decisions` is filled by recordSubscribeDecisions once Aedes exists.
  */
-export function fixPersistence<P extends FixablePersistence>(persistence: P, gate: ConnackGate, decisions: SubscribeDecisions): P {
+export function fixPersistence<P extends FixablePersistence>(persistence: P, deliveries: DeliveryFixes, decisions: SubscribeDecisions): P {
   const add = persistence.addSubscriptions.bind(persistence);
   const remove = persistence.removeSubscriptions.bind(persistence);
   const byTopic = persistence.subscriptionsByTopic.bind(persistence);
@@ -238,31 +344,55 @@ export function fixPersistence<P extends FixablePersistence>(persistence: P, gat
   };
   persistence.removeSubscriptions = (client, topics) => inTurn(client.id, () => remove(client, topics));
   persistence.subscriptionsByTopic = (topic) => byTopic(topic).then(onePerClient);
-  persistence.outgoingUpdate = (client, packet) => {
-    gate.sentFromQueue(client, packet);
-    return update(client, packet);
-  };
+  persistence.outgoingUpdate = (client, packet) => update(client, packet).then((result) => {
+    // Aedes writes the packet once this resolves: after the persistence stored it as it was.
+    deliveries.fromQueue(client, packet);
+    return result;
+  });
   return persistence;
 }
 
+/** A live copy of a message, refused for its client, that Aedes asks the persistence to clear. */
+export function isUnsentLiveCopy(packet: Pick<DeliveredPacket, 'messageId' | 'cmd' | 'brokerId'>): boolean {
+  return packet.messageId == null && packet.cmd === 'publish' && packet.brokerId != null;
+}
+
 /**
- * Fix 4 above, for aedes-persistence (in memory) only: aedes-persistence-redis
- * finds a PUBREL's message through its packet id and must see no broker id on it.
- * Each PUBREL gets a broker id and counter of its own (a NUL-led id, which no
- * broker has), so it only ever matches itself, by packet id as it should, and a
- * PUBREL resent from the queue on reconnect still finds its own record.
+ * Fixes 4 and 7 above, for aedes-persistence (in memory) only; cluster.ts has
+ * fix 7 for aedes-persistence-redis, whose layout differs.
+ *
+ * Fix 4: aedes-persistence-redis finds a PUBREL's message through its packet id
+ * and must see no broker id on it; here each PUBREL gets a broker id and counter
+ * of its own (a NUL-led id, which no broker has), so it only ever matches
+ * itself, by packet id as it should, and a PUBREL resent from the queue on
+ * reconnect still finds its own record.
+ *
+ * Fix 7: the entry is found by broker id and counter (outgoingUpdate does that),
+ * marked with a packet id no client has, and removed by it.
  */
-export function fixMemoryPubrel<P extends object>(persistence: P): P {
-  const fixable = persistence as unknown as Pick<FixablePersistence, 'outgoingUpdate'>;
+export function fixMemoryPersistence<P extends object>(persistence: P): P {
+  const fixable = persistence as unknown as Pick<FixablePersistence, 'outgoingUpdate' | 'outgoingClearMessageId'>;
   const update = fixable.outgoingUpdate.bind(persistence);
+  const clear = fixable.outgoingClearMessageId.bind(persistence);
   let counter = 0;
+  const next = (): number => (counter = counter >= Number.MAX_SAFE_INTEGER ? 1 : counter + 1);
   fixable.outgoingUpdate = (client, packet) => {
     if (packet.cmd === 'pubrel' && packet.brokerId == null) {
-      counter = counter >= Number.MAX_SAFE_INTEGER ? 1 : counter + 1;
-      packet.brokerId = `\u0000pubrel:${counter}`;
-      packet.brokerCounter = counter;
+      const n = next();
+      packet.brokerId = `\u0000pubrel:${n}`;
+      packet.brokerCounter = n;
     }
     return update(client, packet);
+  };
+  fixable.outgoingClearMessageId = async (client, packet) => {
+    if (!isUnsentLiveCopy(packet)) return clear(client, packet);
+    const messageId = `\u0000drop:${next()}`;
+    try {
+      await update(client, { cmd: 'publish', topic: packet.topic, qos: packet.qos, brokerId: packet.brokerId, brokerCounter: packet.brokerCounter, messageId });
+    } catch {
+      return undefined; // not in this client's queue
+    }
+    return clear(client, { ...packet, messageId });
   };
   return persistence;
 }

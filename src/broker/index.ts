@@ -9,7 +9,7 @@ import { AuthLimiter } from './auth-limiter.js';
 import { createAuthenticate, createPreConnect, type ConnectMeta } from './authenticate.js';
 import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscribe } from './authorize.js';
 import { createMemoryPersistence, guardDollarTopics } from './dollar-guard.js';
-import { ConnackGate, fixMemoryPubrel, fixPersistence, recordSubscribeDecisions, type SubscribeDecisions } from './aedes-fixes.js';
+import { DeliveryFixes, fixMemoryPersistence, fixPersistence, recordSubscribeDecisions, type SubscribeDecisions } from './aedes-fixes.js';
 import { Enforcement } from './enforcement.js';
 import { SessionRegistry, type ConnectionInfo, type Session } from './sessions.js';
 import { LocalSessionDirectory, type SessionDirectory } from './session-directory.js';
@@ -72,7 +72,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   const connectMeta = new WeakMap<Client, ConnectMeta>();
   const authDeps = { registry, stats, log };
   // Aedes 1.2 defects that tokenmq works around (aedes-fixes.ts).
-  const gate = new ConnackGate();
+  const deliveries = new DeliveryFixes();
   const decisions: SubscribeDecisions = new WeakMap();
 
   const aedes = await Aedes.createBroker({
@@ -80,7 +80,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     mq: deps.mq,
     // [MQTT-4.7.2-1] on the retained and offline-queue paths too, whichever persistence (dollar-guard.ts);
     // then one offline copy per client, SUBSCRIBE stored once as granted (aedes-fixes.ts).
-    persistence: fixPersistence(guardDollarTopics(deps.persistence ?? fixMemoryPubrel(createMemoryPersistence())), gate, decisions),
+    persistence: fixPersistence(guardDollarTopics(deps.persistence ?? fixMemoryPersistence(createMemoryPersistence())), deliveries, decisions),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
     preConnect: createPreConnect(connectMeta, { connections, log }),
     authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, connections, stats, log }, connectMeta),
@@ -120,8 +120,8 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   function handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
     connections.set(stream, info);
     const client = aedes.handle(stream, req);
-    // [MQTT-3.2.0-1]: nothing reaches the client before its CONNACK.
-    gate.attach(client, stream);
+    // [MQTT-3.2.0-1]: nothing reaches the client before its CONNACK; [MQTT-3.3.5-1] QoS.
+    deliveries.attach(client, stream);
     limitPacketSize(client, maxPacketSize, (announced) => {
       log.info({ clientId: client.id, ip: info.ip, announced, max: maxPacketSize }, 'connection closed: packet too large');
     });

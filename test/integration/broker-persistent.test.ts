@@ -166,13 +166,16 @@ describe.each(modes)('persistent sessions %s', (_mode, start) => {
   });
 
   test.each([
-    ['QoS 2 and QoS 2', 2, 2, 2],
-    ['QoS 1 and QoS 1', 1, 1, 1],
-  ] as const)('[MQTT-3.3.5-1] overlapping subscriptions (%s): a queued message goes out once, at the highest QoS, and the queue drains', async (_name, wide, narrow, qos) => {
+    ['QoS 2 and QoS 2, QoS 2 messages', 2, 2, 2, 2],
+    ['QoS 1 and QoS 1, QoS 1 messages', 1, 1, 1, 1],
+    ['QoS 1 and QoS 1, QoS 2 messages', 1, 1, 2, 1],
+    ['QoS 1 and QoS 2, QoS 2 messages', 1, 2, 2, 2],
+    ['QoS 2 and QoS 1, QoS 2 messages', 2, 1, 2, 2],
+  ] as const)('[MQTT-3.3.5-1] overlapping subscriptions (%s): a queued message goes out once, at the highest QoS, and the queue drains', async (_name, wide, narrow, sent, qos) => {
     const id = clientId('overlap');
     await session(node(0), id, [{ topic: 'ov/#', qos: wide }, { topic: 'ov/x/#', qos: narrow }]);
     const pub = await open(node(1));
-    for (let i = 1; i <= 3; i++) await pub.publishAsync('ov/x/y', String(i), { qos });
+    for (let i = 1; i <= 3; i++) await pub.publishAsync('ov/x/y', String(i), { qos: sent });
     const again = raw(node(1), id);
     await again.wait((p) => p.cmd === 'publish' && p.payload.toString() === '3', 5000, 'the third message');
     await eventually(async () => (await queued(node(1), id)).length === 0, 5000, 'the offline queue to drain');
@@ -184,6 +187,62 @@ describe.each(modes)('persistent sessions %s', (_mode, start) => {
       expect(again.packets.filter((p) => p.cmd === 'pubrel').map((p) => (p as mqttPacket.IPubrelPacket).messageId).sort()).toEqual([...ids].sort());
     }
     await again.end();
+  });
+
+  test('[MQTT-3.3.5-1] [MQTT-3.8.4-6] live: once per message at the highest matching QoS, never above the message\'s, and the session stays', async () => {
+    const id = clientId('live');
+    const r = raw(node(0), id);
+    await r.wait((p) => p.cmd === 'connack');
+    expect(await r.subscribe([{ topic: 'lv/#', qos: 0 }, { topic: 'lv/x/#', qos: 1 }, { topic: 'lv/w/+', qos: 1 }])).toEqual([0, 1, 1]);
+    const pub = await open(node(1));
+    const sent: [string, 0 | 1 | 2][] = [['lv/x/1', 1], ['lv/x/2', 2], ['lv/z', 1], ['lv/w/1', 2], ['lv/x/3', 0], ['lv/end', 0]];
+    for (const [topic, qos] of sent) await pub.publishAsync(topic, topic, { qos });
+    await r.wait((p) => p.cmd === 'publish' && p.topic === 'lv/end', 5000, 'lv/end');
+    expect(r.publishes().map((p) => [p.topic, p.qos])).toEqual([['lv/x/1', 1], ['lv/x/2', 1], ['lv/z', 0], ['lv/w/1', 1], ['lv/x/3', 0], ['lv/end', 0]]);
+    await eventually(async () => (await queued(node(0), id)).length === 0, 5000, 'the queue to drain');
+    // A retained QoS 2 message through a QoS 1 wildcard subscription comes at QoS 1.
+    await pub.publishAsync('lv/ret/a', 'kept', { qos: 2, retain: true });
+    expect(await r.subscribe([{ topic: 'lv/ret/+', qos: 1 }])).toEqual([1]);
+    const retained = await r.wait((p) => p.cmd === 'publish' && p.topic === 'lv/ret/a' && p.retain, 5000, 'the retained message');
+    expect((retained as mqttPacket.IPublishPacket).qos).toBe(1);
+    await r.end();
+  });
+
+  test('SPEC §3: a persistent ACL session subscribed to # gets only its topics, and what it may not receive leaves its queue', async () => {
+    const acl = { type: 2 as const, acl: [{ uri: 'mqtt', topic: 'acl/1/#', actions: ['subscribe' as const] }] };
+    const t = await node(0).token({ ttl: 3600, access: acl });
+    const id = clientId('dash');
+    const r = new RawClient(node(0).ports.mqtt, { clientId: id, clean: false, username: t.key });
+    raws.push(r);
+    await r.wait((p) => p.cmd === 'connack');
+    expect(await r.subscribe([{ topic: '#', qos: 1 }])).toEqual([1]);
+    const pub = await open(node(1));
+    for (let i = 1; i <= 10; i++) await pub.publishAsync(`acl/${i % 2}/x`, String(i), { qos: 1 });
+    await pub.publishAsync('acl/1/end', 'end', { qos: 1 });
+    await r.wait((p) => p.cmd === 'publish' && p.topic === 'acl/1/end', 5000, 'acl/1/end');
+    expect(r.publishes().map((p) => p.payload.toString())).toEqual(['1', '3', '5', '7', '9', 'end']);
+    await eventually(async () => (await queued(node(0), id)).length === 0, 5000, 'the refused messages to leave the queue');
+    await r.end();
+  });
+
+  test('[MQTT-4.3.2-1] a QoS 1 message is not lost when a later message of the same node overtakes it (it waited for the offline queue)', async () => {
+    // A persistent session offline on `ot/q` makes every QoS 1 message there wait for its queue;
+    // messages to `ot/z` do not. Both reach a clean subscriber of `ot/#` on the other node.
+    await session(node(0), clientId('ot-offline'), [{ topic: 'ot/q', qos: 1 }]);
+    const sub = await open(node(1));
+    const inbox = collect(sub);
+    await sub.subscribeAsync('ot/#', { qos: 1 });
+    const pub = await open(node(0));
+    const sent: string[] = [];
+    await Promise.all(Array.from({ length: 40 }, (_, i) => {
+      const topic = i % 2 ? 'ot/z' : 'ot/q';
+      sent.push(`${topic} ${i}`);
+      return pub.publishAsync(topic, String(i), { qos: 1 });
+    }));
+    await pub.publishAsync('ot/end', 'end', { qos: 1 });
+    await eventually(() => inbox.messages.some((m) => m.topic === 'ot/end'), 5000, 'ot/end');
+    const got = inbox.messages.filter((m) => m.topic !== 'ot/end').map((m) => `${m.topic} ${m.payload}`);
+    expect(got.sort()).toEqual(sent.sort());
   });
 
   test('[MQTT-4.3.3-1] QoS 2 to a persistent session: each PUBREL carries its own packet id, a PUBREL owed is sent again on reconnect, the queue drains', async () => {
