@@ -165,6 +165,36 @@ describe.each(modes)('persistent sessions %s', (_mode, start) => {
     await again.end();
   });
 
+  test('SPEC §4: a stored subscription the token lost while the session was offline is removed on return, and does not come back with the rights', async () => {
+    const acl = (...topics: string[]) => ({ type: 2 as const, acl: topics.map((topic) => ({ uri: 'mqtt', topic, actions: ['subscribe' as const] })) });
+    const t = await node(0).token({ ttl: 3600, access: acl('kept/#', 'lost/#') });
+    const id = clientId('lost');
+    const first = new RawClient(node(0).ports.mqtt, { clientId: id, clean: false, username: t.key });
+    raws.push(first);
+    await first.wait((p) => p.cmd === 'connack');
+    expect(await first.subscribe([{ topic: 'kept/1', qos: 1 }, { topic: 'lost/1', qos: 1 }])).toEqual([1, 1]);
+    await first.end();
+    const now = (): number => Math.floor(Date.now() / 1000);
+    await node(0).store.update([t.id], { access: acl('kept/#') }, now());
+    const back = new RawClient(node(1).ports.mqtt, { clientId: id, clean: false, username: t.key });
+    raws.push(back);
+    await back.wait((p) => p.cmd === 'connack');
+    await eventually(async () => (await persistence(node(1)).subscriptionsByClient({ id })).length === 1, 5000, 'the lost subscription to be removed');
+    expect((await persistence(node(1)).subscriptionsByClient({ id })).map((s) => s.topic)).toEqual(['kept/1']);
+    await back.end();
+    // The rights come back: the session holds only what it still had.
+    await node(0).store.update([t.id], { access: acl('kept/#', 'lost/#') }, now());
+    const again = new RawClient(node(0).ports.mqtt, { clientId: id, clean: false, username: t.key });
+    raws.push(again);
+    await again.wait((p) => p.cmd === 'connack');
+    const pub = await open(node(1));
+    await pub.publishAsync('lost/1', 'not subscribed', { qos: 1 });
+    await pub.publishAsync('kept/1', 'subscribed', { qos: 1 });
+    await again.wait((p) => p.cmd === 'publish' && p.topic === 'kept/1', 5000, 'kept/1');
+    expect(again.publishes().map((p) => p.topic)).toEqual(['kept/1']);
+    await again.end();
+  });
+
   test.each([
     ['QoS 2 and QoS 2, QoS 2 messages', 2, 2, 2, 2],
     ['QoS 1 and QoS 1, QoS 1 messages', 1, 1, 1, 1],
