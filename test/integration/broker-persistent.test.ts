@@ -140,6 +140,20 @@ describe.each(modes)('persistent sessions %s', (_mode, start) => {
     }
   });
 
+  test('[MQTT-3.8.4-1] [MQTT-3.10.4-4] SUBSCRIBEs and UNSUBSCRIBEs of one persistent session sent back to back are all acknowledged', async () => {
+    const r = raw(node(0), clientId('burst'));
+    await r.wait((p) => p.cmd === 'connack');
+    // Same first filter each time: the subscription broadcast keys its waits by it.
+    r.send({ cmd: 'subscribe', messageId: 101, subscriptions: [{ topic: 'burst/a', qos: 1 }] });
+    r.send({ cmd: 'subscribe', messageId: 102, subscriptions: [{ topic: 'burst/a', qos: 0 }, { topic: 'burst/b', qos: 1 }] });
+    r.send({ cmd: 'subscribe', messageId: 103, subscriptions: [{ topic: 'burst/a', qos: 1 }] });
+    for (const messageId of [101, 102, 103]) await r.wait((p) => p.cmd === 'suback' && p.messageId === messageId, 5000, `SUBACK ${messageId}`);
+    r.send({ cmd: 'unsubscribe', messageId: 104, unsubscriptions: ['burst/a', 'burst/b'] });
+    r.send({ cmd: 'unsubscribe', messageId: 105, unsubscriptions: ['burst/a'] });
+    for (const messageId of [104, 105]) await r.wait((p) => p.cmd === 'unsuback' && p.messageId === messageId, 5000, `UNSUBACK ${messageId}`);
+    await r.end();
+  });
+
   test('[MQTT-3.9.3-1] SPEC §4: a filter refused with 0x80 is not part of the persistent session, even after the token\'s rights grow', async () => {
     const srv = node(0);
     const acl = (...topics: string[]) => ({ type: 2 as const, acl: topics.map((topic) => ({ uri: 'mqtt', topic, actions: ['subscribe' as const] })) });
