@@ -116,10 +116,9 @@ export function maxQos(subscriptions: Record<string, { qos: number }>, topic: st
 }
 
 /**
- * What Aedes does to every delivery to a client, corrected (fixes 1, 5, 6):
- * Aedes hands a message to a client once per matching subscription and lets
- * the first copy through (dedupe by broker counter); each copy goes through
- * here first.
+ * What Aedes does to every delivery to a client, corrected (fixes 1, 5, 6, 8):
+ * Aedes hands a message to a client once per matching subscription, one copy
+ * after another; each copy goes through here first.
  *
  * [MQTT-3.2.0-1], [MQTT-4.6.0-6]: deliveries are held until the client's
  * CONNECT series has ended: CONNACK written and the offline queue sent (Aedes
@@ -289,8 +288,9 @@ export function recordSubscribeDecisions(aedes: Aedes, decisions: SubscribeDecis
 }
 
 /**
- * Fixes 2, 3 and 6 (queued messages) above and feeds DeliveryFixes, in place (the persistences keep
- * state in private fields: their methods stay bound to them); returns it.
+ * Fixes 2, 3 and 5 (for queued messages) above, in place (the persistences
+ * keep state in private fields: their methods stay bound to them), and tells
+ * DeliveryFixes what the offline queue sends; returns the persistence.
  * `decisions` is filled by recordSubscribeDecisions once Aedes exists.
  */
 export function fixPersistence<P extends FixablePersistence>(persistence: P, deliveries: DeliveryFixes, decisions: SubscribeDecisions): P {
