@@ -40,7 +40,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'port' | 'string' | 'bool' | 'uint' | 'level' | 'cidrs' | 'url' | 'key';
+type Kind = 'port' | 'string' | 'bool' | 'uint' | 'level' | 'cidrs' | 'url' | 'key' | 'nodeid';
 
 /** Setting → its environment variable and how to read it. */
 const SETTINGS: Record<keyof Config, { env: string; kind: Kind }> = {
@@ -63,8 +63,13 @@ const SETTINGS: Record<keyof Config, { env: string; kind: Kind }> = {
   maxPacketSize: { env: 'MAX_PACKET_SIZE', kind: 'uint' },
   logLevel: { env: 'LOG_LEVEL', kind: 'level' },
   metrics: { env: 'METRICS', kind: 'bool' },
-  nodeId: { env: 'NODE_ID', kind: 'string' },
+  nodeId: { env: 'NODE_ID', kind: 'nodeid' },
 };
+
+// Control characters (C0 and DEL), built from code points so that no control character sits in the source.
+const CONTROL_CLASS = `[${String.fromCharCode(0)}-${String.fromCharCode(0x1f)}${String.fromCharCode(0x7f)}]`;
+const NODE_ID_CONTROL = new RegExp(CONTROL_CLASS);
+const NODE_ID_CONTROL_ALL = new RegExp(CONTROL_CLASS, 'g');
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -104,6 +109,18 @@ function parse(name: string, kind: Kind, raw: unknown): unknown {
       const s = String(text ?? '');
       // Never echo the value: it is a secret.
       if (s && !isKeyShaped(s)) throw new ConfigError(name, 'must be 16 to 256 characters [A-Za-z0-9]');
+      return s;
+    }
+    case 'nodeid': {
+      // The node id is Aedes' broker id: aedes-persistence-redis reads it back out of
+      // `will:<node>:<client>` and `outgoing:<client>:<node>:<n>` keys by splitting on `:`
+      // (a dead node's wills would never go out), and Aedes names `$SYS/<node>/heartbeat`
+      // and matches `$SYS/+/heartbeat`: with a `/`, `+` or `#` in it the other nodes would
+      // think this one dead and publish its live clients' wills.
+      const s = String(text ?? '');
+      if (/[:/+#\s]/.test(s) || NODE_ID_CONTROL.test(s)) {
+        throw new ConfigError(name, `'${s.replace(NODE_ID_CONTROL_ALL, '?')}' must not contain ':', '/', '+', '#', spaces or control characters`);
+      }
       return s;
     }
     case 'string':

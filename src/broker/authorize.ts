@@ -3,6 +3,7 @@
 // delivery, retained messages too) is a Map lookup plus a trie walk.
 import type { AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from 'pino';
+import { topicError } from '../tokens/index.js';
 import type { SessionRegistry } from './sessions.js';
 import type { BrokerStats } from './stats.js';
 
@@ -34,6 +35,16 @@ export function createAuthorizePublish({ registry, stats, log }: AuthorizeDeps) 
     // SPEC §4: a will authorised at CONNECT goes out even after the token is revoked or expired.
     if (packet === (client as unknown as ClientWill).will) {
       return done(session.willAuthorized ? null : new Error('will not authorised'));
+    }
+    // [MQTT-4.7.3-2], [MQTT-3.3.2-2], [MQTT-4.7.3-1]: a topic name has no NUL, no wildcard and
+    // is not empty. Aedes refuses the last two itself before this hook (logged in index.ts),
+    // but passes NUL on to every subscriber. A protocol violation: the connection closes.
+    const invalid = topicError(packet.topic);
+    if (invalid !== null) {
+      stats.refusedPublishes++;
+      log.info({ clientId: session.clientId, tokenId: session.tokenId, ip: session.conn.ip, topic: packet.topic.slice(0, 256), reason: 'protocol_error' },
+        `connection closed: publish topic ${invalid}`);
+      return done(new Error(`invalid topic name: ${invalid}`));
     }
     if (session.rights.canPublish(packet.topic)) {
       session.msgsIn++;

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { sweepableWills } from './will-sweep.js';
 import { confineToNamespace, mqttChannelBase, type NamespacedEmitter } from './channel-namespace.js';
 import { prefixPattern } from './redis-glob.js';
+import { isUnsentLiveCopy } from './aedes-fixes.js';
 
 const require = createRequire(import.meta.url);
 // Both are CommonJS factories without ESM entry points.
@@ -20,6 +21,47 @@ const AsyncRedisPersistence = require('aedes-persistence-redis/asyncPersistence.
 interface RetainedSource {
   createRetainedStreamCombi(patterns: string[]): AsyncIterable<unknown> | Readable;
   streamWill(brokers?: Record<string, unknown>): AsyncIterable<unknown>;
+  outgoingClearMessageId(client: { id: string }, packet: QueuedCopy): Promise<unknown>;
+}
+
+interface QueuedCopy {
+  cmd?: string;
+  messageId?: number | string;
+  brokerId?: string | null;
+  brokerCounter?: number | string;
+}
+
+/** Removes one client's entry of a queued packet (aedes-persistence-redis layout), and the packet with its last entry. */
+const DROP_QUEUED = `
+local removed = redis.call('LREM', KEYS[1], 0, ARGV[1])
+if removed > 0 and redis.call('DECRBY', KEYS[3], removed) <= 0 then
+  redis.call('DEL', KEYS[2], KEYS[3])
+end
+return removed`;
+
+type DropQueued = (list: string, packet: string, count: string, entry: string) => Promise<number>;
+
+/**
+ * aedes-fixes.ts fix 7 for aedes-persistence-redis: a live copy of a queued
+ * message that Aedes refused for a persistent session (authorizeForward) is to
+ * be cleared from its queue, but the library clears by packet id, which the copy
+ * has none of: it did nothing, and the session's queue kept every refused
+ * message until its next CONNECT (a dashboard subscribed to `#` with an ACL
+ * token queued the whole broker's traffic in Redis). The entry is removed by
+ * what identifies it, as the library lays it out: the list
+ * `outgoing:<client>` holds `packet:<broker>:<counter>`, counted down in
+ * `packet:<broker>:<counter>:offlineCount` (asyncPersistence.js).
+ */
+function dropRefusedCopies(persistence: RetainedSource, conn: Redis): void {
+  conn.defineCommand('tokenmqDropQueued', { numberOfKeys: 3, lua: DROP_QUEUED });
+  const drop = (conn as unknown as { tokenmqDropQueued: DropQueued }).tokenmqDropQueued.bind(conn);
+  const clear = persistence.outgoingClearMessageId.bind(persistence);
+  persistence.outgoingClearMessageId = async (client, packet) => {
+    if (!isUnsentLiveCopy(packet)) return clear(client, packet);
+    const entry = `packet:${String(packet.brokerId)}:${String(packet.brokerCounter)}`;
+    await drop(`outgoing:${encodeURIComponent(client.id)}`, entry, `${entry}:offlineCount`, entry);
+    return undefined;
+  };
 }
 
 interface ClusterEmitter extends NamespacedEmitter {
@@ -152,6 +194,7 @@ export function createClusterParts(opts: ClusterOptions): ClusterParts {
   };
   // Aedes' will sweeper stops at the first will it cannot publish, every time (will-sweep.ts).
   persistence.streamWill = (brokers) => sweepableWills(persistenceConn, brokers, log);
+  dropRefusedCopies(persistence, persistenceConn);
   return {
     mq,
     persistence,

@@ -35,7 +35,12 @@ interface Held {
 interface ClientInternals {
   subscriptions?: Record<string, unknown>;
   clean: boolean;
-  broker?: { persistence?: { removeSubscriptions?: (client: unknown, topics: string[]) => Promise<unknown> } };
+  broker?: {
+    persistence?: {
+      removeSubscriptions?: (client: unknown, topics: string[]) => Promise<unknown>;
+      subscriptionsByClient?: (client: { id: string }) => Promise<{ topic: string }[]>;
+    };
+  };
   unsubscribe(packet: { unsubscriptions: string[] }, done?: (err?: Error) => void): void;
 }
 
@@ -260,21 +265,34 @@ export class Enforcement {
     this.arm(id, h);
   }
 
-  /** SPEC §4: subscriptions that no longer intersect a subscribe entry are removed. */
+  /**
+   * SPEC §4: subscriptions that no longer intersect a subscribe entry are removed,
+   * live ones and those stored for a persistent session. A stored one that
+   * Aedes refused when it restored the session is not live but still stored:
+   * it would queue messages that can never be delivered, and come back with
+   * the token's rights.
+   */
   trimSubscriptions(session: Session): void {
     const client = session.client as unknown as ClientInternals;
     const topics = Object.keys(client.subscriptions ?? {}).filter((t) => !session.rights.canSubscribe(t));
-    if (topics.length === 0) return;
-    this.deps.log.info({ clientId: session.clientId, tokenId: session.tokenId, topics }, 'subscriptions removed by access change');
-    // Aedes calls the callback unconditionally: it must be given.
-    client.unsubscribe({ unsubscriptions: topics }, (err) => {
-      if (err) this.deps.log.warn({ err, clientId: session.clientId }, 'could not remove subscriptions');
-    });
-    if (!client.clean) {
-      client.broker?.persistence?.removeSubscriptions?.(session.client, topics)?.catch((err: unknown) => {
-        this.deps.log.warn({ err, clientId: session.clientId }, 'could not remove persisted subscriptions');
+    if (topics.length > 0) {
+      this.deps.log.info({ clientId: session.clientId, tokenId: session.tokenId, topics }, 'subscriptions removed by access change');
+      // Aedes calls the callback unconditionally: it must be given.
+      client.unsubscribe({ unsubscriptions: topics }, (err) => {
+        if (err) this.deps.log.warn({ err, clientId: session.clientId }, 'could not remove subscriptions');
       });
     }
+    const persistence = client.broker?.persistence;
+    if (client.clean || !persistence?.subscriptionsByClient || !persistence.removeSubscriptions) return;
+    const remove = persistence.removeSubscriptions.bind(persistence);
+    persistence.subscriptionsByClient({ id: session.clientId })
+      .then((stored) => {
+        const stale = stored.map((s) => s.topic).filter((t) => !session.rights.canSubscribe(t));
+        return stale.length > 0 ? remove(session.client, stale) : undefined;
+      })
+      .catch((err: unknown) => {
+        this.deps.log.warn({ err, clientId: session.clientId }, 'could not remove persisted subscriptions');
+      });
   }
 
   /** Timer at the token's deadline; then the store decides (another node may have refreshed `accessed`). */

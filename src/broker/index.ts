@@ -9,6 +9,7 @@ import { AuthLimiter } from './auth-limiter.js';
 import { createAuthenticate, createPreConnect, type ConnectMeta } from './authenticate.js';
 import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscribe } from './authorize.js';
 import { createMemoryPersistence, guardDollarTopics } from './dollar-guard.js';
+import { DeliveryFixes, fixMemoryPersistence, fixPersistence, recordSubscribeDecisions, type SubscribeDecisions } from './aedes-fixes.js';
 import { Enforcement } from './enforcement.js';
 import { SessionRegistry, type ConnectionInfo, type Session } from './sessions.js';
 import { LocalSessionDirectory, type SessionDirectory } from './session-directory.js';
@@ -59,6 +60,9 @@ export interface TokenBroker {
 
 export const DEFAULT_MAX_PACKET_SIZE = 1024 * 1024;
 
+/** Aedes' own refusals of a PUBLISH topic name (lib/handlers/publish.js): empty, `#`, `+`. */
+const AEDES_PUBLISH_TOPIC_ERROR = /^(empty topic|[#+] is) not allowed in PUBLISH$/;
+
 export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> {
   const log = deps.log;
   const maxPacketSize = deps.maxPacketSize ?? DEFAULT_MAX_PACKET_SIZE;
@@ -68,12 +72,16 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   const connections = new WeakMap<object, ConnectionInfo>();
   const connectMeta = new WeakMap<Client, ConnectMeta>();
   const authDeps = { registry, stats, log };
+  // Aedes 1.2 defects that tokenmq works around (aedes-fixes.ts).
+  const deliveries = new DeliveryFixes();
+  const decisions: SubscribeDecisions = new WeakMap();
 
   const aedes = await Aedes.createBroker({
     id: deps.nodeId,
     mq: deps.mq,
-    // [MQTT-4.7.2-1] on the retained and offline-queue paths too, whichever persistence (dollar-guard.ts).
-    persistence: guardDollarTopics(deps.persistence ?? createMemoryPersistence()),
+    // [MQTT-4.7.2-1] on the retained and offline-queue paths too, whichever persistence (dollar-guard.ts);
+    // then one offline copy per client, SUBSCRIBE stored once as granted (aedes-fixes.ts).
+    persistence: fixPersistence(guardDollarTopics(deps.persistence ?? fixMemoryPersistence(createMemoryPersistence())), deliveries, decisions),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
     preConnect: createPreConnect(connectMeta, { connections, log }),
     authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, connections, stats, log }, connectMeta),
@@ -85,6 +93,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   guardRegistration(aedes, log);
   // A client closing while its successor registers must not drop the successor's entry (MQTT-3.1.4-2).
   guardClientTable(aedes);
+  recordSubscribeDecisions(aedes, decisions);
   aedes.on('clientReady', (client) => {
     // Restored subscriptions of a persistent session skip authorizeSubscribe; apply this token's rights.
     const session = registry.get(client);
@@ -92,7 +101,15 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   });
   // Aedes emits 'error' for background failures (will sweeper, persistence): never let one kill the process.
   aedes.on('error' as 'clientError', (err: unknown) => log.warn({ err }, 'broker background error'));
-  aedes.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'client error'));
+  aedes.on('clientError', (client, err) => {
+    // Aedes closes on an empty or wildcard PUBLISH topic before authorizePublish: log it as ours (authorize.ts).
+    if (AEDES_PUBLISH_TOPIC_ERROR.test(err.message)) {
+      const session = registry.get(client);
+      log.info({ clientId: client.id, tokenId: session?.tokenId, ip: session?.conn.ip, reason: 'protocol_error' }, `connection closed: ${err.message}`);
+    } else {
+      log.debug({ clientId: client.id, err: err.message }, 'client error');
+    }
+  });
   aedes.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'connection error'));
   enforcement.start();
 
@@ -107,6 +124,8 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   function handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
     connections.set(stream, info);
     const client = aedes.handle(stream, req);
+    // [MQTT-3.2.0-1]: nothing reaches the client before its CONNACK; [MQTT-3.3.5-1] QoS.
+    deliveries.attach(client, stream);
     limitPacketSize(client, maxPacketSize, (announced) => {
       log.info({ clientId: client.id, ip: info.ip, announced, max: maxPacketSize }, 'connection closed: packet too large');
     });

@@ -106,3 +106,79 @@ export function connectPacket(fields: Partial<mqttPacket.IConnectPacket>): Buffe
     ...fields,
   } as mqttPacket.IConnectPacket);
 }
+
+/**
+ * A raw MQTT 3.1.1 client (mqtt-packet over TCP) that records every packet the
+ * broker sends, in order, for tests of packet order and acknowledgements that
+ * MQTT.js would hide. By default it acknowledges QoS 1 and 2 deliveries.
+ */
+export class RawClient {
+  /** Every packet received, in order. */
+  readonly packets: mqttPacket.Packet[] = [];
+  readonly closed: Promise<void>;
+  autoAck = true;
+  private readonly socket: ReturnType<typeof netConnect>;
+  private readonly waiters: { test: (p: mqttPacket.Packet) => boolean; resolve: (p: mqttPacket.Packet) => void }[] = [];
+  private nextId = 1;
+
+  constructor(port: number, connect: Partial<mqttPacket.IConnectPacket>) {
+    this.socket = netConnect({ port, host: '127.0.0.1' });
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    parser.on('packet', (p) => this.received(p));
+    parser.on('error', () => this.socket.destroy());
+    this.socket.on('data', (d) => parser.parse(d));
+    this.socket.on('error', () => {});
+    this.closed = new Promise((resolve) => this.socket.on('close', () => resolve()));
+    this.socket.on('connect', () => this.send({
+      cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: clientId('raw'), keepalive: 30, ...connect,
+    } as mqttPacket.IConnectPacket));
+  }
+
+  send(packet: mqttPacket.Packet): void {
+    if (!this.socket.destroyed) this.socket.write(mqttPacket.generate(packet));
+  }
+
+  /** The first recorded packet that passes `test` (already received or still to come). */
+  wait(test: (p: mqttPacket.Packet) => boolean, ms = WAIT_MS, what = 'packet'): Promise<mqttPacket.Packet> {
+    const found = this.packets.find(test);
+    if (found) return Promise.resolve(found);
+    return within(new Promise((resolve) => this.waiters.push({ test, resolve })), ms, what);
+  }
+
+  /** Subscribes and resolves with the SUBACK's granted list. */
+  async subscribe(subscriptions: { topic: string; qos: 0 | 1 | 2 }[]): Promise<number[]> {
+    const messageId = this.nextId++;
+    this.send({ cmd: 'subscribe', messageId, subscriptions });
+    const suback = await this.wait((p) => p.cmd === 'suback' && p.messageId === messageId, WAIT_MS, 'SUBACK');
+    return (suback as mqttPacket.ISubackPacket).granted as number[];
+  }
+
+  publishes(): mqttPacket.IPublishPacket[] {
+    return this.packets.filter((p): p is mqttPacket.IPublishPacket => p.cmd === 'publish');
+  }
+
+  /** DISCONNECT, then close. */
+  async end(): Promise<void> {
+    this.send({ cmd: 'disconnect' });
+    this.socket.end();
+    await within(this.closed, WAIT_MS, 'close');
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private received(p: mqttPacket.Packet): void {
+    this.packets.push(p);
+    if (this.autoAck && p.cmd === 'publish' && p.qos === 1) this.send({ cmd: 'puback', messageId: p.messageId });
+    if (this.autoAck && p.cmd === 'publish' && p.qos === 2) this.send({ cmd: 'pubrec', messageId: p.messageId });
+    if (this.autoAck && p.cmd === 'pubrel') this.send({ cmd: 'pubcomp', messageId: p.messageId });
+    for (let i = 0; i < this.waiters.length; i++) {
+      const w = this.waiters[i]!;
+      if (w.test(p)) {
+        this.waiters.splice(i--, 1);
+        w.resolve(p);
+      }
+    }
+  }
+}

@@ -30,6 +30,16 @@ describe('tokenmq process', () => {
     expect(lines[0]).toContain('TRUST_PROXY');
   });
 
+  test('a NODE_ID with a colon stops start-up with one line naming NODE_ID, exit code 1 (SPEC §6)', () => {
+    // aedes-persistence-redis finds a dead node's wills by splitting `will:<node>:<client>` on ':'.
+    const env = { PATH: process.env.PATH ?? '', NODE_ID: 'rack1:node2', HOST: '127.0.0.1', MQTT_PORT: '0', WS_PORT: '0', HTTP_PORT: '0' };
+    const res = spawnSync(process.execPath, [MAIN], { env, encoding: 'utf8', timeout: 10_000, killSignal: 'SIGKILL' });
+    expect(res.status).toBe(1);
+    const lines = res.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('NODE_ID');
+  });
+
   test('first start prints a master key once, which works; SIGTERM exits 0', async () => {
     const srv = await startProcess();
     try {

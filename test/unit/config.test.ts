@@ -42,3 +42,17 @@ describe('PROXY_PROTOCOL and TRUST_PROXY (SPEC §1)', () => {
     expect(list.check('11.0.0.1', 'ipv4')).toBe(false);
   });
 });
+
+describe('NODE_ID (SPEC §1, §6)', () => {
+  test('a node id that would break the cluster\'s Redis keys or $SYS topics is refused, naming NODE_ID', () => {
+    // ':' splits aedes-persistence-redis' will and outgoing keys; '/', '+', '#' break `$SYS/<node>/heartbeat`.
+    for (const bad of ['node:1', 'a:b:c', 'rack/1', 'n+1', 'n#1', 'two words', 'nul\u0000', 'tab\tx']) {
+      const err = configError({ NODE_ID: bad });
+      expect(err.variable).toBe('NODE_ID');
+      expect(err.message.split('\n')).toHaveLength(1);
+    }
+    for (const good of ['node-1', 'tokenmq-7c9f.eu-west_1', 'ÉTÉ', '']) {
+      expect(loadConfig({ NODE_ID: good }, DEFAULTS).nodeId).toBe(good);
+    }
+  });
+});
