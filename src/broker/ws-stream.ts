@@ -18,7 +18,9 @@
 //   buffers come on top.
 // - A QoS 0 PUBLISH that starts while the buffer is at the cap is dropped
 //   whole and counted (`onDrop`): QoS 0 is at most once, and a slow dashboard
-//   must not stall the broker's fan-out for everyone else.
+//   must not stall the broker's fan-out for everyone else. If the frame being
+//   gathered is what reaches the cap, it is sent first and the socket's own
+//   buffer decides: a client that keeps up loses nothing, however big a burst.
 // - A frame that takes the buffer to the cap is followed by a wait until it is
 //   flushed to the kernel (its ws.send callback). During the wait reads from the
 //   client are paused (so a client that floods requests but reads no answers
@@ -155,10 +157,11 @@ export class WsStream extends Duplex {
     const cap = this.#cap;
     const parts = this.#pending;
     // Bytes already on their way to this client: ws's buffer and what waits for the next flush.
-    const base = ws.bufferedAmount;
+    let base = ws.bufferedAmount;
     let kept = this.#pendingBytes;
     let dropped = 0;
     let delivery = false;
+    let atCap = false; // a frame was sent at the cap: its flush is waited for
     for (const buf of chunks) {
       const len = buf.length;
       let off = 0;
@@ -191,7 +194,19 @@ export class WsStream extends Duplex {
         run = start;
         const type = byte >> 4;
         const qos = (byte >> 1) & 3;
-        this.#dropping = type === PUBLISH && qos === 0 && base + kept >= cap;
+        const qos0Publish = type === PUBLISH && qos === 0;
+        if (qos0Publish && base < cap && base + kept >= cap) {
+          // The frame being gathered takes the buffer to the cap by itself: hand it to the socket now and
+          // judge this QoS 0 PUBLISH by what the socket then really holds. Judging by the gathered bytes
+          // dropped QoS 0 for a client that reads as fast as we send (ws.bufferedAmount 0) whenever one
+          // burst of writes crossed the cap. (If the socket already holds the cap, nothing can change that.)
+          this.#pendingBytes = kept;
+          kept = 0;
+          this.#sendAtCap();
+          atCap = true;
+          base = ws.bufferedAmount;
+        }
+        this.#dropping = qos0Publish && base + kept >= cap;
         if (this.#dropping) dropped++;
         else if ((type === PUBLISH && qos > 0) || type === PUBREL) delivery = true;
         this.#inLength = true;
@@ -208,21 +223,27 @@ export class WsStream extends Duplex {
       this.dropped += dropped;
       this.#onDrop?.(dropped);
     }
-    if (base + kept < cap) {
+    if (base + kept >= cap) {
+      // These bytes take the buffer to the cap: send now, and wait for them to reach the kernel.
+      this.#sendAtCap();
+      atCap = true;
+    } else if (kept > 0 && !this.#flushScheduled) {
       // The common case: sent with whatever else this client gets in this loop iteration.
-      if (kept > 0 && !this.#flushScheduled) {
-        this.#flushScheduled = true;
-        setImmediate(this.#flushSoon);
-      }
-      callback();
-      return;
+      this.#flushScheduled = true;
+      setImmediate(this.#flushSoon);
     }
-    // These bytes take the buffer to the cap: send now, and wait for them to reach the kernel.
+    // A QoS 1/2 PUBLISH or PUBREL written while frames sent at the cap are unflushed holds its callback
+    // (Aedes' backpressure); #flushed releases it. Checked after the sends: a callback is never held with
+    // no flush left to release it.
+    if (atCap && delivery && this.#unflushed > 0) this.#held = callback;
+    else callback();
+  }
+
+  /** Sends what is pending now, reads pause until it reaches the kernel (#flushed). */
+  #sendAtCap(): void {
     this.#unflushed++;
     this.#updatePause();
-    if (delivery) this.#held = callback;
     this.#flush(this.#flushed);
-    if (!delivery) callback();
   }
 
   /** Sends what is pending as one binary frame; `onSent` is ws.send's callback (the frame reached the kernel). */
