@@ -2,10 +2,10 @@
 // CONNACK code and a logged reason (never the key).
 import type { AuthenticateError, Client, ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
-import { compileIpMasks, compileRights, isKeyShaped, isValid, topicError, type IpMatcher, type Rights, type Token } from '../tokens/index.js';
+import { isKeyShaped, isValid, topicError, type Token } from '../tokens/index.js';
 import { StoreDataError, StoreUnavailableError, type TokenStore } from '../store/types.js';
 import type { AuthLimiter } from './auth-limiter.js';
-import type { Enforcement, LookupWatch } from './enforcement.js';
+import type { CompiledToken, Enforcement, LookupWatch } from './enforcement.js';
 import { Session, type ConnectionInfo, type SessionRegistry } from './sessions.js';
 import type { BrokerStats, ConnectResult } from './stats.js';
 
@@ -51,6 +51,8 @@ export interface ConnectMeta {
   keepalive: number;
   /** MQTT-3.1.3-8: empty client id with clean session 0 (Aedes would invent an id). */
   emptyIdPersistent: boolean;
+  /** The CONNECT packet: mqtt-packet's parser keeps it for the connection's lifetime (as its `settings`). */
+  packet: ConnectPacket;
 }
 
 export function createPreConnect(meta: WeakMap<Client, ConnectMeta>, deps: Pick<AuthDeps, 'connections' | 'log'>) {
@@ -63,7 +65,7 @@ export function createPreConnect(meta: WeakMap<Client, ConnectMeta>, deps: Pick<
       deps.log.info({ clientId: packet.clientId, ip, reason: 'protocol_error' }, `connection closed: will topic ${willError}`);
       return done(new Error(`invalid will topic: ${willError}`), false);
     }
-    meta.set(client, { keepalive: packet.keepalive ?? 0, emptyIdPersistent: !packet.clientId && packet.clean === false });
+    meta.set(client, { keepalive: packet.keepalive ?? 0, emptyIdPersistent: !packet.clientId && packet.clean === false, packet });
     done(null, true);
   };
 }
@@ -79,6 +81,8 @@ export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, Connect
   ): void {
     const started = process.hrtime.bigint();
     const conn = connections.get(client.conn);
+    // From here the session (or nothing, once refused) holds the connection's info.
+    connections.delete(client.conn);
     const ip = conn?.ip ?? '';
     const finish = (result: ConnectResult, code: number, reason: string, tokenId?: number): void => {
       stats.connects[result]++;
@@ -89,7 +93,14 @@ export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, Connect
     };
 
     if (!conn) return finish('store_unavailable', CONNACK_SERVER_UNAVAILABLE, 'connection not registered by a listener');
+    // Read once: nothing stays per session (issue 9). The parser keeps the CONNECT packet as long as
+    // the connection lives; it needs only its protocol fields, not the key (nor a copy per session).
     const connect = meta.get(client);
+    meta.delete(client);
+    if (connect) {
+      connect.packet.username = undefined;
+      connect.packet.password = undefined;
+    }
     if (connect?.emptyIdPersistent) {
       return finish('client_id_rejected', CONNACK_IDENTIFIER_REJECTED, 'empty client id needs clean session (MQTT-3.1.3-8)');
     }
@@ -125,26 +136,30 @@ export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, Connect
         return answer('expired', CONNACK_BAD_CREDENTIALS, 'token expired', token.id);
       }
       if (!token.enabled) return answer('disabled', CONNACK_NOT_AUTHORIZED, 'token disabled', token.id);
-      let ipMatcher: IpMatcher;
-      let rights: Rights;
+      // Shared with the token's other sessions (and tokens with the same access): nothing per session
+      // unless this client id cannot fill a placeholder entry in (Rights.forSession).
+      let compiled: CompiledToken;
+      let session: Session;
+      const will = (client as unknown as ClientInternals)._will;
       try {
-        ipMatcher = compileIpMasks(token.ips);
-        rights = compileRights(token.access, { clientId: client.id, tokenId: token.id });
+        compiled = enforcement.compile(token);
+        const ctx = { clientId: client.id, tokenId: token.id };
+        session = new Session(
+          client, client.id, token.id, compiled.tokenIdText, compiled.rights.forSession(ctx), compiled.ipMatcher,
+          conn, now, client.clean, connect?.keepalive ?? 0, Boolean(will),
+        );
       } catch (err) {
         return unreadable(token.id, err);
       }
-      if (!ipMatcher.allows(ip)) return answer('ip_denied', CONNACK_NOT_AUTHORIZED, 'address not in token ips', token.id);
-      if (!rights.hasMqtt) return answer('no_mqtt_rights', CONNACK_NOT_AUTHORIZED, 'token has no MQTT rights', token.id);
-      const will = (client as unknown as ClientInternals)._will;
-      if (will && !rights.canPublish(will.topic)) {
+      if (!session.ipMatcher.allows(ip)) return answer('ip_denied', CONNACK_NOT_AUTHORIZED, 'address not in token ips', token.id);
+      if (!session.rights.hasMqtt) return answer('no_mqtt_rights', CONNACK_NOT_AUTHORIZED, 'token has no MQTT rights', token.id);
+      if (will && !session.rights.canPublish(will.topic, session)) {
         return answer('will_denied', CONNACK_NOT_AUTHORIZED, 'will topic not allowed', token.id);
       }
       // Still changed after the re-reads: admit on this reading and let the store decide right away.
       const unsettled = watch.changed(token.id);
-      const keepalive = connect?.keepalive ?? 0;
-      const session = new Session(client, client.id, token.id, rights, ipMatcher, conn, now, client.clean, keepalive, Boolean(will));
       registry.add(session);
-      enforcement.tokenInUse(token);
+      enforcement.tokenInUse(token, compiled);
       if (unsettled) enforcement.refresh(token.id);
       answer('ok', 0, 'ok', token.id);
     };

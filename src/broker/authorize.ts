@@ -35,7 +35,7 @@ export function createAuthorizePublish({ registry, stats, log }: AuthorizeDeps) 
     if (packet === (client as unknown as ClientWill).will) {
       return done(session.willAuthorized ? null : new Error('will not authorised'));
     }
-    if (session.rights.canPublish(packet.topic)) {
+    if (session.rights.canPublish(packet.topic, session)) {
       session.msgsIn++;
       stats.publishes++;
       return done(null);
@@ -54,7 +54,7 @@ export function createAuthorizeSubscribe({ registry, stats, log }: AuthorizeDeps
     done: (err: Error | null, sub?: Subscription | null) => void,
   ): void {
     const session = registry.get(client);
-    if (session !== undefined && session.rights.canSubscribe(sub.topic)) return done(null, sub);
+    if (session !== undefined && session.rights.canSubscribe(sub.topic, session)) return done(null, sub);
     // SUBACK 0x80 for this filter only; the connection stays (SPEC §4).
     stats.refusedSubscribes++;
     // ACL: no subscribe entry intersects it; standard: `$SYS`/`$tokenmq` (SPEC §3).
@@ -72,7 +72,7 @@ export function createAuthorizeSubscribe({ registry, stats, log }: AuthorizeDeps
 export function createAuthorizeForward({ registry, stats }: AuthorizeDeps) {
   return function authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
     const session = registry.get(client);
-    if (session !== undefined && session.rights.canReceive(packet.topic)) {
+    if (session !== undefined && session.rights.canReceive(packet.topic, session)) {
       session.msgsOut++;
       stats.deliveries++;
       return packet;

@@ -14,7 +14,7 @@ import { SessionRegistry, type ConnectionInfo, type Session } from './sessions.j
 import { LocalSessionDirectory, type SessionDirectory } from './session-directory.js';
 import { BrokerStats } from './stats.js';
 import { startListeners, type ListenOptions, type Listeners } from './transports.js';
-import { limitPacketSize } from './packet-limit.js';
+import { createPacketLimit } from './packet-limit.js';
 
 export { AuthLimiter } from './auth-limiter.js';
 export { BrokerStats, CONNECT_RESULTS } from './stats.js';
@@ -100,16 +100,22 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   };
   const sessions = deps.directory ? deps.directory(registry, kick) : new LocalSessionDirectory(registry, kick);
 
+  // Per connection, only what must be: shared functions, no closures (issue 9: memory per session).
+  const limitPacketSize = createPacketLimit(maxPacketSize, (client, announced) => {
+    const ip = client ? (registry.get(client)?.conn ?? connections.get(client.conn))?.ip : undefined;
+    log.info({ clientId: client?.id, ip, announced, max: maxPacketSize }, 'connection closed: packet too large');
+  });
+  function streamClosed(this: Duplex & { client?: Client }): void {
+    const session: Session | undefined = this.client ? registry.remove(this.client) : undefined;
+    if (session) enforcement.sessionEnded(session);
+  }
+
   function handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
     connections.set(stream, info);
-    const client = aedes.handle(stream, req);
-    limitPacketSize(client, maxPacketSize, (announced) => {
-      log.info({ clientId: client.id, ip: info.ip, announced, max: maxPacketSize }, 'connection closed: packet too large');
-    });
-    stream.once('close', () => {
-      const session: Session | undefined = registry.remove(client);
-      if (session) enforcement.sessionEnded(session);
-    });
+    // Aedes sets `stream.client` to the client it creates here.
+    limitPacketSize(aedes.handle(stream, req));
+    // 'close' comes once; `on` spares the wrapper `once` would add per connection.
+    stream.on('close', streamClosed);
   }
 
   return {
