@@ -2,11 +2,12 @@
 // CONNACK code and a logged reason (never the key).
 import type { AuthenticateError, Client, ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
-import { isKeyShaped, isValid, topicError, type Token } from '../tokens/index.js';
+import { isExpired, isKeyShaped, topicError, type Token } from '../tokens/index.js';
 import { StoreDataError, StoreUnavailableError, type TokenStore } from '../store/types.js';
 import type { AuthLimiter } from './auth-limiter.js';
 import type { CompiledToken, Enforcement, LookupWatch } from './enforcement.js';
-import { Session, type ConnectionInfo, type SessionRegistry } from './sessions.js';
+import { connectionOf, setConnectMeta, takeConnect } from './client-slots.js';
+import { Session, type SessionRegistry } from './sessions.js';
 import type { BrokerStats, ConnectResult } from './stats.js';
 
 const CONNACK_IDENTIFIER_REJECTED = 2;
@@ -23,7 +24,6 @@ export interface AuthDeps {
   registry: SessionRegistry;
   limiter: AuthLimiter;
   enforcement: Enforcement;
-  connections: WeakMap<object, ConnectionInfo>;
   stats: BrokerStats;
   log: Logger;
 }
@@ -46,32 +46,23 @@ interface ClientInternals {
   _will?: { topic: string } | null;
 }
 
-/** What only preConnect sees of the CONNECT packet, kept for authenticate. */
-export interface ConnectMeta {
-  keepalive: number;
-  /** MQTT-3.1.3-8: empty client id with clean session 0 (Aedes would invent an id). */
-  emptyIdPersistent: boolean;
-  /** The CONNECT packet: mqtt-packet's parser keeps it for the connection's lifetime (as its `settings`). */
-  packet: ConnectPacket;
-}
-
-export function createPreConnect(meta: WeakMap<Client, ConnectMeta>, deps: Pick<AuthDeps, 'connections' | 'log'>) {
+export function createPreConnect(deps: Pick<AuthDeps, 'log'>) {
   return function preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void): void {
     // SPEC §4, [MQTT-3.3.2-2]: a will topic must be a topic name (no wildcards, not empty, no NUL); Aedes
     // would publish it as is. A protocol violation: the connection closes without CONNACK.
     const willError = packet.will ? topicError(packet.will.topic) : null;
     if (willError !== null) {
-      const ip = deps.connections.get(client.conn)?.ip ?? '';
+      const ip = connectionOf(client)?.ip ?? '';
       deps.log.info({ clientId: packet.clientId, ip, reason: 'protocol_error' }, `connection closed: will topic ${willError}`);
       return done(new Error(`invalid will topic: ${willError}`), false);
     }
-    meta.set(client, { keepalive: packet.keepalive ?? 0, emptyIdPersistent: !packet.clientId && packet.clean === false, packet });
+    setConnectMeta(client, { keepalive: packet.keepalive ?? 0, emptyIdPersistent: !packet.clientId && packet.clean === false, packet });
     done(null, true);
   };
 }
 
-export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, ConnectMeta>) {
-  const { store, registry, limiter, enforcement, connections, stats, log } = deps;
+export function createAuthenticate(deps: AuthDeps) {
+  const { store, registry, limiter, enforcement, stats, log } = deps;
 
   return function authenticate(
     client: Client,
@@ -80,9 +71,8 @@ export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, Connect
     done: (err: AuthenticateError | null, ok: boolean | null) => void,
   ): void {
     const started = process.hrtime.bigint();
-    const conn = connections.get(client.conn);
-    // From here the session (or nothing, once refused) holds the connection's info.
-    connections.delete(client.conn);
+    // Read once: from here the session (or nothing, once refused) holds the connection's info.
+    const { conn, meta: connect } = takeConnect(client);
     const ip = conn?.ip ?? '';
     const finish = (result: ConnectResult, code: number, reason: string, tokenId?: number): void => {
       stats.connects[result]++;
@@ -93,10 +83,8 @@ export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, Connect
     };
 
     if (!conn) return finish('store_unavailable', CONNACK_SERVER_UNAVAILABLE, 'connection not registered by a listener');
-    // Read once: nothing stays per session (issue 9). The parser keeps the CONNECT packet as long as
-    // the connection lives; it needs only its protocol fields, not the key (nor a copy per session).
-    const connect = meta.get(client);
-    meta.delete(client);
+    // The parser keeps the CONNECT packet as long as the connection lives; it needs only its
+    // protocol fields, not the key (nor a copy per session).
     if (connect) {
       connect.packet.username = undefined;
       connect.packet.password = undefined;
@@ -131,7 +119,7 @@ export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, Connect
         limiter.fail(ip, Date.now());
         return answer('bad_key', CONNACK_BAD_CREDENTIALS, 'unknown token');
       }
-      if (!isValid({ ...token, enabled: true }, now)) {
+      if (isExpired(token, now)) {
         limiter.fail(ip, Date.now());
         return answer('expired', CONNACK_BAD_CREDENTIALS, 'token expired', token.id);
       }

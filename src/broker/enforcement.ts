@@ -27,6 +27,8 @@ import type { BrokerStats } from './stats.js';
 
 const RETRY_MS = 1000;
 const TOUCH_TICK_MS = 250;
+/** Released tokens whose compiled rights stay at hand for a reconnect (a few KB at most). */
+const RELEASED_KEPT = 1024;
 /** Token ids remembered as changed while lookups are in flight; beyond, every lookup re-reads. */
 const MAX_TRACKED_CHANGES = 100_000;
 
@@ -117,6 +119,8 @@ export class Enforcement {
    */
   private readonly due = new DeadlineQueue();
   private readonly rightsByAccess = new Interned<Rights>();
+  /** Rights of tokens whose last session ended lately (reconnects), oldest first; bounded. */
+  private readonly released = new Map<number, Rights>();
   private readonly ipMatchers = new Interned<IpMatcher>();
 
   constructor(private readonly deps: EnforcementDeps) {}
@@ -157,17 +161,22 @@ export class Enforcement {
    */
   watchLookup(): LookupWatch {
     this.lookups++;
-    let since = this.epoch;
-    let open = true;
-    return {
-      changed: (tokenId) => since < this.floor || (this.changedAt.get(tokenId) ?? 0) > since,
-      restart: () => { since = this.epoch; },
-      end: () => {
-        if (!open) return;
-        open = false;
-        if (--this.lookups === 0) this.changedAt.clear();
-      },
-    };
+    return new Watch(this, this.epoch);
+  }
+
+  /** Watch: whether `tokenId` changed (or the feed had a gap) after `since`. */
+  changedSince(tokenId: number, since: number): boolean {
+    return since < this.floor || (this.changedAt.get(tokenId) ?? 0) > since;
+  }
+
+  /** Watch: the current epoch. */
+  get currentEpoch(): number {
+    return this.epoch;
+  }
+
+  /** Watch: one lookup fewer in flight. */
+  lookupEnded(): void {
+    if (--this.lookups === 0) this.changedAt.clear();
   }
 
   private noteChange(id: number): void {
@@ -188,10 +197,14 @@ export class Enforcement {
    * Throws when the stored data does not compile (SPEC §2: unreadable).
    */
   compile(token: Token): CompiledToken {
-    // Equal access, equal rights: the JSON is the key (held tokens keep the rights, not the JSON).
-    const rights = this.rightsByAccess.get(JSON.stringify(token.access), () => compileSharedRights(token.access));
-    const ipMatcher = this.ipMatchers.get(token.ips, () => compileIpMasks(token.ips));
-    return { rights, ipMatcher, tokenIdText: this.held.get(token.id)?.tokenIdText ?? String(token.id) };
+    const h = this.held.get(token.id);
+    // The usual CONNECT: a token held (or lately released), unchanged. Else equal access, equal rights: the JSON is the key.
+    const prior = h?.rights ?? this.released.get(token.id);
+    const rights = prior !== undefined && sameData(prior.access, token.access)
+      ? prior
+      : this.rightsByAccess.get(JSON.stringify(token.access), () => compileSharedRights(token.access));
+    const ipMatcher = h !== undefined && h.token.ips === token.ips ? h.ipMatcher : this.ipMatchers.get(token.ips, () => compileIpMasks(token.ips));
+    return { rights, ipMatcher, tokenIdText: h?.tokenIdText ?? String(token.id) };
   }
 
   /** Distinct compiled rights and IP matchers alive on this node (tests). */
@@ -220,7 +233,13 @@ export class Enforcement {
     const id = session.tokenId;
     this.touchNow.add(id);
     if (this.deps.registry.forToken(id).length === 0) {
+      const h = this.held.get(id);
       this.held.delete(id); // its entry in `due`, if any, is skipped when popped
+      if (h !== undefined) {
+        this.released.delete(id);
+        this.released.set(id, h.rights);
+        if (this.released.size > RELEASED_KEPT) this.released.delete(this.released.keys().next().value as number);
+      }
     }
   }
 
@@ -412,6 +431,49 @@ export class Enforcement {
     }).finally(() => { this.touching = null; });
     return this.touching;
   }
+}
+
+/** A LookupWatch: one small object per CONNECT, no closures. */
+class Watch implements LookupWatch {
+  private open = true;
+
+  constructor(private readonly owner: Enforcement, private since: number) {}
+
+  changed(tokenId: number): boolean {
+    return this.owner.changedSince(tokenId, this.since);
+  }
+
+  restart(): void {
+    this.since = this.owner.currentEpoch;
+  }
+
+  end(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.owner.lookupEnded();
+  }
+}
+
+/** Deep equality of JSON data (a token's `access`), without serialising it. */
+function sameData(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameData(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let keys = 0;
+  for (const k in x) {
+    if (!Object.hasOwn(x, k)) continue;
+    keys++;
+    if (!Object.hasOwn(y, k) || !sameData(x[k], y[k])) return false;
+  }
+  for (const k in y) if (Object.hasOwn(y, k)) keys--;
+  return keys === 0;
 }
 
 /** Whether a reading of a token differs from the held one in anything its sessions depend on (`accessed` aside). */

@@ -6,7 +6,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { TokenStore } from '../store/types.js';
 import { AuthLimiter } from './auth-limiter.js';
-import { createAuthenticate, createPreConnect, type ConnectMeta } from './authenticate.js';
+import { createAuthenticate, createPreConnect } from './authenticate.js';
+import { connectionOf, setConnection } from './client-slots.js';
 import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscribe } from './authorize.js';
 import { createMemoryPersistence, guardDollarTopics } from './dollar-guard.js';
 import { Enforcement } from './enforcement.js';
@@ -64,8 +65,6 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   const registry = new SessionRegistry(deps.nodeId);
   const stats = new BrokerStats();
   const enforcement = new Enforcement({ store: deps.store, registry, stats, log });
-  const connections = new WeakMap<object, ConnectionInfo>();
-  const connectMeta = new WeakMap<Client, ConnectMeta>();
   const authDeps = { registry, stats, log };
 
   const aedes = await Aedes.createBroker({
@@ -74,8 +73,8 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     // [MQTT-4.7.2-1] on the retained and offline-queue paths too, whichever persistence (dollar-guard.ts).
     persistence: guardDollarTopics(deps.persistence ?? createMemoryPersistence()),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
-    preConnect: createPreConnect(connectMeta, { connections, log }),
-    authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, connections, stats, log }, connectMeta),
+    preConnect: createPreConnect({ log }),
+    authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, stats, log }),
     authorizePublish: createAuthorizePublish(authDeps),
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),
     authorizeForward: createAuthorizeForward(authDeps),
@@ -102,7 +101,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
 
   // Per connection, only what must be: shared functions, no closures (issue 9: memory per session).
   const limitPacketSize = createPacketLimit(maxPacketSize, (client, announced) => {
-    const ip = client ? (registry.get(client)?.conn ?? connections.get(client.conn))?.ip : undefined;
+    const ip = client ? (registry.get(client)?.conn ?? connectionOf(client))?.ip : undefined;
     log.info({ clientId: client?.id, ip, announced, max: maxPacketSize }, 'connection closed: packet too large');
   });
   function streamClosed(this: Duplex & { client?: Client }): void {
@@ -111,9 +110,10 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   }
 
   function handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
-    connections.set(stream, info);
     // Aedes sets `stream.client` to the client it creates here.
-    limitPacketSize(aedes.handle(stream, req));
+    const client = aedes.handle(stream, req);
+    setConnection(client, info);
+    limitPacketSize(client);
     // 'close' comes once; `on` spares the wrapper `once` would add per connection.
     stream.on('close', streamClosed);
   }

@@ -119,10 +119,11 @@ export class RedisSessionDirectory implements SessionDirectory {
       if (newest === undefined) gone.push(id);
       else fields.push(id, JSON.stringify(registry.view(newest)));
     }
-    const tx = this.cmd.multi();
-    if (fields.length) tx.hset(this.nodeKey, ...fields).pexpire(this.nodeKey, this.expireMs);
-    if (gone.length) tx.hdel(this.nodeKey, ...gone);
-    this.flushing = tx.exec().then(() => {}, () => { /* the next heartbeat rewrites the whole snapshot */ }).finally(() => {
+    // A pipeline, not a transaction: each command stands alone (PEXPIRE only renews the hash).
+    const batch = this.cmd.pipeline();
+    if (fields.length) batch.hset(this.nodeKey, ...fields).pexpire(this.nodeKey, this.expireMs);
+    if (gone.length) batch.hdel(this.nodeKey, ...gone);
+    this.flushing = batch.exec().then(() => {}, () => { /* the next heartbeat rewrites the whole snapshot */ }).finally(() => {
       this.flushing = null;
       // Changes that came meanwhile: one more batch.
       if (this.dirty.size > 0) void this.flush();

@@ -67,6 +67,14 @@ interface AedesClientInternals {
   subscriptions?: Record<string, { qos?: number }>;
 }
 
+/**
+ * A client's session rides on the client object itself, under a symbol no other
+ * code knows: one property read per delivery (authorizeForward), where a WeakMap
+ * lookup costs a hash probe, and nothing to keep per session beside it.
+ */
+const SESSION = Symbol('tokenmq.session');
+type AttachedClient = Client & { [SESSION]?: Session };
+
 export type RegistryListener = (kind: 'added' | 'removed', session: Session) => void;
 
 /**
@@ -79,16 +87,15 @@ export class SessionRegistry {
   private readonly listeners: RegistryListener[] = [];
   private readonly byToken = new Map<number, Set<Session>>();
   private readonly byId = new Map<string, Session | Session[]>();
-  // Outlives remove(): Aedes authorises a will after the connection has gone.
-  private readonly attached = new WeakMap<Client, Session>();
   private count = 0;
 
   constructor(readonly node: string) {}
 
   add(session: Session): void {
-    const previous = this.attached.get(session.client);
+    const client = session.client as AttachedClient;
+    const previous = client[SESSION];
     if (previous !== undefined && previous.registered) this.remove(session.client);
-    this.attached.set(session.client, session);
+    client[SESSION] = session;
     session.registered = true;
     this.count++;
     let set = this.byToken.get(session.tokenId);
@@ -108,7 +115,7 @@ export class SessionRegistry {
 
   /** Returns the removed session, if it was registered. */
   remove(client: Client): Session | undefined {
-    const session = this.attached.get(client);
+    const session = (client as AttachedClient)[SESSION];
     if (session === undefined || !session.registered) return undefined;
     session.registered = false;
     this.count--;
@@ -128,8 +135,9 @@ export class SessionRegistry {
     return session;
   }
 
+  /** The client's session, also after remove(): Aedes authorises a will after the connection has gone. */
   get(client: Client): Session | undefined {
-    return this.attached.get(client);
+    return (client as AttachedClient)[SESSION];
   }
 
   /** Live sessions with this client id (one per node, unless a takeover is in progress). */

@@ -8,8 +8,8 @@
 // every token with that access, each session asking with itself as the context
 // (`canReceive(topic, session)`). `forSession` says which one a session uses.
 
-import { hasPlaceholder, substitutePlaceholders, type SessionContext } from './placeholders.js';
-import { filterError, intersects } from './topic.js';
+import { CLIENT_ID_PLACEHOLDER, TOKEN_ID_PLACEHOLDER, hasPlaceholder, substitutePlaceholders, type SessionContext } from './placeholders.js';
+import { MAX_TOPIC_BYTES, filterError, intersects } from './topic.js';
 import { TopicTrie, type MatchContext } from './topic-trie.js';
 import { ACCESS_ACL, ACCESS_MASTER, ACCESS_STANDARD, HTTP_METHODS, type AccessType, type TokenAccess } from './types.js';
 
@@ -80,7 +80,11 @@ export class Rights {
   private readonly restGrants: readonly RestGrant[];
   /** Shared rights: the filters with placeholders, which a session's values must turn into valid filters. */
   private readonly templates: readonly string[];
-  private readonly access: TokenAccess;
+  /** The access these rights were compiled from (shared rights: one of the equal ones). */
+  readonly access: TokenAccess;
+  /** Upper bounds over the templates: UTF-8 bytes without `${clientid}` (a token id counted as 16 digits), and `${clientid}`s in one. */
+  private readonly templateFixedBytes: number;
+  private readonly templateClientIds: number;
   /** The shared rights these were derived from for one session (`forSession`); itself otherwise. */
   readonly base: Rights;
 
@@ -101,7 +105,36 @@ export class Rights {
     this.restGrants = compiled.restGrants;
     this.templates = compiled.templates;
     this.access = access;
+    let fixed = 0;
+    let clientIds = 0;
+    for (const t of compiled.templates) {
+      const ids = t.split(CLIENT_ID_PLACEHOLDER).length - 1;
+      const tokenIds = t.split(TOKEN_ID_PLACEHOLDER).length - 1;
+      const rest = t.length - ids * CLIENT_ID_PLACEHOLDER.length - tokenIds * TOKEN_ID_PLACEHOLDER.length;
+      fixed = Math.max(fixed, 3 * rest + 16 * tokenIds);
+      clientIds = Math.max(clientIds, ids);
+    }
+    this.templateFixedBytes = fixed;
+    this.templateClientIds = clientIds;
     this.base = base ?? this;
+  }
+
+  /**
+   * The common case, decided in one pass over the client id (per CONNECT):
+   * `ctx` turns every template into a valid filter when the id has no `+`, `#`,
+   * `/`, NUL or surrogate, does not start with `$`, and the longest filter it
+   * makes stays within MAX_TOPIC_BYTES (the templates themselves were checked at
+   * compile time). Conservative: `false` only means "check each template".
+   */
+  private fitsEveryTemplate(ctx: SessionContext): boolean {
+    const id = ctx.clientId;
+    if (!(Number.isSafeInteger(ctx.tokenId) && ctx.tokenId >= 0) || id.length === 0 || id.charCodeAt(0) === DOLLAR) return false;
+    if (this.templateFixedBytes + this.templateClientIds * 3 * id.length > MAX_TOPIC_BYTES) return false;
+    for (let i = 0; i < id.length; i++) {
+      const c = id.charCodeAt(i);
+      if (c === 0x2b || c === 0x23 || c === SLASH || c === 0 || (c >= 0xd800 && c <= 0xdfff)) return false;
+    }
+    return true;
   }
 
   /** True when these rights keep placeholders: questions must then name the session (`ctx`). */
@@ -118,6 +151,7 @@ export class Rights {
    * The session must then ask with the same `ctx`.
    */
   forSession(ctx: SessionContext): Rights {
+    if (this.templates.length === 0 || this.fitsEveryTemplate(ctx)) return this;
     for (const filter of this.templates) {
       if (substitutePlaceholders(filter, ctx) === null) return new Rights(this.type, compileAcl(this.access, ctx), this.access, this);
     }
@@ -220,6 +254,9 @@ function isPlatformPath(path: string): boolean {
   return head === '/platform' || head === '/platform/';
 }
 
+/** The shortest values a session can give: a template invalid with them is invalid with any. */
+const PROBE: SessionContext = { clientId: 'x', tokenId: 0 };
+
 /** The parts of a Rights that come from the ACL entries. */
 interface CompiledAcl {
   publishTrie: TopicTrie;
@@ -265,6 +302,9 @@ function compileAcl(access: TokenAccess, ctx: SessionContext | null): CompiledAc
     if (entry.topic !== undefined) {
       if (entry.uri !== 'mqtt' || entry.actions === undefined) continue;
       const templated = ctx === null && hasPlaceholder(entry.topic);
+      // A template that no client id can make valid (a misplaced wildcard, too long even
+      // for a one-character id) is dropped for everyone, as substitution would drop it.
+      if (templated && substitutePlaceholders(entry.topic, PROBE) === null) continue;
       const filter = ctx === null ? entry.topic : substitutePlaceholders(entry.topic, ctx);
       if (filter === null) continue;
       const publish = entry.actions.includes('publish');
