@@ -2,11 +2,12 @@
 // CONNACK code and a logged reason (never the key).
 import type { AuthenticateError, Client, ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
-import { compileIpMasks, compileRights, isKeyShaped, isValid, topicError, type IpMatcher, type Rights, type Token } from '../tokens/index.js';
+import { isExpired, isKeyShaped, topicError, type Token } from '../tokens/index.js';
 import { StoreDataError, StoreUnavailableError, type TokenStore } from '../store/types.js';
 import type { AuthLimiter } from './auth-limiter.js';
-import type { Enforcement, LookupWatch } from './enforcement.js';
-import { Session, type ConnectionInfo, type SessionRegistry } from './sessions.js';
+import type { CompiledToken, Enforcement, LookupWatch } from './enforcement.js';
+import { connectionOf, setConnectMeta, takeConnect } from './client-slots.js';
+import { Session, type SessionRegistry } from './sessions.js';
 import type { BrokerStats, ConnectResult } from './stats.js';
 
 const CONNACK_IDENTIFIER_REJECTED = 2;
@@ -23,7 +24,6 @@ export interface AuthDeps {
   registry: SessionRegistry;
   limiter: AuthLimiter;
   enforcement: Enforcement;
-  connections: WeakMap<object, ConnectionInfo>;
   stats: BrokerStats;
   log: Logger;
 }
@@ -46,30 +46,23 @@ interface ClientInternals {
   _will?: { topic: string } | null;
 }
 
-/** What only preConnect sees of the CONNECT packet, kept for authenticate. */
-export interface ConnectMeta {
-  keepalive: number;
-  /** MQTT-3.1.3-8: empty client id with clean session 0 (Aedes would invent an id). */
-  emptyIdPersistent: boolean;
-}
-
-export function createPreConnect(meta: WeakMap<Client, ConnectMeta>, deps: Pick<AuthDeps, 'connections' | 'log'>) {
+export function createPreConnect(deps: Pick<AuthDeps, 'log'>) {
   return function preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void): void {
     // SPEC §4, [MQTT-3.3.2-2]: a will topic must be a topic name (no wildcards, not empty, no NUL); Aedes
     // would publish it as is. A protocol violation: the connection closes without CONNACK.
     const willError = packet.will ? topicError(packet.will.topic) : null;
     if (willError !== null) {
-      const ip = deps.connections.get(client.conn)?.ip ?? '';
+      const ip = connectionOf(client)?.ip ?? '';
       deps.log.info({ clientId: packet.clientId, ip, reason: 'protocol_error' }, `connection closed: will topic ${willError}`);
       return done(new Error(`invalid will topic: ${willError}`), false);
     }
-    meta.set(client, { keepalive: packet.keepalive ?? 0, emptyIdPersistent: !packet.clientId && packet.clean === false });
+    setConnectMeta(client, { keepalive: packet.keepalive ?? 0, emptyIdPersistent: !packet.clientId && packet.clean === false, packet });
     done(null, true);
   };
 }
 
-export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, ConnectMeta>) {
-  const { store, registry, limiter, enforcement, connections, stats, log } = deps;
+export function createAuthenticate(deps: AuthDeps) {
+  const { store, registry, limiter, enforcement, stats, log } = deps;
 
   return function authenticate(
     client: Client,
@@ -78,7 +71,8 @@ export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, Connect
     done: (err: AuthenticateError | null, ok: boolean | null) => void,
   ): void {
     const started = process.hrtime.bigint();
-    const conn = connections.get(client.conn);
+    // Read once: from here the session (or nothing, once refused) holds the connection's info.
+    const { conn, meta: connect } = takeConnect(client);
     const ip = conn?.ip ?? '';
     const finish = (result: ConnectResult, code: number, reason: string, tokenId?: number): void => {
       stats.connects[result]++;
@@ -89,7 +83,12 @@ export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, Connect
     };
 
     if (!conn) return finish('store_unavailable', CONNACK_SERVER_UNAVAILABLE, 'connection not registered by a listener');
-    const connect = meta.get(client);
+    // The parser keeps the CONNECT packet as long as the connection lives; it needs only its
+    // protocol fields, not the key (nor a copy per session).
+    if (connect) {
+      connect.packet.username = undefined;
+      connect.packet.password = undefined;
+    }
     if (connect?.emptyIdPersistent) {
       return finish('client_id_rejected', CONNACK_IDENTIFIER_REJECTED, 'empty client id needs clean session (MQTT-3.1.3-8)');
     }
@@ -120,31 +119,35 @@ export function createAuthenticate(deps: AuthDeps, meta: WeakMap<Client, Connect
         limiter.fail(ip, Date.now());
         return answer('bad_key', CONNACK_BAD_CREDENTIALS, 'unknown token');
       }
-      if (!isValid({ ...token, enabled: true }, now)) {
+      if (isExpired(token, now)) {
         limiter.fail(ip, Date.now());
         return answer('expired', CONNACK_BAD_CREDENTIALS, 'token expired', token.id);
       }
       if (!token.enabled) return answer('disabled', CONNACK_NOT_AUTHORIZED, 'token disabled', token.id);
-      let ipMatcher: IpMatcher;
-      let rights: Rights;
+      // Shared with the token's other sessions (and tokens with the same access): nothing per session
+      // unless this client id cannot fill a placeholder entry in (Rights.forSession).
+      let compiled: CompiledToken;
+      let session: Session;
+      const will = (client as unknown as ClientInternals)._will;
       try {
-        ipMatcher = compileIpMasks(token.ips);
-        rights = compileRights(token.access, { clientId: client.id, tokenId: token.id });
+        compiled = enforcement.compile(token);
+        const ctx = { clientId: client.id, tokenId: token.id };
+        session = new Session(
+          client, client.id, token.id, compiled.tokenIdText, compiled.rights.forSession(ctx), compiled.ipMatcher,
+          conn, now, client.clean, connect?.keepalive ?? 0, Boolean(will),
+        );
       } catch (err) {
         return unreadable(token.id, err);
       }
-      if (!ipMatcher.allows(ip)) return answer('ip_denied', CONNACK_NOT_AUTHORIZED, 'address not in token ips', token.id);
-      if (!rights.hasMqtt) return answer('no_mqtt_rights', CONNACK_NOT_AUTHORIZED, 'token has no MQTT rights', token.id);
-      const will = (client as unknown as ClientInternals)._will;
-      if (will && !rights.canPublish(will.topic)) {
+      if (!session.ipMatcher.allows(ip)) return answer('ip_denied', CONNACK_NOT_AUTHORIZED, 'address not in token ips', token.id);
+      if (!session.rights.hasMqtt) return answer('no_mqtt_rights', CONNACK_NOT_AUTHORIZED, 'token has no MQTT rights', token.id);
+      if (will && !session.rights.canPublish(will.topic, session)) {
         return answer('will_denied', CONNACK_NOT_AUTHORIZED, 'will topic not allowed', token.id);
       }
       // Still changed after the re-reads: admit on this reading and let the store decide right away.
       const unsettled = watch.changed(token.id);
-      const keepalive = connect?.keepalive ?? 0;
-      const session = new Session(client, client.id, token.id, rights, ipMatcher, conn, now, client.clean, keepalive, Boolean(will));
       registry.add(session);
-      enforcement.tokenInUse(token);
+      enforcement.tokenInUse(token, compiled);
       if (unsettled) enforcement.refresh(token.id);
       answer('ok', 0, 'ok', token.id);
     };

@@ -46,7 +46,7 @@ export function createAuthorizePublish({ registry, stats, log }: AuthorizeDeps) 
         `connection closed: publish topic ${invalid}`);
       return done(new Error(`invalid topic name: ${invalid}`));
     }
-    if (session.rights.canPublish(packet.topic)) {
+    if (session.rights.canPublish(packet.topic, session)) {
       session.msgsIn++;
       stats.publishes++;
       return done(null);
@@ -65,7 +65,7 @@ export function createAuthorizeSubscribe({ registry, stats, log }: AuthorizeDeps
     done: (err: Error | null, sub?: Subscription | null) => void,
   ): void {
     const session = registry.get(client);
-    if (session !== undefined && session.rights.canSubscribe(sub.topic)) return done(null, sub);
+    if (session !== undefined && session.rights.canSubscribe(sub.topic, session)) return done(null, sub);
     // SUBACK 0x80 for this filter only; the connection stays (SPEC §4).
     stats.refusedSubscribes++;
     // ACL: no subscribe entry intersects it; standard: `$SYS`/`$tokenmq` (SPEC §3).
@@ -83,7 +83,7 @@ export function createAuthorizeSubscribe({ registry, stats, log }: AuthorizeDeps
 export function createAuthorizeForward({ registry, stats }: AuthorizeDeps) {
   return function authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
     const session = registry.get(client);
-    if (session !== undefined && session.rights.canReceive(packet.topic)) {
+    if (session !== undefined && session.rights.canReceive(packet.topic, session)) {
       session.msgsOut++;
       stats.deliveries++;
       return packet;

@@ -9,27 +9,61 @@
 // every CONNECT watches the feed while it looks its token up (`watchLookup`)
 // and reads again when its token changed meanwhile; and a touch that finds
 // the token gone re-reads it instead of moving the local deadline.
+//
+// Compiled rights and IP matchers are shared (issue 9: memory per session):
+// one per distinct access and `ips` (interned.ts), placeholders filled in per
+// question from the asking session (Rights.forSession). A session holds the
+// shared objects; a change compiles once per token and hands the result to
+// every session of the token.
 import type { Logger } from 'pino';
-import { compileIpMasks, compileRights, deadline, isValid, touchInterval, type IpMatcher, type Token } from '../tokens/index.js';
+import {
+  compileIpMasks, compileSharedRights, deadline, isValid, touchInterval, type IpMatcher, type Rights, type Token,
+} from '../tokens/index.js';
 import { StoreUnavailableError, type TokenStore } from '../store/types.js';
+import { DeadlineQueue } from '../store/deadline-queue.js';
+import { Interned } from './interned.js';
 import type { Session, SessionRegistry } from './sessions.js';
 import type { BrokerStats } from './stats.js';
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const RETRY_MS = 1000;
 const TOUCH_TICK_MS = 250;
+/** Released tokens whose compiled rights stay at hand for a reconnect (a few KB at most). */
+const RELEASED_KEPT = 1024;
 /** Token ids remembered as changed while lookups are in flight; beyond, every lookup re-reads. */
 const MAX_TRACKED_CHANGES = 100_000;
 
 /** Disconnect reason for a token this node cannot read (SPEC §2). */
 export const REASON_UNREADABLE = 'stored token cannot be read';
 
-interface Held {
-  token: Token;
-  accessKey: string;
+/** A token's access and `ips`, compiled for all its sessions. */
+export interface CompiledToken {
+  /** Shared by every session (and token) with this access; a session takes `rights.forSession(session)`. */
+  rights: Rights;
+  ipMatcher: IpMatcher;
+  /** `${token_id}` as the sessions compare it: one string per token. */
+  tokenIdText: string;
+}
+
+/** What enforcement needs of a held token: its clocks and `ips` (not its ACL, info or metadata). */
+type HeldToken = Pick<Token, 'id' | 'enabled' | 'expire' | 'ttl' | 'created' | 'accessed' | 'ips'>;
+
+function heldToken(t: Token): HeldToken {
+  return { id: t.id, enabled: t.enabled, expire: t.expire, ttl: t.ttl, created: t.created, accessed: t.accessed, ips: t.ips };
+}
+
+/** One record per token with live sessions on this node: the owner of what they share. */
+class Held implements CompiledToken {
   /** Next periodic touch, epoch ms. */
-  nextTouch: number;
-  timer: NodeJS.Timeout | null;
+  nextTouch = 0;
+  /** When to re-read the token (its deadline, or a retry), epoch ms; its entry in `due`. */
+  dueAt = Infinity;
+
+  constructor(
+    public token: HeldToken,
+    public rights: Rights,
+    public ipMatcher: IpMatcher,
+    readonly tokenIdText: string,
+  ) {}
 }
 
 interface ClientInternals {
@@ -83,6 +117,16 @@ export class Enforcement {
   private readonly changedAt = new Map<number, number>();
   /** A watch that started before this epoch counts every token as changed (feed gap, or too many changes to track). */
   private floor = 0;
+  /**
+   * Deadlines and retries of held tokens, checked at every tick (≤ 250 ms late, within
+   * SPEC §4's 1 s): one heap entry per token instead of a timer each. Re-arming leaves
+   * the old entry behind; it is skipped when popped (its time is no longer `dueAt`).
+   */
+  private readonly due = new DeadlineQueue();
+  private readonly rightsByAccess = new Interned<Rights>();
+  /** Rights of tokens whose last session ended lately (reconnects), oldest first; bounded. */
+  private readonly released = new Map<number, Rights>();
+  private readonly ipMatchers = new Interned<IpMatcher>();
 
   constructor(private readonly deps: EnforcementDeps) {}
 
@@ -100,7 +144,10 @@ export class Enforcement {
       this.changedAt.clear();
       for (const id of this.held.keys()) this.refresh(id);
     });
-    this.touchTimer = setInterval(() => { void this.flushTouches(false); }, TOUCH_TICK_MS);
+    this.touchTimer = setInterval(() => {
+      this.refreshDue(Date.now());
+      void this.flushTouches(false);
+    }, TOUCH_TICK_MS);
     this.touchTimer.unref();
   }
 
@@ -109,7 +156,7 @@ export class Enforcement {
     this.unsubscribe?.();
     this.unsubscribeResync?.();
     if (this.touchTimer) clearInterval(this.touchTimer);
-    for (const h of this.held.values()) if (h.timer) clearTimeout(h.timer);
+    this.due.clear();
     await this.flushTouches(true);
   }
 
@@ -119,17 +166,22 @@ export class Enforcement {
    */
   watchLookup(): LookupWatch {
     this.lookups++;
-    let since = this.epoch;
-    let open = true;
-    return {
-      changed: (tokenId) => since < this.floor || (this.changedAt.get(tokenId) ?? 0) > since,
-      restart: () => { since = this.epoch; },
-      end: () => {
-        if (!open) return;
-        open = false;
-        if (--this.lookups === 0) this.changedAt.clear();
-      },
-    };
+    return new Watch(this, this.epoch);
+  }
+
+  /** Watch: whether `tokenId` changed (or the feed had a gap) after `since`. */
+  changedSince(tokenId: number, since: number): boolean {
+    return since < this.floor || (this.changedAt.get(tokenId) ?? 0) > since;
+  }
+
+  /** Watch: the current epoch. */
+  get currentEpoch(): number {
+    return this.epoch;
+  }
+
+  /** Watch: one lookup fewer in flight. */
+  lookupEnded(): void {
+    if (--this.lookups === 0) this.changedAt.clear();
   }
 
   private noteChange(id: number): void {
@@ -144,14 +196,35 @@ export class Enforcement {
     this.changedAt.set(id, this.epoch);
   }
 
+  /**
+   * A token's rights and IP matcher for a CONNECT: the held ones when this
+   * reading has the same access and `ips`, else the shared compiled ones.
+   * Throws when the stored data does not compile (SPEC §2: unreadable).
+   */
+  compile(token: Token): CompiledToken {
+    const h = this.held.get(token.id);
+    // The usual CONNECT: a token held (or lately released), unchanged. Else equal access, equal rights: the JSON is the key.
+    const prior = h?.rights ?? this.released.get(token.id);
+    const rights = prior !== undefined && sameData(prior.access, token.access)
+      ? prior
+      : this.rightsByAccess.get(JSON.stringify(token.access), () => compileSharedRights(token.access));
+    const ipMatcher = h !== undefined && h.token.ips === token.ips ? h.ipMatcher : this.ipMatchers.get(token.ips, () => compileIpMasks(token.ips));
+    return { rights, ipMatcher, tokenIdText: h?.tokenIdText ?? String(token.id) };
+  }
+
+  /** Distinct compiled rights and IP matchers alive on this node (tests). */
+  get compiledCount(): { rights: number; ips: number } {
+    return { rights: this.rightsByAccess.size, ips: this.ipMatchers.size };
+  }
+
   /** A session of `token` was registered: hold the token, arm its deadline, touch it. */
-  tokenInUse(token: Token): void {
+  tokenInUse(token: Token, compiled: CompiledToken): void {
     const id = token.id;
     let h = this.held.get(id);
     if (!h) {
-      h = { token, accessKey: JSON.stringify(token.access), nextTouch: 0, timer: null };
+      h = new Held(heldToken(token), compiled.rights, compiled.ipMatcher, compiled.tokenIdText);
       this.held.set(id, h);
-    } else if (differs(h.token, token)) {
+    } else if (differs(h, token, compiled.rights)) {
       // The new session was admitted on another reading than the ones already held:
       // let the store decide for all of them.
       this.refresh(id);
@@ -166,8 +239,12 @@ export class Enforcement {
     this.touchNow.add(id);
     if (this.deps.registry.forToken(id).length === 0) {
       const h = this.held.get(id);
-      if (h?.timer) clearTimeout(h.timer);
-      this.held.delete(id);
+      this.held.delete(id); // its entry in `due`, if any, is skipped when popped
+      if (h !== undefined) {
+        this.released.delete(id);
+        this.released.set(id, h.rights);
+        if (this.released.size > RELEASED_KEPT) this.released.delete(this.released.keys().next().value as number);
+      }
     }
   }
 
@@ -232,26 +309,27 @@ export class Enforcement {
     if (token === null) return this.closeAll(id, 'token deleted');
     if (!token.enabled) return this.closeAll(id, 'token disabled');
     if (!isValid(token, now)) return this.closeAll(id, 'token expired');
-    const accessKey = JSON.stringify(token.access);
-    const accessChanged = accessKey !== h.accessKey;
-    let ipMatcher: IpMatcher | null;
+    let compiled: CompiledToken;
     try {
-      ipMatcher = token.ips === h.token.ips ? null : compileIpMasks(token.ips);
+      compiled = this.compile(token);
     } catch (err) {
       return this.unreadable(id, err);
     }
-    h.token = token;
-    h.accessKey = accessKey;
+    h.token = heldToken(token);
+    h.rights = compiled.rights;
+    h.ipMatcher = compiled.ipMatcher;
     for (const s of this.deps.registry.forToken(id)) {
-      if (ipMatcher) s.ipMatcher = ipMatcher;
+      s.ipMatcher = compiled.ipMatcher;
       if (!s.ipMatcher.allows(s.conn.ip)) {
         this.close(s, 'address no longer in token ips');
         continue;
       }
-      if (!accessChanged) continue;
-      let rights;
+      // Same compiled access already: nothing to do (also catches a session admitted
+      // on an older reading than the one held, whatever `accessKey` said before).
+      if (s.rights.base === compiled.rights) continue;
+      let rights: Rights;
       try {
-        rights = compileRights(token.access, { clientId: s.clientId, tokenId: id });
+        rights = compiled.rights.forSession(s);
       } catch (err) {
         return this.unreadable(id, err);
       }
@@ -274,7 +352,7 @@ export class Enforcement {
    */
   trimSubscriptions(session: Session): void {
     const client = session.client as unknown as ClientInternals;
-    const topics = Object.keys(client.subscriptions ?? {}).filter((t) => !session.rights.canSubscribe(t));
+    const topics = Object.keys(client.subscriptions ?? {}).filter((t) => !session.rights.canSubscribe(t, session));
     if (topics.length > 0) {
       this.deps.log.info({ clientId: session.clientId, tokenId: session.tokenId, topics }, 'subscriptions removed by access change');
       // Aedes calls the callback unconditionally: it must be given.
@@ -287,7 +365,7 @@ export class Enforcement {
     const remove = persistence.removeSubscriptions.bind(persistence);
     persistence.subscriptionsByClient({ id: session.clientId })
       .then((stored) => {
-        const stale = stored.map((s) => s.topic).filter((t) => !session.rights.canSubscribe(t));
+        const stale = stored.map((s) => s.topic).filter((t) => !session.rights.canSubscribe(t, session));
         return stale.length > 0 ? remove(session.client, stale) : undefined;
       })
       .catch((err: unknown) => {
@@ -295,16 +373,30 @@ export class Enforcement {
       });
   }
 
-  /** Timer at the token's deadline; then the store decides (another node may have refreshed `accessed`). */
+  /** Re-read at the token's deadline; then the store decides (another node may have refreshed `accessed`). */
   private arm(id: number, h: Held): void {
-    if (h.timer) clearTimeout(h.timer);
-    const end = deadline(h.token);
-    const delay = Math.min(MAX_TIMER_MS, Math.max(0, end * 1000 - Date.now()));
-    h.timer = setTimeout(() => {
-      h.timer = null;
-      this.refresh(id);
-    }, delay);
-    h.timer.unref();
+    this.schedule(id, h, deadline(h.token) * 1000);
+  }
+
+  private schedule(id: number, h: Held, at: number): void {
+    if (h.dueAt === at) return;
+    h.dueAt = at;
+    this.due.push(at, id);
+    // Stale entries (re-armed or released tokens) never outnumber the live ones by much.
+    if (this.due.size > 2 * this.held.size + 1024) {
+      this.due.rebuild([...this.held].map(([heldId, held]) => ({ at: held.dueAt, id: heldId })).filter((e) => e.at !== Infinity));
+    }
+  }
+
+  /** Refreshes the held tokens whose time has come. */
+  private refreshDue(now: number): void {
+    for (let next = this.due.peek(); next !== undefined && next.at <= now; next = this.due.peek()) {
+      this.due.pop();
+      const h = this.held.get(next.id);
+      if (h === undefined || h.dueAt !== next.at) continue; // stale
+      h.dueAt = Infinity;
+      this.refresh(next.id);
+    }
   }
 
   private retryLater(id: number): void {
@@ -316,9 +408,7 @@ export class Enforcement {
       this.closeAll(id, 'token expired');
       return;
     }
-    if (h.timer) clearTimeout(h.timer);
-    h.timer = setTimeout(() => { h.timer = null; this.refresh(id); }, RETRY_MS);
-    h.timer.unref();
+    this.schedule(id, h, Date.now() + RETRY_MS);
   }
 
   /**
@@ -361,8 +451,51 @@ export class Enforcement {
   }
 }
 
-/** Whether two readings of a token differ in anything its sessions depend on (`accessed` aside). */
-function differs(a: Token, b: Token): boolean {
-  return a.enabled !== b.enabled || a.expire !== b.expire || a.ttl !== b.ttl || a.ips !== b.ips
-    || JSON.stringify(a.access) !== JSON.stringify(b.access);
+/** A LookupWatch: one small object per CONNECT, no closures. */
+class Watch implements LookupWatch {
+  private open = true;
+
+  constructor(private readonly owner: Enforcement, private since: number) {}
+
+  changed(tokenId: number): boolean {
+    return this.owner.changedSince(tokenId, this.since);
+  }
+
+  restart(): void {
+    this.since = this.owner.currentEpoch;
+  }
+
+  end(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.owner.lookupEnded();
+  }
+}
+
+/** Deep equality of JSON data (a token's `access`), without serialising it. */
+function sameData(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameData(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let keys = 0;
+  for (const k in x) {
+    if (!Object.hasOwn(x, k)) continue;
+    keys++;
+    if (!Object.hasOwn(y, k) || !sameData(x[k], y[k])) return false;
+  }
+  for (const k in y) if (Object.hasOwn(y, k)) keys--;
+  return keys === 0;
+}
+
+/** Whether a reading of a token differs from the held one in anything its sessions depend on (`accessed` aside). */
+function differs(h: Held, b: HeldToken, rights: Rights): boolean {
+  const a = h.token;
+  return a.enabled !== b.enabled || a.expire !== b.expire || a.ttl !== b.ttl || a.ips !== b.ips || h.rights !== rights;
 }

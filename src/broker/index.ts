@@ -6,7 +6,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { TokenStore } from '../store/types.js';
 import { AuthLimiter } from './auth-limiter.js';
-import { createAuthenticate, createPreConnect, type ConnectMeta } from './authenticate.js';
+import { createAuthenticate, createPreConnect } from './authenticate.js';
+import { connectionOf, setConnection } from './client-slots.js';
 import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscribe } from './authorize.js';
 import { createMemoryPersistence, guardDollarTopics } from './dollar-guard.js';
 import { DeliveryFixes, fixMemoryPersistence, fixPersistence, recordSubscribeDecisions, type SubscribeDecisions } from './aedes-fixes.js';
@@ -15,7 +16,7 @@ import { SessionRegistry, type ConnectionInfo, type Session } from './sessions.j
 import { LocalSessionDirectory, type SessionDirectory } from './session-directory.js';
 import { BrokerStats } from './stats.js';
 import { startListeners, type ListenOptions, type Listeners } from './transports.js';
-import { limitPacketSize } from './packet-limit.js';
+import { createPacketLimit } from './packet-limit.js';
 import { guardClientTable } from './client-table.js';
 
 export { AuthLimiter } from './auth-limiter.js';
@@ -69,8 +70,6 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   const registry = new SessionRegistry(deps.nodeId);
   const stats = new BrokerStats();
   const enforcement = new Enforcement({ store: deps.store, registry, stats, log });
-  const connections = new WeakMap<object, ConnectionInfo>();
-  const connectMeta = new WeakMap<Client, ConnectMeta>();
   const authDeps = { registry, stats, log };
   // Aedes 1.2 defects that tokenmq works around (aedes-fixes.ts).
   const deliveries = new DeliveryFixes();
@@ -83,8 +82,8 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     // then one offline copy per client, SUBSCRIBE stored once as granted (aedes-fixes.ts).
     persistence: fixPersistence(guardDollarTopics(deps.persistence ?? fixMemoryPersistence(createMemoryPersistence())), deliveries, decisions),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
-    preConnect: createPreConnect(connectMeta, { connections, log }),
-    authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, connections, stats, log }, connectMeta),
+    preConnect: createPreConnect({ log }),
+    authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, stats, log }),
     authorizePublish: createAuthorizePublish(authDeps),
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),
     authorizeForward: createAuthorizeForward(authDeps),
@@ -121,18 +120,25 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   };
   const sessions = deps.directory ? deps.directory(registry, kick) : new LocalSessionDirectory(registry, kick);
 
+  // Per connection, only what must be: shared functions, no closures (issue 9: memory per session).
+  const limitPacketSize = createPacketLimit(maxPacketSize, (client, announced) => {
+    const ip = client ? (registry.get(client)?.conn ?? connectionOf(client))?.ip : undefined;
+    log.info({ clientId: client?.id, ip, announced, max: maxPacketSize }, 'connection closed: packet too large');
+  });
+  function streamClosed(this: Duplex & { client?: Client }): void {
+    const session: Session | undefined = this.client ? registry.remove(this.client) : undefined;
+    if (session) enforcement.sessionEnded(session);
+  }
+
   function handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
-    connections.set(stream, info);
+    // Aedes sets `stream.client` to the client it creates here.
     const client = aedes.handle(stream, req);
+    setConnection(client, info);
     // [MQTT-3.2.0-1]: nothing reaches the client before its CONNACK; [MQTT-3.3.5-1] QoS.
     deliveries.attach(client, stream);
-    limitPacketSize(client, maxPacketSize, (announced) => {
-      log.info({ clientId: client.id, ip: info.ip, announced, max: maxPacketSize }, 'connection closed: packet too large');
-    });
-    stream.once('close', () => {
-      const session: Session | undefined = registry.remove(client);
-      if (session) enforcement.sessionEnded(session);
-    });
+    limitPacketSize(client);
+    // 'close' comes once; `on` spares the wrapper `once` would add per connection.
+    stream.on('close', streamClosed);
   }
 
   return {

@@ -8,22 +8,30 @@ interface ParserInternals {
   _parseLength(): boolean;
   _emitError(err: Error): void;
   packet: { length: number };
+  /** Set by Aedes: the client this parser reads for. */
+  client?: Client;
 }
 
 /**
- * Wraps the length step of the client's mqtt-packet parser (once per
- * connection; one comparison per packet). The parser's error makes Aedes close
- * the connection.
+ * Returns what installs the ceiling on a client's mqtt-packet parser: its
+ * length step is replaced by one function shared by every connection (no
+ * closure per connection; one comparison per packet). The parser's error
+ * makes Aedes close the connection.
  */
-export function limitPacketSize(client: Client, maxBytes: number, onExceeded: (announced: number) => void): void {
-  const parser = (client as unknown as { _parser?: ParserInternals })._parser;
-  if (!parser || maxBytes <= 0 || typeof parser._parseLength !== 'function') return;
-  const parseLength = parser._parseLength.bind(parser);
-  parser._parseLength = (): boolean => {
-    if (!parseLength()) return false;
-    if (parser.packet.length <= maxBytes) return true;
-    onExceeded(parser.packet.length);
-    parser._emitError(new Error(`packet of ${parser.packet.length} bytes exceeds the limit of ${maxBytes}`));
+export function createPacketLimit(maxBytes: number, onExceeded: (client: Client | undefined, announced: number) => void): (client: Client) => void {
+  if (maxBytes <= 0) return () => {};
+  let parseLength: (() => boolean) | null = null;
+  function limitedParseLength(this: ParserInternals): boolean {
+    if (!(parseLength as () => boolean).call(this)) return false;
+    if (this.packet.length <= maxBytes) return true;
+    onExceeded(this.client, this.packet.length);
+    this._emitError(new Error(`packet of ${this.packet.length} bytes exceeds the limit of ${maxBytes}`));
     return false;
+  }
+  return (client: Client): void => {
+    const parser = (client as unknown as { _parser?: ParserInternals })._parser;
+    if (!parser || typeof parser._parseLength !== 'function' || parser._parseLength === limitedParseLength) return;
+    parseLength ??= parser._parseLength;
+    parser._parseLength = limitedParseLength;
   };
 }

@@ -56,6 +56,10 @@ export class RedisSessionDirectory implements SessionDirectory {
   private readonly expireMs: number;
   private readonly timer: NodeJS.Timeout;
   private readonly log: Logger;
+  /** Client ids whose entry is to be rewritten from the registry at the next flush. */
+  private dirty = new Set<string>();
+  private flushQueued = false;
+  private flushing: Promise<void> | null = null;
 
   constructor(private readonly opts: RedisDirectoryOptions) {
     this.log = opts.log;
@@ -76,14 +80,55 @@ export class RedisSessionDirectory implements SessionDirectory {
       if (channel === this.kickChannel) this.onKick(text);
     });
     void this.sub.subscribe(this.kickChannel).catch((err: unknown) => this.log.warn({ err }, 'kick channel subscribe failed'));
-    opts.registry.onChange((kind, session) => {
-      const write = kind === 'added'
-        ? this.cmd.multi().hset(this.nodeKey, session.clientId, JSON.stringify(opts.registry.view(session))).pexpire(this.nodeKey, this.expireMs).exec()
-        : this.cmd.hdel(this.nodeKey, session.clientId);
-      write.catch(() => { /* the next heartbeat rewrites the whole snapshot */ });
-    });
+    opts.registry.onChange((_kind, session) => this.changed(session.clientId));
     this.timer = setInterval(() => { void this.heartbeat(); }, this.heartbeatMs);
     this.timer.unref();
+  }
+
+  /**
+   * Connects and disconnects are written in batches (issue 9: Redis commands per
+   * CONNECT): every change of a tick, and all those that come while a write is in
+   * flight, go in one MULTI. Each entry is written from what the registry holds
+   * at flush time, not from the event, so the order of events within a batch
+   * cannot matter: a session that came and went lists nothing, and a takeover
+   * on this node (the new session added, then the old one removed, same client
+   * id) lists the new one.
+   */
+  private changed(clientId: string): void {
+    this.dirty.add(clientId);
+    if (this.flushQueued || this.flushing) return;
+    this.flushQueued = true;
+    setImmediate(() => {
+      this.flushQueued = false;
+      void this.flush();
+    });
+  }
+
+  /** Writes the pending entries; resolves once they are written (or failed: the heartbeat repairs). */
+  flush(): Promise<void> {
+    if (this.flushing) return this.flushing.then(() => this.flush());
+    if (this.dirty.size === 0) return Promise.resolve();
+    const ids = this.dirty;
+    this.dirty = new Set();
+    const { registry } = this.opts;
+    const fields: string[] = [];
+    const gone: string[] = [];
+    for (const id of ids) {
+      const live = registry.byClientId(id);
+      const newest = live[live.length - 1];
+      if (newest === undefined) gone.push(id);
+      else fields.push(id, JSON.stringify(registry.view(newest)));
+    }
+    // A pipeline, not a transaction: each command stands alone (PEXPIRE only renews the hash).
+    const batch = this.cmd.pipeline();
+    if (fields.length) batch.hset(this.nodeKey, ...fields).pexpire(this.nodeKey, this.expireMs);
+    if (gone.length) batch.hdel(this.nodeKey, ...gone);
+    this.flushing = batch.exec().then(() => {}, () => { /* the next heartbeat rewrites the whole snapshot */ }).finally(() => {
+      this.flushing = null;
+      // Changes that came meanwhile: one more batch.
+      if (this.dirty.size > 0) void this.flush();
+    });
+    return this.flushing;
   }
 
   private onKick(text: string): void {
@@ -144,6 +189,8 @@ export class RedisSessionDirectory implements SessionDirectory {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
+    this.dirty.clear();
+    await this.flushing;
     // Leave the listing at once on a clean stop.
     await this.cmd.multi().del(this.nodeKey).zrem(this.nodesKey, this.opts.nodeId).exec().catch(() => {});
     this.cmd.disconnect();

@@ -3,7 +3,7 @@
 // delivery asks the store (SPEC §4).
 import type { Client } from 'aedes';
 import type { Socket } from 'node:net';
-import type { IpMatcher, Rights } from '../tokens/index.js';
+import type { IpMatcher, Rights, RightsContext } from '../tokens/index.js';
 
 export type Transport = 'tcp' | 'ws' | 'tls' | 'wss';
 
@@ -15,16 +15,26 @@ export interface ConnectionInfo {
   socket: Socket;
 }
 
-export class Session {
+/**
+ * One live session. It is also the context its rights are asked with
+ * (`rights.canReceive(topic, session)`): rights are shared between sessions,
+ * their placeholders filled in from the asking session (issue 9).
+ */
+export class Session implements RightsContext {
   msgsIn = 0;
   msgsOut = 0;
   /** Set when the broker itself ends the session (kick, revocation): its will still goes out. */
   dropReason: string | null = null;
+  /** In the registry (SessionRegistry only). */
+  registered = false;
 
   constructor(
     readonly client: Client,
     readonly clientId: string,
     readonly tokenId: number,
+    /** `${token_id}` as compared: one string shared by the token's sessions. */
+    readonly tokenIdText: string,
+    /** From `shared.forSession(this)`: ask with this session as the context. */
     public rights: Rights,
     public ipMatcher: IpMatcher,
     readonly conn: ConnectionInfo,
@@ -57,23 +67,44 @@ interface AedesClientInternals {
   subscriptions?: Record<string, { qos?: number }>;
 }
 
+/**
+ * A client's session rides on the client object itself, under a symbol no other
+ * code knows: one property read per delivery (authorizeForward), where a WeakMap
+ * lookup costs a hash probe, and nothing to keep per session beside it.
+ */
+const SESSION = Symbol('tokenmq.session');
+type AttachedClient = Client & { [SESSION]?: Session };
+
 export type RegistryListener = (kind: 'added' | 'removed', session: Session) => void;
 
+/**
+ * The sessions of this node, indexed by client (the hot path: one WeakMap
+ * lookup per delivery), token and client id. Per session it keeps only index
+ * entries: a client id maps to its session directly (an array only while a
+ * takeover holds two), and every index shares the session object.
+ */
 export class SessionRegistry {
   private readonly listeners: RegistryListener[] = [];
-  private readonly byClient = new Map<Client, Session>();
   private readonly byToken = new Map<number, Set<Session>>();
-  private readonly byId = new Map<string, Set<Session>>();
-  // Outlives remove(): Aedes authorises a will after the connection has gone.
-  private readonly attached = new WeakMap<Client, Session>();
+  private readonly byId = new Map<string, Session | Session[]>();
+  private count = 0;
 
   constructor(readonly node: string) {}
 
   add(session: Session): void {
-    this.byClient.set(session.client, session);
-    this.attached.set(session.client, session);
-    addTo(this.byToken, session.tokenId, session);
-    addTo(this.byId, session.clientId, session);
+    const client = session.client as AttachedClient;
+    const previous = client[SESSION];
+    if (previous !== undefined && previous.registered) this.remove(session.client);
+    client[SESSION] = session;
+    session.registered = true;
+    this.count++;
+    let set = this.byToken.get(session.tokenId);
+    if (!set) this.byToken.set(session.tokenId, (set = new Set()));
+    set.add(session);
+    const same = this.byId.get(session.clientId);
+    if (same === undefined) this.byId.set(session.clientId, session);
+    else if (Array.isArray(same)) same.push(session);
+    else this.byId.set(session.clientId, [same, session]);
     for (const l of this.listeners) l('added', session);
   }
 
@@ -84,23 +115,35 @@ export class SessionRegistry {
 
   /** Returns the removed session, if it was registered. */
   remove(client: Client): Session | undefined {
-    const session = this.byClient.get(client);
-    if (!session) return undefined;
-    this.byClient.delete(client);
-    removeFrom(this.byToken, session.tokenId, session);
-    removeFrom(this.byId, session.clientId, session);
+    const session = (client as AttachedClient)[SESSION];
+    if (session === undefined || !session.registered) return undefined;
+    session.registered = false;
+    this.count--;
+    const set = this.byToken.get(session.tokenId);
+    if (set) {
+      set.delete(session);
+      if (set.size === 0) this.byToken.delete(session.tokenId);
+    }
+    const same = this.byId.get(session.clientId);
+    if (same === session) {
+      this.byId.delete(session.clientId);
+    } else if (Array.isArray(same)) {
+      const rest = same.filter((s) => s !== session);
+      this.byId.set(session.clientId, rest.length === 1 ? rest[0]! : rest);
+    }
     for (const l of this.listeners) l('removed', session);
     return session;
   }
 
+  /** The client's session, also after remove(): Aedes authorises a will after the connection has gone. */
   get(client: Client): Session | undefined {
-    return this.attached.get(client);
+    return (client as AttachedClient)[SESSION];
   }
 
   /** Live sessions with this client id (one per node, unless a takeover is in progress). */
   byClientId(clientId: string): Session[] {
-    const set = this.byId.get(clientId);
-    return set ? [...set] : [];
+    const same = this.byId.get(clientId);
+    return same === undefined ? [] : Array.isArray(same) ? [...same] : [same];
   }
 
   forToken(tokenId: number): Session[] {
@@ -113,16 +156,18 @@ export class SessionRegistry {
   }
 
   all(): Session[] {
-    return [...this.byClient.values()];
+    const out: Session[] = [];
+    for (const set of this.byToken.values()) for (const s of set) out.push(s);
+    return out;
   }
 
   get size(): number {
-    return this.byClient.size;
+    return this.count;
   }
 
   countByTransport(): Record<Transport, number> {
     const out: Record<Transport, number> = { tcp: 0, ws: 0, tls: 0, wss: 0 };
-    for (const s of this.byClient.values()) out[s.conn.transport]++;
+    for (const set of this.byToken.values()) for (const s of set) out[s.conn.transport]++;
     return out;
   }
 
@@ -144,17 +189,4 @@ export class SessionRegistry {
       bytes_out: session.conn.socket.bytesWritten ?? 0,
     };
   }
-}
-
-function addTo<K>(index: Map<K, Set<Session>>, key: K, session: Session): void {
-  let set = index.get(key);
-  if (!set) index.set(key, (set = new Set()));
-  set.add(session);
-}
-
-function removeFrom<K>(index: Map<K, Set<Session>>, key: K, session: Session): void {
-  const set = index.get(key);
-  if (!set) return;
-  set.delete(session);
-  if (set.size === 0) index.delete(key);
 }

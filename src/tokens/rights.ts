@@ -1,13 +1,27 @@
-// What one session of a token may do (SPEC §3), compiled once per session and
+// What one session of a token may do (SPEC §3), compiled once per access and
 // per access change, then asked per message. Answers questions; knows nothing
 // of Aedes or HTTP frameworks (STYLE: hooks ask, tokens answer).
+//
+// Two ways to compile: `compileRights(access, ctx)` substitutes the SPEC §3
+// placeholders for one session (REST checks use it); `compileSharedRights(access)`
+// keeps them as templates, so that one compiled object serves every session of
+// every token with that access, each session asking with itself as the context
+// (`canReceive(topic, session)`). `forSession` says which one a session uses.
 
-import { substitutePlaceholders, type SessionContext } from './placeholders.js';
-import { filterError, intersects } from './topic.js';
-import { TopicTrie } from './topic-trie.js';
+import { CLIENT_ID_PLACEHOLDER, TOKEN_ID_PLACEHOLDER, hasPlaceholder, substitutePlaceholders, type SessionContext } from './placeholders.js';
+import { MAX_TOPIC_BYTES, filterError, intersects } from './topic.js';
+import { TopicTrie, type MatchContext } from './topic-trie.js';
 import { ACCESS_ACL, ACCESS_MASTER, ACCESS_STANDARD, HTTP_METHODS, type AccessType, type TokenAccess } from './types.js';
 
 export type { SessionContext } from './placeholders.js';
+
+/**
+ * A session asking with shared rights: its client id and token id, the id
+ * also as the decimal text `${token_id}` stands for (kept, not rebuilt per message).
+ */
+export interface RightsContext extends MatchContext {
+  readonly tokenId: number;
+}
 
 const SLASH = 0x2f;
 const DOLLAR = 0x24;
@@ -61,32 +75,96 @@ export class Rights {
   private readonly publishTrie: TopicTrie;
   private readonly subscribeTrie: TopicTrie;
   private readonly subscribeFilters: readonly string[];
+  /** `subscribeFilters[i]` still holds placeholders (shared rights only). */
+  private readonly subscribeTemplated: readonly boolean[];
   private readonly restGrants: readonly RestGrant[];
+  /** Shared rights: the filters with placeholders, which a session's values must turn into valid filters. */
+  private readonly templates: readonly string[];
+  /** The access these rights were compiled from (shared rights: one of the equal ones). */
+  readonly access: TokenAccess;
+  /** Upper bounds over the templates: UTF-8 bytes without `${clientid}` (a token id counted as 16 digits), and `${clientid}`s in one. */
+  private readonly templateFixedBytes: number;
+  private readonly templateClientIds: number;
+  /** The shared rights these were derived from for one session (`forSession`); itself otherwise. */
+  readonly base: Rights;
 
   constructor(
     type: AccessType,
-    publishTrie: TopicTrie,
-    subscribeTrie: TopicTrie,
-    subscribeFilters: readonly string[],
-    restGrants: readonly RestGrant[],
+    compiled: CompiledAcl,
+    access: TokenAccess,
+    base: Rights | null,
   ) {
     this.type = type;
     this.unrestricted = type === ACCESS_STANDARD || type === ACCESS_MASTER;
     this.seesBrokerTopics = type === ACCESS_MASTER;
-    this.hasMqtt = this.unrestricted || publishTrie.count > 0 || subscribeTrie.count > 0;
-    this.publishTrie = publishTrie;
-    this.subscribeTrie = subscribeTrie;
-    this.subscribeFilters = subscribeFilters;
-    this.restGrants = restGrants;
+    this.hasMqtt = this.unrestricted || compiled.publishTrie.count > 0 || compiled.subscribeTrie.count > 0;
+    this.publishTrie = compiled.publishTrie;
+    this.subscribeTrie = compiled.subscribeTrie;
+    this.subscribeFilters = compiled.subscribeFilters;
+    this.subscribeTemplated = compiled.subscribeTemplated;
+    this.restGrants = compiled.restGrants;
+    this.templates = compiled.templates;
+    this.access = access;
+    let fixed = 0;
+    let clientIds = 0;
+    for (const t of compiled.templates) {
+      const ids = t.split(CLIENT_ID_PLACEHOLDER).length - 1;
+      const tokenIds = t.split(TOKEN_ID_PLACEHOLDER).length - 1;
+      const rest = t.length - ids * CLIENT_ID_PLACEHOLDER.length - tokenIds * TOKEN_ID_PLACEHOLDER.length;
+      fixed = Math.max(fixed, 3 * rest + 16 * tokenIds);
+      clientIds = Math.max(clientIds, ids);
+    }
+    this.templateFixedBytes = fixed;
+    this.templateClientIds = clientIds;
+    this.base = base ?? this;
+  }
+
+  /**
+   * The common case, decided in one pass over the client id (per CONNECT):
+   * `ctx` turns every template into a valid filter when the id has no `+`, `#`,
+   * `/`, NUL or surrogate, does not start with `$`, and the longest filter it
+   * makes stays within MAX_TOPIC_BYTES (the templates themselves were checked at
+   * compile time). Conservative: `false` only means "check each template".
+   */
+  private fitsEveryTemplate(ctx: SessionContext): boolean {
+    const id = ctx.clientId;
+    if (!(Number.isSafeInteger(ctx.tokenId) && ctx.tokenId >= 0) || id.length === 0 || id.charCodeAt(0) === DOLLAR) return false;
+    if (this.templateFixedBytes + this.templateClientIds * 3 * id.length > MAX_TOPIC_BYTES) return false;
+    for (let i = 0; i < id.length; i++) {
+      const c = id.charCodeAt(i);
+      if (c === 0x2b || c === 0x23 || c === SLASH || c === 0 || (c >= 0xd800 && c <= 0xdfff)) return false;
+    }
+    return true;
+  }
+
+  /** True when these rights keep placeholders: questions must then name the session (`ctx`). */
+  get shared(): boolean {
+    return this.templates.length > 0;
+  }
+
+  /**
+   * The rights a session with `ctx` uses: these, when every placeholder entry
+   * turns into a valid filter with its values (the usual case: nothing per
+   * session); else rights compiled for that session alone, in which the
+   * entries it cannot use are dropped (SPEC §3: a client id with `+`, `#`, `/`,
+   * a leading `$` for a leading `${clientid}`, a filter grown too long).
+   * The session must then ask with the same `ctx`.
+   */
+  forSession(ctx: SessionContext): Rights {
+    if (this.templates.length === 0 || this.fitsEveryTemplate(ctx)) return this;
+    for (const filter of this.templates) {
+      if (substitutePlaceholders(filter, ctx) === null) return new Rights(this.type, compileAcl(this.access, ctx), this.access, this);
+    }
+    return this;
   }
 
   /**
    * PUBLISH to topic name `topic` (per message). SPEC §3: never to the broker's
    * own topics (`$SYS`, `$tokenmq`), master included; ACL: some publish entry matches.
    */
-  canPublish(topic: string): boolean {
+  canPublish(topic: string, ctx?: MatchContext): boolean {
     if (isBrokerTopic(topic)) return false;
-    return this.unrestricted || this.publishTrie.match(topic);
+    return this.unrestricted || this.publishTrie.match(topic, ctx);
   }
 
   /**
@@ -96,11 +174,15 @@ export class Rights {
    * must intersect it (some topic could match both), so `$SYS/...` needs an
    * entry naming `$SYS`; what is then delivered is filtered per message by `canReceive`.
    */
-  canSubscribe(filter: string): boolean {
+  canSubscribe(filter: string, ctx?: SessionContext): boolean {
     if (this.unrestricted) return this.seesBrokerTopics || !isBrokerTopic(filter);
     if (filterError(filter) !== null) return false;
-    for (const entry of this.subscribeFilters) {
-      if (intersects(entry, filter)) return true;
+    const entries = this.subscribeFilters;
+    for (let i = 0; i < entries.length; i++) {
+      let entry: string | null = entries[i] as string;
+      // Per SUBSCRIBE, not per message: the placeholders are filled in here.
+      if (this.subscribeTemplated[i]) entry = ctx === undefined ? null : substitutePlaceholders(entry, ctx);
+      if (entry !== null && intersects(entry, filter)) return true;
     }
     return false;
   }
@@ -110,9 +192,9 @@ export class Rights {
    * SPEC §3, §4), whatever path brought it (live, retained, queued, a subscription
    * kept from wider rights): the broker's own topics only to master and ACL entries naming them.
    */
-  canReceive(topic: string): boolean {
+  canReceive(topic: string, ctx?: MatchContext): boolean {
     if (this.unrestricted) return this.seesBrokerTopics || !isBrokerTopic(topic);
-    return this.subscribeTrie.match(topic);
+    return this.subscribeTrie.match(topic, ctx);
   }
 
   /**
@@ -172,6 +254,19 @@ function isPlatformPath(path: string): boolean {
   return head === '/platform' || head === '/platform/';
 }
 
+/** The shortest values a session can give: a template invalid with them is invalid with any. */
+const PROBE: SessionContext = { clientId: 'x', tokenId: 0 };
+
+/** The parts of a Rights that come from the ACL entries. */
+interface CompiledAcl {
+  publishTrie: TopicTrie;
+  subscribeTrie: TopicTrie;
+  subscribeFilters: string[];
+  subscribeTemplated: boolean[];
+  restGrants: RestGrant[];
+  templates: string[];
+}
+
 /**
  * Compiles a token's access for one session (SPEC §3). Placeholders are
  * substituted for `ctx`; entries that cannot be (see placeholders.ts) or that
@@ -179,23 +274,47 @@ function isPlatformPath(path: string): boolean {
  * nothing (default deny).
  */
 export function compileRights(access: TokenAccess, ctx: SessionContext): Rights {
-  const publishTrie = new TopicTrie();
-  const subscribeTrie = new TopicTrie();
-  const subscribeFilters: string[] = [];
-  const restGrants: RestGrant[] = [];
+  return new Rights(accessType(access), compileAcl(access, ctx), access, null);
+}
+
+/**
+ * Compiles a token's access once for all its sessions, and for every token
+ * with the same access: placeholder entries are kept as templates, filled in
+ * per question from the asking session. Sessions take it through
+ * `forSession(ctx)` and then ask with that `ctx`.
+ */
+export function compileSharedRights(access: TokenAccess): Rights {
+  return new Rights(accessType(access), compileAcl(access, null), access, null);
+}
+
+function accessType(access: TokenAccess): AccessType {
+  return access.type === ACCESS_STANDARD || access.type === ACCESS_MASTER ? access.type : ACCESS_ACL;
+}
+
+/** `ctx` null: placeholders stay, as templates (compileSharedRights). */
+function compileAcl(access: TokenAccess, ctx: SessionContext | null): CompiledAcl {
+  const out: CompiledAcl = {
+    publishTrie: new TopicTrie(), subscribeTrie: new TopicTrie(), subscribeFilters: [], subscribeTemplated: [], restGrants: [], templates: [],
+  };
   const type = access.type;
-  if (type === ACCESS_STANDARD || type === ACCESS_MASTER) {
-    return new Rights(type, publishTrie, subscribeTrie, subscribeFilters, restGrants);
-  }
+  if (type === ACCESS_STANDARD || type === ACCESS_MASTER) return out;
   for (const entry of access.acl ?? []) {
     if (entry.topic !== undefined) {
       if (entry.uri !== 'mqtt' || entry.actions === undefined) continue;
-      const filter = substitutePlaceholders(entry.topic, ctx);
+      const templated = ctx === null && hasPlaceholder(entry.topic);
+      // A template that no client id can make valid (a misplaced wildcard, too long even
+      // for a one-character id) is dropped for everyone, as substitution would drop it.
+      if (templated && substitutePlaceholders(entry.topic, PROBE) === null) continue;
+      const filter = ctx === null ? entry.topic : substitutePlaceholders(entry.topic, ctx);
       if (filter === null) continue;
-      if (entry.actions.includes('publish')) publishTrie.add(filter);
-      if (entry.actions.includes('subscribe')) {
-        subscribeTrie.add(filter);
-        subscribeFilters.push(filter);
+      const publish = entry.actions.includes('publish');
+      const subscribe = entry.actions.includes('subscribe');
+      if (templated && (publish || subscribe)) out.templates.push(filter);
+      if (publish) out.publishTrie.add(filter, templated);
+      if (subscribe) {
+        out.subscribeTrie.add(filter, templated);
+        out.subscribeFilters.push(filter);
+        out.subscribeTemplated.push(templated);
       }
     } else if (entry.methods !== undefined) {
       const path = `/${entry.uri}`;
@@ -203,8 +322,8 @@ export function compileRights(access: TokenAccess, ctx: SessionContext): Rights 
       if (entry.uri === '' || isPlatformPath(path) || cleanPath(path) === null) continue;
       let methods = 0;
       for (const method of entry.methods) methods |= METHOD_BITS.get(method) ?? 0;
-      restGrants.push({ path: path.endsWith('/') ? path.slice(0, -1) : path, methods });
+      out.restGrants.push({ path: path.endsWith('/') ? path.slice(0, -1) : path, methods });
     }
   }
-  return new Rights(ACCESS_ACL, publishTrie, subscribeTrie, subscribeFilters, restGrants);
+  return out;
 }

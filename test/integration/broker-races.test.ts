@@ -184,7 +184,7 @@ describe('randomized CONNECTs and token changes (redis store)', () => {
       const rights = compileRights(token.access, { clientId: s.clientId, tokenId: token.id });
       if (!rights.hasMqtt) { out.push(`${who}: no MQTT rights`); continue; }
       for (const topic of ['a/x', 'b/x']) {
-        if (rights.canPublish(topic) !== s.rights.canPublish(topic)) out.push(`${who}: stale rights on ${topic}`);
+        if (rights.canPublish(topic) !== s.rights.canPublish(topic, s)) out.push(`${who}: stale rights on ${topic}`);
       }
     }
     return out;
