@@ -7,8 +7,7 @@
 // Environment: FUZZ_SEED, FUZZ_COUNT, FUZZ_MAX_SECONDS, REDIS_URL (with --redis).
 import { randomInt } from 'node:crypto';
 import { captureLogs, runFuzz } from '../test/helpers/fuzz-harness.js';
-import { Redis } from 'ioredis';
-import { deleteByPrefix, startRedisServer, type RedisServerHandle } from '../test/helpers/redis-server.js';
+import { releaseRedis, startRedisServer, type RedisServerHandle } from '../test/helpers/redis-server.js';
 import { startTestServer, uniquePrefix } from '../test/helpers/server.js';
 import { RedisStore } from '../src/store/redis-store.js';
 
@@ -69,13 +68,7 @@ async function main(): Promise<number> {
     return report.stopped ? 2 : 0;
   } finally {
     await srv.close();
-    // A Redis of the caller's (REDIS_URL): leave it as it was.
-    if (store && !redisServer) {
-      const redis = new Redis(process.env.REDIS_URL!);
-      await deleteByPrefix(redis, redisPrefix);
-      redis.disconnect();
-    }
-    await redisServer?.stop();
+    if (store) await releaseRedis(redisServer, redisPrefix);
   }
 }
 

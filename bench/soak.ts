@@ -21,8 +21,7 @@ import { RedisStore } from '../src/store/redis-store.js';
 import type { AclEntry, TokenAccess } from '../src/tokens/types.js';
 import { captureLogs, type LogRecord } from '../test/helpers/fuzz-harness.js';
 import { Rng } from '../test/helpers/mqtt-fuzz.js';
-import { Redis } from 'ioredis';
-import { deleteByPrefix, startRedisServer, type RedisServerHandle } from '../test/helpers/redis-server.js';
+import { releaseRedis, startRedisServer, type RedisServerHandle } from '../test/helpers/redis-server.js';
 import { rest } from '../test/helpers/rest.js';
 import { startTestServer, uniquePrefix, type TestServer } from '../test/helpers/server.js';
 import { percentile, round } from './lib.js';
@@ -483,13 +482,7 @@ async function main(): Promise<number> {
     });
   } finally {
     await srv.close();
-    // A Redis of the caller's (REDIS_URL): leave it as it was.
-    if (store && !redisServer) {
-      const redis = new Redis(process.env.REDIS_URL!);
-      await deleteByPrefix(redis, redisPrefix);
-      redis.disconnect();
-    }
-    await redisServer?.stop();
+    if (store) await releaseRedis(redisServer, redisPrefix);
     process.off('uncaughtException', onUncaught);
     process.off('unhandledRejection', onUncaught);
   }

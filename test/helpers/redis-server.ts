@@ -101,3 +101,15 @@ export async function deleteByPrefix(redis: Redis, prefix: string): Promise<void
     if (keys.length > 0) await redis.unlink(...keys);
   } while (cursor !== '0');
 }
+
+/**
+ * After a run on Redis: stop the server we started, or, on a Redis of the
+ * caller's (REDIS_URL), delete only our prefix and leave the rest as it was.
+ */
+export async function releaseRedis(server: RedisServerHandle | null, prefix: string): Promise<void> {
+  if (server) return server.stop();
+  const { Redis } = await import('ioredis');
+  const redis = new Redis(process.env.REDIS_URL!);
+  await deleteByPrefix(redis, prefix);
+  redis.disconnect();
+}
