@@ -10,7 +10,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { benchAcl, startBroker, type BrokerKind } from './brokers.js';
 import {
-  fileLimit, forkChild, loopbackSources, onRequest, openClients, percentile, round, selfPath, settledMemory, tell,
+  fileLimit, forkChild, loopbackSources, onRequest, openClients, round, selfPath, settledMemory, tell,
   type Child, type ConnectSpec, type IdleClient,
 } from './lib-pairs.js';
 import type { AclEntry } from '../src/tokens/types.js';
