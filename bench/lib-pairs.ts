@@ -51,8 +51,10 @@ export interface Child {
 
 /** Forks `file` (a compiled bench) with `args`; the child talks through IPC messages `{type, ...}`. */
 export function forkChild(file: string, args: string[], opts: { gc?: boolean; env?: Record<string, string> } = {}): Child {
+  // BENCH_BROKER_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`) goes to broker children, to look inside one.
+  const extra = args[0] === 'broker' ? (process.env.BENCH_BROKER_NODE_ARGS ?? '').split(' ').filter(Boolean) : [];
   const child = fork(file, args, {
-    execArgv: opts.gc ? ['--expose-gc'] : [],
+    execArgv: [...(opts.gc ? ['--expose-gc'] : []), ...extra],
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
@@ -87,10 +89,13 @@ export function forkChild(file: string, args: string[], opts: { gc?: boolean; en
       child.send(msg);
       return answer as never;
     },
+    // Disconnecting lets the child exit by itself (and write a --cpu-prof profile); SIGKILL if it lingers.
     kill: () => new Promise<void>((resolve) => {
       if (exited) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGKILL');
+      child.once('exit', () => { clearTimeout(timer); resolve(); });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      if (child.connected) child.disconnect();
+      else child.kill('SIGKILL');
     }),
   };
 }
