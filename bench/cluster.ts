@@ -1,15 +1,36 @@
 // Cluster benchmark of issue 5: publish throughput with publishers on node A and
 // subscribers on node B, against one node in the same run, and the p99 of
 // revocation latency across nodes (REST DELETE on A → socket close on B).
+// Issue 9: the QoS 0 cross-node throughput against two bare Aedes processes with
+// mqemitter-redis as shipped (same Redis, no auth), in interleaved pairs, so
+// that what the cluster costs is told apart: tokenmq's share or the emitter's.
 // Prints one JSON line. Loopback only, bounded.
 import { cpus } from 'node:os';
 import mqtt from 'mqtt';
 import { startCluster } from '../test/helpers/cluster.js';
 import { startProcess } from '../test/helpers/process.js';
+import { startBroker } from './brokers.js';
+import { forkChild, onRequest, pairSummary, selfPath, tell, type Child } from './lib-pairs.js';
 import { median, pairRatios, percentile, round, throughput, PUBLISHERS } from './lib.js';
 
 // Interleaved pairs (single node, then cluster); ratios per pair, median and minimum printed.
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+/** Pairs for the ratio against bare Aedes (issue 9 asks at least 5). */
+const PAIRS = Number(process.env.BENCH_PAIRS ?? 5);
+const SELF = selfPath(import.meta.url);
+
+/** A bare Aedes node with mqemitter-redis, in its own process. */
+async function bareNode(redisUrl: string): Promise<{ child: Child; url: string }> {
+  const child = forkChild(SELF, ['bare-node', redisUrl]);
+  const ready = await child.next<{ port: number }>('ready');
+  return { child, url: `mqtt://127.0.0.1:${ready.port}` };
+}
+
+async function bareNodeChild(redisUrl: string): Promise<void> {
+  const { broker } = await startBroker('bare_mq', { redisUrl });
+  onRequest(() => {});
+  tell({ type: 'ready', port: broker.port });
+}
 
 async function main(): Promise<void> {
   const result: Record<string, unknown> = { bench: 'cluster', node: process.version, cores: cpus().length, rounds: ROUNDS };
@@ -32,6 +53,34 @@ async function main(): Promise<void> {
         samples_single: one.map((x) => round(x, 0)),
         samples_cluster: two.map((x) => round(x, 0)),
       };
+    }
+
+    // QoS 0 across nodes: tokenmq's two nodes against two bare Aedes nodes with mqemitter-redis.
+    const bare = await Promise.all([bareNode(cluster.redis.url), bareNode(cluster.redis.url)]);
+    try {
+      const ours: number[] = [];
+      const theirs: number[] = [];
+      for (let r = 0; r < PAIRS; r++) {
+        const runOurs = async (): Promise<void> => {
+          ours.push(await throughput({ pubUrl: cluster.mqtt(0), subUrl: cluster.mqtt(1), pubKeys: keys, subKey: cluster.masterKey }, 0));
+        };
+        const runBare = async (): Promise<void> => {
+          theirs.push(await throughput({ pubUrl: bare[0]!.url, subUrl: bare[1]!.url, pubKeys: keys.map(() => 'x'), subKey: 'x' }, 0));
+        };
+        // Alternate who goes first, so that a drifting machine favours neither.
+        if (r % 2 === 0) { await runBare(); await runOurs(); } else { await runOurs(); await runBare(); }
+      }
+      const ratio = pairSummary(ours, theirs);
+      result.cross_node_qos0_vs_bare_aedes = {
+        pairs: PAIRS,
+        deliveries_per_s_bare_median: round(median(theirs), 0),
+        deliveries_per_s_tokenmq_median: round(median(ours), 0),
+        ratio_median: ratio.median, ratio_min: ratio.min, ratios: ratio.ratios,
+        samples_bare: theirs.map((x) => round(x, 0)), samples_tokenmq: ours.map((x) => round(x, 0)),
+        baseline: 'two bare Aedes processes, mqemitter-redis({connectionString}) on the same Redis, default persistence, net.createServer(aedes.handle)',
+      };
+    } finally {
+      await Promise.all(bare.map((b) => b.child.kill()));
     }
 
     const lat: number[] = [];
@@ -57,7 +106,16 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${String(err instanceof Error ? err.stack : err)}\n`);
-  process.exit(1);
-});
+if (process.argv[1] !== SELF) {
+  // Imported, not run.
+} else if (process.argv[2] === 'bare-node') {
+  bareNodeChild(process.argv[3]!).catch((err: unknown) => {
+    process.stderr.write(`bare node failed: ${String(err instanceof Error ? err.stack : err)}\n`);
+    process.exit(1);
+  });
+} else {
+  main().catch((err: unknown) => {
+    process.stderr.write(`bench failed: ${String(err instanceof Error ? err.stack : err)}\n`);
+    process.exit(1);
+  });
+}

@@ -6,7 +6,7 @@ import mqttPacket from 'mqtt-packet';
 import mqtt, { type MqttClient } from 'mqtt';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 
-export function percentile(sorted: number[], p: number): number {
+export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
@@ -17,7 +17,7 @@ export function round(n: number, digits = 2): number {
   return Math.round(n * f) / f;
 }
 
-export function median(values: number[]): number {
+export function median(values: readonly number[]): number {
   return percentile([...values].sort((a, b) => a - b), 50);
 }
 
@@ -47,7 +47,7 @@ export async function startBareAedes(): Promise<{ port: number; wsPort: number; 
 }
 
 /** Per-pair ratios of interleaved runs (ours[i] / base[i]): their median and minimum. */
-export function pairRatios(ours: number[], base: number[]): { ratio_median: number; ratio_min: number; ratios: number[] } {
+export function pairRatios(ours: readonly number[], base: readonly number[]): { ratio_median: number; ratio_min: number; ratios: number[] } {
   const ratios = ours.map((x, i) => x / base[i]!);
   return { ratio_median: round(median(ratios), 3), ratio_min: round(Math.min(...ratios), 3), ratios: ratios.map((r) => round(r, 3)) };
 }

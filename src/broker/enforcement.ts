@@ -44,26 +44,48 @@ export interface CompiledToken {
   tokenIdText: string;
 }
 
-/** What enforcement needs of a held token: its clocks and `ips` (not its ACL, info or metadata). */
-type HeldToken = Pick<Token, 'id' | 'enabled' | 'expire' | 'ttl' | 'created' | 'accessed' | 'ips'>;
-
-function heldToken(t: Token): HeldToken {
-  return { id: t.id, enabled: t.enabled, expire: t.expire, ttl: t.ttl, created: t.created, accessed: t.accessed, ips: t.ips };
-}
-
-/** One record per token with live sessions on this node: the owner of what they share. */
+/**
+ * One record per token with live sessions on this node: the owner of what they
+ * share, and the token's clocks and `ips` as last read (not its ACL, info or
+ * metadata: the compiled rights stand for the access).
+ */
 class Held implements CompiledToken {
+  enabled: boolean;
+  expire: number;
+  ttl: number;
+  created: number;
+  accessed: number;
+  ips: string;
   /** Next periodic touch, epoch ms. */
   nextTouch = 0;
-  /** When to re-read the token (its deadline, or a retry), epoch ms; its entry in `due`. */
+  /** When to re-read the token (its deadline, or a retry), epoch ms. */
   dueAt = Infinity;
+  /** The time of this token's entry in `due` (≤ dueAt), Infinity when none. */
+  queuedAt = Infinity;
 
   constructor(
-    public token: HeldToken,
+    token: Token,
     public rights: Rights,
     public ipMatcher: IpMatcher,
     readonly tokenIdText: string,
-  ) {}
+  ) {
+    this.enabled = token.enabled;
+    this.expire = token.expire;
+    this.ttl = token.ttl;
+    this.created = token.created;
+    this.accessed = token.accessed;
+    this.ips = token.ips;
+  }
+
+  /** Takes a new reading of the token's clocks and `ips`. */
+  read(token: Token): void {
+    this.enabled = token.enabled;
+    this.expire = token.expire;
+    this.ttl = token.ttl;
+    this.created = token.created;
+    this.accessed = token.accessed;
+    this.ips = token.ips;
+  }
 }
 
 interface ClientInternals {
@@ -119,8 +141,7 @@ export class Enforcement {
   private floor = 0;
   /**
    * Deadlines and retries of held tokens, checked at every tick (≤ 250 ms late, within
-   * SPEC §4's 1 s): one heap entry per token instead of a timer each. Re-arming leaves
-   * the old entry behind; it is skipped when popped (its time is no longer `dueAt`).
+   * SPEC §4's 1 s): one heap entry per token instead of a timer each (see schedule).
    */
   private readonly due = new DeadlineQueue();
   private readonly rightsByAccess = new Interned<Rights>();
@@ -208,7 +229,7 @@ export class Enforcement {
     const rights = prior !== undefined && sameData(prior.access, token.access)
       ? prior
       : this.rightsByAccess.get(JSON.stringify(token.access), () => compileSharedRights(token.access));
-    const ipMatcher = h !== undefined && h.token.ips === token.ips ? h.ipMatcher : this.ipMatchers.get(token.ips, () => compileIpMasks(token.ips));
+    const ipMatcher = h !== undefined && h.ips === token.ips ? h.ipMatcher : this.ipMatchers.get(token.ips, () => compileIpMasks(token.ips));
     return { rights, ipMatcher, tokenIdText: h?.tokenIdText ?? String(token.id) };
   }
 
@@ -222,7 +243,7 @@ export class Enforcement {
     const id = token.id;
     let h = this.held.get(id);
     if (!h) {
-      h = new Held(heldToken(token), compiled.rights, compiled.ipMatcher, compiled.tokenIdText);
+      h = new Held(token, compiled.rights, compiled.ipMatcher, compiled.tokenIdText);
       this.held.set(id, h);
     } else if (differs(h, token, compiled.rights)) {
       // The new session was admitted on another reading than the ones already held:
@@ -237,7 +258,7 @@ export class Enforcement {
   sessionEnded(session: Session): void {
     const id = session.tokenId;
     this.touchNow.add(id);
-    if (this.deps.registry.forToken(id).length === 0) {
+    if (!this.deps.registry.hasToken(id)) {
       const h = this.held.get(id);
       this.held.delete(id); // its entry in `due`, if any, is skipped when popped
       if (h !== undefined) {
@@ -315,7 +336,7 @@ export class Enforcement {
     } catch (err) {
       return this.unreadable(id, err);
     }
-    h.token = heldToken(token);
+    h.read(token);
     h.rights = compiled.rights;
     h.ipMatcher = compiled.ipMatcher;
     for (const s of this.deps.registry.forToken(id)) {
@@ -375,16 +396,25 @@ export class Enforcement {
 
   /** Re-read at the token's deadline; then the store decides (another node may have refreshed `accessed`). */
   private arm(id: number, h: Held): void {
-    this.schedule(id, h, deadline(h.token) * 1000);
+    this.schedule(id, h, deadline(h) * 1000);
   }
 
+  /**
+   * Re-read the token at `at`. A token has one entry in `due` at a time: a later
+   * time (a touch moved the deadline) only updates `dueAt`, and the entry, when
+   * it comes up, goes back in for the new time; an earlier one adds an entry
+   * (the later one is then skipped as stale).
+   */
   private schedule(id: number, h: Held, at: number): void {
-    if (h.dueAt === at) return;
     h.dueAt = at;
+    if (h.queuedAt <= at) return;
+    h.queuedAt = at;
     this.due.push(at, id);
-    // Stale entries (re-armed or released tokens) never outnumber the live ones by much.
+    // Stale entries (superseded, or of released tokens) never outnumber the live ones by much.
     if (this.due.size > 2 * this.held.size + 1024) {
-      this.due.rebuild([...this.held].map(([heldId, held]) => ({ at: held.dueAt, id: heldId })).filter((e) => e.at !== Infinity));
+      const live: { at: number; id: number }[] = [];
+      for (const [heldId, held] of this.held) if (held.queuedAt !== Infinity) live.push({ at: held.queuedAt, id: heldId });
+      this.due.rebuild(live);
     }
   }
 
@@ -393,7 +423,15 @@ export class Enforcement {
     for (let next = this.due.peek(); next !== undefined && next.at <= now; next = this.due.peek()) {
       this.due.pop();
       const h = this.held.get(next.id);
-      if (h === undefined || h.dueAt !== next.at) continue; // stale
+      if (h === undefined || h.queuedAt !== next.at) continue; // stale
+      h.queuedAt = Infinity;
+      if (h.dueAt > now) {
+        if (h.dueAt !== Infinity) {
+          h.queuedAt = h.dueAt;
+          this.due.push(h.dueAt, next.id);
+        }
+        continue;
+      }
       h.dueAt = Infinity;
       this.refresh(next.id);
     }
@@ -404,7 +442,7 @@ export class Enforcement {
     if (!h) return;
     // Store unreachable: sessions go on with what they were last told (SPEC §7),
     // except that an expire-only token past its expire is invalid whatever the store says.
-    if (h.token.ttl === 0 && h.token.expire > 0 && Date.now() >= h.token.expire * 1000) {
+    if (h.ttl === 0 && h.expire > 0 && Date.now() >= h.expire * 1000) {
       this.closeAll(id, 'token expired');
       return;
     }
@@ -436,8 +474,8 @@ export class Enforcement {
           this.refresh(id);
           continue;
         }
-        h.token = { ...h.token, accessed: Math.max(h.token.accessed, nowSec) };
-        h.nextTouch = now + touchInterval(h.token) * 1000;
+        h.accessed = Math.max(h.accessed, nowSec);
+        h.nextTouch = now + touchInterval(h) * 1000;
         this.arm(id, h);
       }
     }, (err: unknown) => {
@@ -495,7 +533,6 @@ function sameData(a: unknown, b: unknown): boolean {
 }
 
 /** Whether a reading of a token differs from the held one in anything its sessions depend on (`accessed` aside). */
-function differs(h: Held, b: HeldToken, rights: Rights): boolean {
-  const a = h.token;
-  return a.enabled !== b.enabled || a.expire !== b.expire || a.ttl !== b.ttl || a.ips !== b.ips || h.rights !== rights;
+function differs(a: Held, b: Token, rights: Rights): boolean {
+  return a.enabled !== b.enabled || a.expire !== b.expire || a.ttl !== b.ttl || a.ips !== b.ips || a.rights !== rights;
 }

@@ -85,7 +85,8 @@ export type RegistryListener = (kind: 'added' | 'removed', session: Session) => 
  */
 export class SessionRegistry {
   private readonly listeners: RegistryListener[] = [];
-  private readonly byToken = new Map<number, Set<Session>>();
+  /** A token's one session directly (the common case: no Set per token), a Set once it has more. */
+  private readonly byToken = new Map<number, Session | Set<Session>>();
   private readonly byId = new Map<string, Session | Session[]>();
   private count = 0;
 
@@ -98,9 +99,10 @@ export class SessionRegistry {
     client[SESSION] = session;
     session.registered = true;
     this.count++;
-    let set = this.byToken.get(session.tokenId);
-    if (!set) this.byToken.set(session.tokenId, (set = new Set()));
-    set.add(session);
+    const ofToken = this.byToken.get(session.tokenId);
+    if (ofToken === undefined) this.byToken.set(session.tokenId, session);
+    else if (ofToken instanceof Set) ofToken.add(session);
+    else this.byToken.set(session.tokenId, new Set([ofToken, session]));
     const same = this.byId.get(session.clientId);
     if (same === undefined) this.byId.set(session.clientId, session);
     else if (Array.isArray(same)) same.push(session);
@@ -119,10 +121,12 @@ export class SessionRegistry {
     if (session === undefined || !session.registered) return undefined;
     session.registered = false;
     this.count--;
-    const set = this.byToken.get(session.tokenId);
-    if (set) {
-      set.delete(session);
-      if (set.size === 0) this.byToken.delete(session.tokenId);
+    const ofToken = this.byToken.get(session.tokenId);
+    if (ofToken === session) {
+      this.byToken.delete(session.tokenId);
+    } else if (ofToken instanceof Set) {
+      ofToken.delete(session);
+      if (ofToken.size === 1) this.byToken.set(session.tokenId, ofToken.values().next().value as Session);
     }
     const same = this.byId.get(session.clientId);
     if (same === session) {
@@ -147,8 +151,13 @@ export class SessionRegistry {
   }
 
   forToken(tokenId: number): Session[] {
-    const set = this.byToken.get(tokenId);
-    return set ? [...set] : [];
+    const ofToken = this.byToken.get(tokenId);
+    return ofToken === undefined ? [] : ofToken instanceof Set ? [...ofToken] : [ofToken];
+  }
+
+  /** Whether this token has a live session here (no array built). */
+  hasToken(tokenId: number): boolean {
+    return this.byToken.has(tokenId);
   }
 
   tokenIds(): number[] {
@@ -157,7 +166,10 @@ export class SessionRegistry {
 
   all(): Session[] {
     const out: Session[] = [];
-    for (const set of this.byToken.values()) for (const s of set) out.push(s);
+    for (const ofToken of this.byToken.values()) {
+      if (ofToken instanceof Set) for (const s of ofToken) out.push(s);
+      else out.push(ofToken);
+    }
     return out;
   }
 
@@ -167,7 +179,7 @@ export class SessionRegistry {
 
   countByTransport(): Record<Transport, number> {
     const out: Record<Transport, number> = { tcp: 0, ws: 0, tls: 0, wss: 0 };
-    for (const set of this.byToken.values()) for (const s of set) out[s.conn.transport]++;
+    for (const s of this.all()) out[s.conn.transport]++;
     return out;
   }
 
