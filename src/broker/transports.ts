@@ -120,12 +120,16 @@ export async function startListeners(handle: Handle, opts: ListenOptions, log: L
   const servers: (Server | HttpServer)[] = [];
   const wsServers: WebSocketServer[] = [];
   const sockets = new Set<Socket>();
+  // One shared listener, no closure per socket (issue 9: memory per session); 'close' comes once.
+  function forget(this: Socket): void {
+    sockets.delete(this);
+  }
   const started = async (server: Server | HttpServer, port: number): Promise<number> => {
     servers.push(server);
     server.on('error', (err) => log.error({ err }, 'listener error'));
     server.on('connection', (socket: Socket) => {
       sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
+      socket.on('close', forget);
     });
     return listen(server, port, opts.host);
   };
