@@ -8,6 +8,7 @@
 // tokenmq's sessions use ACL tokens of 10 entries (two with `${clientid}`, one
 // with `${token_id}`), several sessions per token, `ips` on every other token;
 // a second tokenmq run puts every session on one token.
+import { writeHeapSnapshot } from 'node:v8';
 import type { TokenInput } from '../src/tokens/types.js';
 import { benchAcl, startBroker } from './brokers.js';
 import {
@@ -31,7 +32,11 @@ async function brokerChild(kind: Kind): Promise<void> {
   const specs: ConnectSpec[] = [];
   for (let i = 0; i < SESSIONS; i++) specs.push({ clientId: `dev-${i}`, username: keys[kind === 'bare' ? 0 : Math.floor(i / perToken)]! });
   onRequest(async (msg) => {
-    if (msg.type === 'measure') tell({ type: 'memory', sessions: broker.sessions(), ...(await settledMemory()) });
+    if (msg.type !== 'measure') return;
+    const memory = await settledMemory();
+    // BENCH_HEAP_SNAPSHOT=<dir>: a heap snapshot per measure, to see what a session holds.
+    if (process.env.BENCH_HEAP_SNAPSHOT) writeHeapSnapshot(`${process.env.BENCH_HEAP_SNAPSHOT}/${kind}-${broker.sessions()}.heapsnapshot`);
+    tell({ type: 'memory', sessions: broker.sessions(), ...memory });
   });
   tell({ type: 'ready', port: broker.port, specs });
 }

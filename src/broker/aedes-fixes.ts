@@ -55,7 +55,6 @@
 //    not: it was lost for every client that had the later one first. Copies are told
 //    by identity instead (DeliveryFixes).
 import type { Aedes, Client, Subscription } from 'aedes';
-import type { Duplex } from 'node:stream';
 import { matches } from '../tokens/index.js';
 
 /** A packet as Aedes hands it to a client's deliver functions. */
@@ -80,7 +79,7 @@ interface DeliveringClient {
   /** Per broker id, the highest broker counter delivered (Aedes' dedupe). */
   duplicates: Record<string, number>;
   subscriptions: Record<string, { qos: number }>;
-  prependOnceListener(event: 'connected', listener: () => void): unknown;
+  prependListener(event: 'connected', listener: (this: object) => void): unknown;
 }
 
 interface Parked {
@@ -134,84 +133,28 @@ export function maxQos(subscriptions: Record<string, { qos: number }>, topic: st
  * out on its next CONNECT.
  */
 export class DeliveryFixes {
-  private readonly parked = new WeakMap<object, Parked>();
-
   /** Call right after aedes.handle(), before the client's CONNECT is read. */
-  attach(client: Client, conn: Duplex): void {
+  attach(client: Client): void {
     const c = client as unknown as DeliveringClient;
-    const deliver0 = c.deliver0;
-    const deliverQoS = c.deliverQoS;
-
-    // The message last handed on (broker id, counter): Aedes hands the copies of one message
-    // to a client one after another, in one emitter dispatch (and in order after a hold).
-    let lastBroker: string | null = null;
-    let lastCounter = 0;
-    const send = (fromQoSSubscription: boolean, packet: DeliveredPacket, cb: () => void): void => {
-      const broker = packet.brokerId;
-      if (broker != null) {
-        const counter = Number(packet.brokerCounter);
-        // A later copy of the message just handed on: drop it here. Aedes would drop it too,
-        // but for a persistent session it then "clears" the copy from the offline queue by
-        // a packet id that a live copy has none of (fix 6).
-        if (broker === lastBroker && counter === lastCounter) {
-          setImmediate(cb);
-          return;
-        }
-        lastBroker = broker;
-        lastCounter = counter;
-        // Aedes' own dedupe drops a message whose counter is not above the last one seen from
-        // its broker: a message that waited for the offline queue (Redis round trips) and was
-        // overtaken by a later one of the same node was lost, QoS 1 and 2 included (fix 8).
-        // Copies are handled above; let every new message through.
-        c.duplicates[broker] = counter - 1;
-      }
-      // [MQTT-3.3.5-1], [MQTT-3.8.4-6]: the message goes out at the lower of its own QoS and
-      // the highest QoS among the client's matching subscriptions. Aedes caps by the
-      // subscription whose filter equals the topic only, so a wildcard subscription got a
-      // message's full QoS, and of overlapping subscriptions the first copy's QoS won.
-      // A copy from a QoS 1/2 subscription at QoS 1 is right as it is (the common case).
-      let qos = packet.qos;
-      if (qos > 0 && (!fromQoSSubscription || qos === 2 || packet.retain === true)) {
-        const max = maxQos(c.subscriptions, packet.topic);
-        // None matches any more (unsubscribed meanwhile): the subscription that brought it decides.
-        if (max < 0) qos = fromQoSSubscription ? qos : 0;
-        else if (max < qos) qos = max;
-        packet.qos = qos;
-      }
-      // Aedes' deliverQoS hands QoS 0 to deliver0 itself: call Aedes' own one, not the entry below.
-      return qos > 0 ? deliverQoS(packet, cb) : deliver0(packet, cb);
-    };
-
-    let parked: Parked | null = { items: [], fromQueue: new Set() };
-    this.parked.set(client, parked);
-    const entry = (fromQoSSubscription: boolean): Deliver => (packet, cb) => {
-      if (parked === null) return send(fromQoSSubscription, packet, cb);
-      parked.items.push(fromQoSSubscription, packet);
-      setImmediate(cb);
-    };
+    const d = new ClientDeliveries(c);
+    holding.set(client, d);
     // Aedes reads these when a subscription is made (restored ones included), for the
-    // retained messages of a SUBSCRIBE, and in client.publish.
-    c.deliver0 = entry(false);
-    c.deliverQoS = entry(true);
-
-    const release = (sendHeld: boolean): void => {
-      if (parked === null) return;
-      const { items, fromQueue } = parked;
-      parked = null;
-      this.parked.delete(client);
-      if (!sendHeld) return;
-      for (let i = 0; i < items.length; i += 2) {
-        const packet = items[i + 1] as DeliveredPacket;
-        if (fromQueue.size > 0) {
-          const key = messageKey(packet);
-          if (key !== null && fromQueue.has(key)) continue;
-        }
-        send(items[i] as boolean, packet, noop);
-      }
-    };
+    // retained messages of a SUBSCRIBE, and in client.publish; it calls them as plain
+    // functions, so one small closure each (issue 9: nothing else per connection).
+    c.deliver0 = (packet, cb) => d.deliver(false, packet, cb);
+    c.deliverQoS = (packet, cb) => d.deliver(true, packet, cb);
     // Before Aedes' own listener, which handles the packets the client sent meanwhile.
-    c.prependOnceListener('connected', () => release(true));
-    conn.once('close', () => release(false));
+    // A shared listener (`this` is the client): 'connected' comes once.
+    c.prependListener('connected', releaseOnConnected);
+  }
+
+  /**
+   * The client's connection closed (the broker calls this from its one 'close'
+   * listener): deliveries still held are dropped; QoS 1/2 of a persistent session
+   * stay in its offline queue.
+   */
+  closed(client: object): void {
+    holding.get(client)?.release(false);
   }
 
   /**
@@ -221,8 +164,8 @@ export class DeliveryFixes {
    */
   fromQueue(client: unknown, packet: DeliveredPacket): void {
     if (packet.cmd !== 'publish' || typeof client !== 'object' || client === null) return;
-    const parked = this.parked.get(client);
-    if (parked !== undefined) {
+    const parked = holding.get(client)?.parked;
+    if (parked != null) {
       const key = messageKey(packet);
       if (key !== null) parked.fromQueue.add(key);
     }
@@ -231,6 +174,96 @@ export class DeliveryFixes {
       if (max === 1) packet.qos = 1;
     }
   }
+}
+
+/**
+ * Clients whose deliveries are held (until `connected` or the connection's close),
+ * for the shared listeners below and fromQueue. Keys are clients, so one map serves every broker.
+ */
+const holding = new WeakMap<object, ClientDeliveries>();
+
+/** Per client: the delivery state of DeliveryFixes, in one object with shared methods. */
+class ClientDeliveries {
+  /** Aedes' own deliver functions. */
+  private readonly deliver0: Deliver;
+  private readonly deliverQoS: Deliver;
+  // The message last handed on (broker id, counter): Aedes hands the copies of one message
+  // to a client one after another, in one emitter dispatch (and in order after a hold).
+  private lastBroker: string | null = null;
+  private lastCounter = 0;
+  /** Held deliveries until the CONNECT series ends; null once released. */
+  parked: Parked | null = { items: [], fromQueue: new Set() };
+
+  constructor(private readonly c: DeliveringClient) {
+    this.deliver0 = c.deliver0;
+    this.deliverQoS = c.deliverQoS;
+  }
+
+  deliver(fromQoSSubscription: boolean, packet: DeliveredPacket, cb: () => void): void {
+    const parked = this.parked;
+    if (parked === null) return this.send(fromQoSSubscription, packet, cb);
+    parked.items.push(fromQoSSubscription, packet);
+    setImmediate(cb);
+  }
+
+  release(sendHeld: boolean): void {
+    const parked = this.parked;
+    if (parked === null) return;
+    this.parked = null;
+    holding.delete(this.c);
+    if (!sendHeld) return;
+    const { items, fromQueue } = parked;
+    for (let i = 0; i < items.length; i += 2) {
+      const packet = items[i + 1] as DeliveredPacket;
+      if (fromQueue.size > 0) {
+        const key = messageKey(packet);
+        if (key !== null && fromQueue.has(key)) continue;
+      }
+      this.send(items[i] as boolean, packet, noop);
+    }
+  }
+
+  private send(fromQoSSubscription: boolean, packet: DeliveredPacket, cb: () => void): void {
+    const c = this.c;
+    const broker = packet.brokerId;
+    if (broker != null) {
+      const counter = Number(packet.brokerCounter);
+      // A later copy of the message just handed on: drop it here. Aedes would drop it too,
+      // but for a persistent session it then "clears" the copy from the offline queue by
+      // a packet id that a live copy has none of (fix 6).
+      if (broker === this.lastBroker && counter === this.lastCounter) {
+        setImmediate(cb);
+        return;
+      }
+      this.lastBroker = broker;
+      this.lastCounter = counter;
+      // Aedes' own dedupe drops a message whose counter is not above the last one seen from
+      // its broker: a message that waited for the offline queue (Redis round trips) and was
+      // overtaken by a later one of the same node was lost, QoS 1 and 2 included (fix 8).
+      // Copies are handled above; let every new message through.
+      c.duplicates[broker] = counter - 1;
+    }
+    // [MQTT-3.3.5-1], [MQTT-3.8.4-6]: the message goes out at the lower of its own QoS and
+    // the highest QoS among the client's matching subscriptions. Aedes caps by the
+    // subscription whose filter equals the topic only, so a wildcard subscription got a
+    // message's full QoS, and of overlapping subscriptions the first copy's QoS won.
+    // A copy from a QoS 1/2 subscription at QoS 1 is right as it is (the common case).
+    let qos = packet.qos;
+    if (qos > 0 && (!fromQoSSubscription || qos === 2 || packet.retain === true)) {
+      const max = maxQos(c.subscriptions, packet.topic);
+      // None matches any more (unsubscribed meanwhile): the subscription that brought it decides.
+      if (max < 0) qos = fromQoSSubscription ? qos : 0;
+      else if (max < qos) qos = max;
+      packet.qos = qos;
+    }
+    // Aedes' deliverQoS hands QoS 0 to deliver0 itself: call Aedes' own one, not the entry above.
+    return qos > 0 ? this.deliverQoS(packet, cb) : this.deliver0(packet, cb);
+  }
+}
+
+/** The client's CONNECT series ended: held deliveries go out. */
+function releaseOnConnected(this: object): void {
+  holding.get(this)?.release(true);
 }
 
 interface StoredSubscription {

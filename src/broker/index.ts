@@ -125,8 +125,12 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     const ip = client ? (registry.get(client)?.conn ?? connectionOf(client))?.ip : undefined;
     log.info({ clientId: client?.id, ip, announced, max: maxPacketSize }, 'connection closed: packet too large');
   });
+  // The one 'close' listener tokenmq adds per connection (a third one would cost 150 B: see transports.ts).
   function streamClosed(this: Duplex & { client?: Client }): void {
-    const session: Session | undefined = this.client ? registry.remove(this.client) : undefined;
+    const client = this.client;
+    if (client === undefined) return;
+    deliveries.closed(client);
+    const session: Session | undefined = registry.remove(client);
     if (session) enforcement.sessionEnded(session);
   }
 
@@ -135,7 +139,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     const client = aedes.handle(stream, req);
     setConnection(client, info);
     // [MQTT-3.2.0-1]: nothing reaches the client before its CONNACK; [MQTT-3.3.5-1] QoS.
-    deliveries.attach(client, stream);
+    deliveries.attach(client);
     limitPacketSize(client);
     // 'close' comes once; `on` spares the wrapper `once` would add per connection.
     stream.on('close', streamClosed);

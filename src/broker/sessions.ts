@@ -27,6 +27,8 @@ export class Session implements RightsContext {
   dropReason: string | null = null;
   /** In the registry (SessionRegistry only). */
   registered = false;
+  /** Bytes in + out when its cluster listing entry was last written (session-directory.ts); -1 never. */
+  listedActivity = -1;
 
   constructor(
     readonly client: Client,

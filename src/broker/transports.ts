@@ -119,13 +119,20 @@ export async function startListeners(handle: Handle, opts: ListenOptions, log: L
   if (opts.proxyProtocol && !opts.trustProxy) throw new Error('PROXY_PROTOCOL needs TRUST_PROXY');
   const servers: (Server | HttpServer)[] = [];
   const wsServers: WebSocketServer[] = [];
+  // Every open socket, for destroyConnections. Pruned of closed ones as it grows rather
+  // than by a 'close' listener per socket: a third 'close' listener makes Node grow the
+  // socket's listener array to 20 slots (issue 9: memory per session).
   const sockets = new Set<Socket>();
+  let pruneAt = 1024;
   const started = async (server: Server | HttpServer, port: number): Promise<number> => {
     servers.push(server);
     server.on('error', (err) => log.error({ err }, 'listener error'));
     server.on('connection', (socket: Socket) => {
+      if (sockets.size >= pruneAt) {
+        for (const s of sockets) if (s.destroyed) sockets.delete(s);
+        pruneAt = Math.max(1024, 2 * sockets.size);
+      }
       sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
     });
     return listen(server, port, opts.host);
   };

@@ -8,7 +8,7 @@ import { deadline, isExpired } from '../tokens/validity.js';
 import { ChangeFeed, SILENT_LOGGER } from './change-feed.js';
 import { DeadlineQueue } from './deadline-queue.js';
 import { generateKey, hashKey } from './key.js';
-import { cloneToken, copyPatch, isMaster, newToken, noClockError, toIdList, toSeconds } from './token-record.js';
+import { cloneToken, copyPatch, frozenToken, isMaster, newToken, noClockError, toIdList, toSeconds } from './token-record.js';
 import { StoreUnavailableError, type ChangeListener, type StoreLogger, type TokenStore } from './types.js';
 
 /** setTimeout takes at most 2^31-1 ms (~24.8 days); a longer delay would fire at once. */
@@ -88,7 +88,8 @@ export class MemoryStore implements TokenStore {
     this.assertOpen();
     const id = this.idByHash.get(hashKey(key));
     const entry = id === undefined ? undefined : this.byId.get(id);
-    return entry ? cloneToken(entry.token) : null;
+    // Frozen and replaced on every change (frozenToken): shared without a copy.
+    return entry ? entry.token : null;
   }
 
   async update(ids: number[], patch: TokenPatch, now: number): Promise<Token[]> {
@@ -99,7 +100,7 @@ export class MemoryStore implements TokenStore {
     for (const id of toIdList(ids)) {
       const entry = this.byId.get(id);
       if (!entry) continue;
-      const token: Token = { ...entry.token, ...copyPatch(changes) };
+      const token: Token = frozenToken({ ...entry.token, ...copyPatch(changes) });
       // Checked for every token before any changes: all or nothing.
       if (token.expire === 0 && token.ttl === 0) throw noClockError();
       merged.push(token);
@@ -144,8 +145,9 @@ export class MemoryStore implements TokenStore {
       }
       if (token.accessed >= at) continue;
       const before = deadline(token);
-      token.accessed = at;
-      const after = deadline(token);
+      const touched = Object.freeze({ ...token, accessed: at });
+      (this.byId.get(id) as Entry).token = touched;
+      const after = deadline(touched);
       if (after !== before) this.deadlines.push(after, id);
     }
     this.schedule();
@@ -196,7 +198,7 @@ export class MemoryStore implements TokenStore {
 
   private insert(token: Token, [key, hash]: [string, string]): CreatedToken {
     const id = ++this.lastId;
-    const stored: Token = { ...token, id };
+    const stored: Token = frozenToken({ ...token, id });
     this.byId.set(id, { token: stored, hash });
     this.idByHash.set(hash, id);
     this.indexMaster(stored);

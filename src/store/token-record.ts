@@ -68,6 +68,26 @@ export function cloneToken(token: Token): Token {
   };
 }
 
+/**
+ * The stored form of a token in the memory store: deeply frozen, so that
+ * findByKey can hand out the stored object itself (no copy per CONNECT) and no
+ * caller can change it. A change makes a new object (update, touch).
+ */
+export function frozenToken(token: Token): Token {
+  const access = token.access;
+  if (access.acl !== undefined) {
+    for (const entry of access.acl) {
+      if (entry.actions !== undefined) Object.freeze(entry.actions);
+      if (entry.methods !== undefined) Object.freeze(entry.methods);
+      Object.freeze(entry);
+    }
+    Object.freeze(access.acl);
+  }
+  Object.freeze(access);
+  Object.freeze(token.metadata);
+  return Object.freeze(token);
+}
+
 /** A new token, created and accessed at `now`. Refuses one that is never valid (SPEC §2). */
 export function newToken(id: number, input: TokenInput, now: number): Token {
   // The defaults of validateCreate, on a copy: callers keep no handle on stored objects.

@@ -52,7 +52,10 @@ export interface TokenStore {
    * listing, whereas asking for it by id raises StoreDataError.
    */
   get(ids: number[] | 'all'): Promise<Token[]>;
-  /** The token with this key (looked up by its SHA-256), or null. Does not check validity. */
+  /**
+   * The token with this key (looked up by its SHA-256), or null. Does not check validity.
+   * Read-only: it runs at every CONNECT and REST call, so a store may hand out a shared, frozen object.
+   */
   findByKey(key: string): Promise<Token | null>;
   /**
    * Partial, atomic update: only the fields in `patch` change (each replaced

@@ -5,6 +5,7 @@
 import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import type { Client } from 'aedes';
 import type { Socket } from 'node:net';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { RedisSessionDirectory } from '../../src/broker/session-directory.js';
 import { SessionRegistry, type Session } from '../../src/broker/sessions.js';
@@ -93,5 +94,41 @@ describe('session directory batching (SPEC §5 listings, issue 9)', () => {
     await new Promise((resolve) => setImmediate(resolve));
     await written(dir);
     expect((await listed()).length).toBe(100);
+  });
+});
+
+describe('session directory heartbeat (SPEC §6, issue 9 scale)', () => {
+  test('a heartbeat renews counters of sessions with traffic and leaves idle entries alone; a restart of Redis data is repaired', async () => {
+    const prefix = uniquePrefix();
+    const registry = new SessionRegistry('node-h');
+    const dir = new RedisSessionDirectory({
+      redisUrl: process.env.REDIS_URL!, prefix, nodeId: 'node-h', registry,
+      localKick: () => 0, log: pino({ level: 'silent' }), heartbeatMs: 50, expireMs: 5_000,
+    });
+    const redis = new Redis(process.env.REDIS_URL!);
+    try {
+      const idle = standIn('idle', 1);
+      const busy = standIn('busy', 2);
+      registry.add(idle);
+      registry.add(busy);
+      const key = `${prefix}node:node-h`;
+      await eventually(async () => (await redis.hlen(key)) === 2, 5000, 'both listed');
+      // Mark the idle entry: a heartbeat that rewrote it would wipe the mark.
+      const marked = JSON.stringify({ ...JSON.parse((await redis.hget(key, 'idle'))!), keepalive: 4242 });
+      await redis.hset(key, 'idle', marked);
+      (busy.conn.socket as { bytesRead: number }).bytesRead = 1234;
+      busy.msgsIn = 7;
+      await eventually(async () => JSON.parse((await redis.hget(key, 'busy'))!).msgs_in === 7, 5000, 'busy counters renewed');
+      await new Promise((resolve) => setTimeout(resolve, 200)); // a few more heartbeats
+      expect(await redis.hget(key, 'idle')).toBe(marked);
+      expect(await redis.pttl(key)).toBeGreaterThan(4000); // the expiry is renewed all the same
+      // The hash lost (e.g. Redis restarted empty): the next heartbeat after a failure or reconnect rewrites all.
+      await redis.del(key);
+      (dir as unknown as { fullSnapshot: boolean }).fullSnapshot = true;
+      await eventually(async () => (await redis.hlen(key)) === 2, 5000, 'snapshot rewritten');
+    } finally {
+      redis.disconnect();
+      await dir.close();
+    }
   });
 });
