@@ -1,16 +1,17 @@
 // `GET /auth/info`, `/health`, `/metrics` (SPEC §5) and `/openapi.json`.
 import type { FastifyPluginAsync, onRequestAsyncHookHandler } from 'fastify';
-import type { TokenBroker } from '../broker/index.js';
 import type { TokenStore } from '../store/types.js';
-import type { Metrics } from '../metrics.js';
+import type { AccessGate } from '../access/gate.js';
+import type { BrokerHealth, RestMetrics } from '../access/ports.js';
 import { ApiError } from './errors.js';
 import { ERROR_RESPONSES, TOKEN_FIELDS, fieldsQuery, resultOf } from './schemas.js';
 import { pickFields } from './select.js';
 
 export interface SystemRoutesOptions {
   store: TokenStore;
-  broker: TokenBroker;
-  metrics?: Metrics;
+  gate: AccessGate;
+  health: BrokerHealth;
+  metrics?: RestMetrics;
   authenticate: onRequestAsyncHookHandler;
   /** Upper bound for the store's ping in `/health`, ms. */
   healthTimeoutMs?: number;
@@ -28,7 +29,7 @@ function pingWithin(store: TokenStore, ms: number): Promise<void> {
 }
 
 export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app, opts) => {
-  const { store, broker, metrics } = opts;
+  const { store, health, metrics } = opts;
 
   app.get<{ Querystring: { fields?: string } }>('/auth/info', {
     onRequest: opts.authenticate,
@@ -63,7 +64,7 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
       },
     },
   }, async (request) => {
-    if (broker.aedes.closed) throw new ApiError(503, 'broker is closed');
+    if (!health.up) throw new ApiError(503, 'broker is closed');
     try {
       await pingWithin(store, opts.healthTimeoutMs ?? 2000);
     } catch (err) {
@@ -73,9 +74,9 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
     return {
       result: [{
         status: 'ok',
-        node: broker.registry.node,
+        node: health.node,
         store: 'ok',
-        sessions: broker.registry.size,
+        sessions: health.sessionCount,
         uptime: Math.floor((Date.now() - STARTED) / 1000),
       }],
     };

@@ -5,7 +5,9 @@ import type { Client } from 'aedes';
 import type { Socket } from 'node:net';
 import type { IpMatcher, Rights, RightsContext } from '../tokens/index.js';
 
-export type Transport = 'tcp' | 'ws' | 'tls' | 'wss';
+import type { SessionView, Transport } from '../access/ports.js';
+
+export type { SessionView, Transport } from '../access/ports.js';
 
 /** What a listener learned about a connection before MQTT starts. */
 export interface ConnectionInfo {
@@ -44,23 +46,6 @@ export class Session implements RightsContext {
     /** True when the will (if any) was authorised at CONNECT (SPEC §4). */
     readonly willAuthorized: boolean,
   ) {}
-}
-
-/** SPEC §5 session object. */
-export interface SessionView {
-  client_id: string;
-  token_id: number;
-  ip: string;
-  transport: Transport;
-  node: string;
-  connected: number;
-  clean: boolean;
-  keepalive: number;
-  subscriptions: { topic: string; qos: number }[];
-  msgs_in: number;
-  msgs_out: number;
-  bytes_in: number;
-  bytes_out: number;
 }
 
 interface AedesClientInternals {

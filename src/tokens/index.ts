@@ -14,7 +14,7 @@ export {
   TOKEN_ID_PLACEHOLDER,
   type SessionContext,
 } from './placeholders.js';
-export { compileRights, compileSharedRights, isBrokerTopic, isSysTopic, Rights, type RightsContext } from './rights.js';
+export { compileRights, compileSharedRights, isBrokerTopic, isSysTopic, Rights, type RightsContext, type RightsDecision } from './rights.js';
 export { TopicTrie, type MatchContext } from './topic-trie.js';
 export { compileIpMasks, normalizeIp, type IpMatcher } from './ips.js';
 export { isKeyShaped, KEY_MIN_LENGTH, KEY_MAX_LENGTH } from './key-shape.js';
