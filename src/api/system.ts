@@ -3,6 +3,7 @@ import type { FastifyPluginAsync, onRequestAsyncHookHandler } from 'fastify';
 import type { TokenStore } from '../store/types.js';
 import type { AccessGate } from '../access/gate.js';
 import type { BrokerHealth, RestMetrics } from '../access/ports.js';
+import { ACCESS_MASTER, filterError, isExpired, topicError } from '../tokens/index.js';
 import { ApiError } from './errors.js';
 import { ERROR_RESPONSES, TOKEN_FIELDS, fieldsQuery, resultOf } from './schemas.js';
 import { pickFields } from './select.js';
@@ -18,6 +19,25 @@ export interface SystemRoutesOptions {
 }
 
 const STARTED = Date.now();
+
+interface CheckQuery {
+  topic: string;
+  action: 'publish' | 'subscribe';
+  client_id?: string;
+  token_id?: string;
+}
+
+const checkQuery = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['topic', 'action'],
+  properties: {
+    topic: { type: 'string', description: 'a topic name (publish) or filter (subscribe)' },
+    action: { type: 'string', enum: ['publish', 'subscribe'] },
+    client_id: { type: 'string', maxLength: 65535, description: 'the client id `${clientid}` stands for (default empty: such entries match nothing)' },
+    token_id: { type: 'string', pattern: '^[0-9]{1,16}$', description: 'master only: check this token instead' },
+  },
+} as const;
 
 function pingWithin(store: TokenStore, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -45,6 +65,46 @@ export const systemRoutes: FastifyPluginAsync<SystemRoutesOptions> = async (app,
     const token = request.auth?.token;
     if (!token) throw new ApiError(401, 'unknown token');
     return { result: pickFields([token], request.query.fields, TOKEN_FIELDS) };
+  });
+
+  // SPEC §5 `GET /auth/check`: the broker's own compiled rights answer (Rights.explain), not a second matcher.
+  app.get<{ Querystring: CheckQuery }>('/auth/check', {
+    onRequest: opts.authenticate,
+    schema: {
+      tags: ['auth'],
+      summary: 'Would this token be allowed to publish or subscribe?',
+      description: 'Any valid token, about itself; a master token may name another with `token_id`. '
+        + '`entry` is the index of the deciding ACL entry (null for master and standard tokens, and for refusals).',
+      security: [{ FlespiToken: [] }],
+      querystring: checkQuery,
+      response: {
+        200: resultOf({ allowed: { type: 'boolean' }, entry: { type: 'integer', nullable: true }, reason: { type: 'string' } }, 'the decision'),
+        ...ERROR_RESPONSES,
+      },
+    },
+  }, async (request) => {
+    const auth = request.auth;
+    if (!auth) throw new ApiError(401, 'unknown token');
+    const { topic, action, client_id: clientId = '', token_id: otherId } = request.query;
+    // Same validity rules as the broker applies before authorising (SPEC §4).
+    const problem = action === 'publish' ? topicError(topic) : filterError(topic);
+    if (problem !== null) throw new ApiError(400, `topic: ${problem}`);
+    let token = auth.token;
+    let rights = auth.rights;
+    let tokenIdText = auth.tokenIdText;
+    if (otherId !== undefined && Number(otherId) !== token.id) {
+      if (token.access.type !== ACCESS_MASTER) throw new ApiError(403, 'token_id: only a master token may check another token');
+      const [other] = await store.get([Number(otherId)]);
+      if (!other || isExpired(other, Math.floor(Date.now() / 1000))) throw new ApiError(404, `token ${otherId} not found`);
+      try {
+        ({ rights, tokenIdText } = opts.gate.compile(other));
+      } catch {
+        throw new ApiError(409, `token ${other.id}: stored access cannot be read`);
+      }
+      token = other;
+    }
+    const ctx = { clientId, tokenId: token.id, tokenIdText };
+    return { result: [rights.forSession(ctx).explain(action, topic, ctx)] };
   });
 
   app.get('/health', {

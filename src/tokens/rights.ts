@@ -57,8 +57,9 @@ const METHOD_BITS: ReadonlyMap<string, number> = new Map(HTTP_METHODS.map((metho
 const GET = METHOD_BITS.get('GET') as number;
 const HEAD = METHOD_BITS.get('HEAD') as number;
 
-/** SPEC §5: `GET /auth/info` is open to any valid token. */
+/** SPEC §5: `GET /auth/info` and `GET /auth/check` are open to any valid token. */
 const AUTH_INFO = '/auth/info';
+const AUTH_CHECK = '/auth/check';
 
 /**
  * One session's rights. A single class for every access type, so the hot
@@ -254,14 +255,14 @@ export class Rights {
    * ignored). Master: everything. Standard: everything outside `/platform`.
    * ACL: entries whose uri is a prefix of the path on a segment boundary, with
    * the method (HEAD comes with GET); never `/platform`. `GET /auth/info`: any
-   * valid token. Paths that a router might read differently from us (empty or
+   * valid token, and so is `GET /auth/check`. Paths that a router might read differently from us (empty or
    * dot segments, bad percent-encoding) are refused to all but master.
    */
   canRest(method: string, path: string): boolean {
     const query = path.indexOf('?');
     const rawPath = query === -1 ? path : path.slice(0, query);
     const bit = METHOD_BITS.get(method.toUpperCase()) ?? 0;
-    if (rawPath === AUTH_INFO && (bit === GET || bit === HEAD)) return true;
+    if ((rawPath === AUTH_INFO || rawPath === AUTH_CHECK) && (bit === GET || bit === HEAD)) return true;
     if (this.type === ACCESS_MASTER) return true;
     const clean = cleanPath(rawPath);
     if (clean === null || isPlatformPath(clean)) return false;
