@@ -4,7 +4,7 @@
 export * from './types.js';
 export { TokenValidationError } from './errors.js';
 export { validateCreate, validatePatch, checkResult, withDefaults } from './validate.js';
-export { isValid, isExpired, deadline, lastUse, touchInterval, type TokenTimes } from './validity.js';
+export { isValid, isExpired, clockProblem, deadline, lastUse, touchInterval, type ClockProblem, type TokenTimes } from './validity.js';
 export { matches, intersects, isValidFilter, isValidTopic, filterError, topicError, MAX_TOPIC_BYTES } from './topic.js';
 export {
   substitutePlaceholders,
