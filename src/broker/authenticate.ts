@@ -8,6 +8,7 @@ import type { AccessCheck, AccessGate, Decision, Grant } from '../access/gate.js
 import { CONNACK, CONNACK_BY_CAUSE, LOG_REASON } from '../access/causes.js';
 import type { Enforcement, LookupWatch } from './enforcement.js';
 import { connectionOf, setConnectMeta, takeConnect } from './client-slots.js';
+import { connectWill } from './aedes-internals.js';
 import { Session, type SessionRegistry } from './sessions.js';
 import type { BrokerStats, ConnectResult } from './stats.js';
 
@@ -37,10 +38,6 @@ function refusal(code: number, message: string): AuthenticateError {
   const err = new Error(message) as AuthenticateError;
   err.returnCode = code;
   return err;
-}
-
-interface ClientInternals {
-  _will?: { topic: string } | null;
 }
 
 export function createPreConnect(deps: Pick<AuthDeps, 'log'>) {
@@ -97,7 +94,7 @@ export function createAuthenticate(deps: AuthDeps) {
     // SPEC §4 "no window": watch the change feed from before the read until the session
     // exists, and read again when this token changed meanwhile.
     const watch = enforcement.watchLookup();
-    const will = (client as unknown as ClientInternals)._will;
+    const will = connectWill(client);
     // MQTT's checks after the gate's common ones (gate.ts, step 7), in order. Client id
     // ownership / `clientids` (CONNACK 2) and `limits.sessions` (CONNACK 5) go here.
     // The session's rights: the shared ones unless this client id cannot fill a placeholder in (Rights.forSession).

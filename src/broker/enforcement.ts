@@ -25,6 +25,7 @@ import type { AccessGate, CompiledAccess } from '../access/gate.js';
 import type { TouchBatcher } from '../access/touch-batcher.js';
 import type { Session, SessionRegistry } from './sessions.js';
 import type { BrokerStats } from './stats.js';
+import { clientInternals } from './aedes-internals.js';
 
 const RETRY_MS = 1000;
 const TICK_MS = 250;
@@ -81,18 +82,6 @@ class Held implements CompiledToken {
     this.accessed = token.accessed;
     this.ips = token.ips;
   }
-}
-
-interface ClientInternals {
-  subscriptions?: Record<string, unknown>;
-  clean: boolean;
-  broker?: {
-    persistence?: {
-      removeSubscriptions?: (client: unknown, topics: string[]) => Promise<unknown>;
-      subscriptionsByClient?: (client: { id: string }) => Promise<{ topic: string }[]>;
-    };
-  };
-  unsubscribe(packet: { unsubscriptions: string[] }, done?: (err?: Error) => void): void;
 }
 
 /**
@@ -376,7 +365,7 @@ export class Enforcement {
    * the token's rights.
    */
   trimSubscriptions(session: Session): void {
-    const client = session.client as unknown as ClientInternals;
+    const client = clientInternals(session.client);
     const topics = Object.keys(client.subscriptions ?? {}).filter((t) => !session.rights.canSubscribe(t, session));
     if (topics.length > 0) {
       this.deps.log.info({ clientId: session.clientId, tokenId: session.tokenId, topics }, 'subscriptions removed by access change');

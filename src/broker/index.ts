@@ -19,6 +19,7 @@ import { BrokerStats } from './stats.js';
 import { startListeners, type ListenOptions, type Listeners } from './transports.js';
 import { createPacketLimit } from './packet-limit.js';
 import { guardClientTable } from './client-table.js';
+import { clientTableOf } from './aedes-internals.js';
 
 export { BrokerStats, CONNECT_RESULTS } from './stats.js';
 export type { Session, SessionRegistry, SessionView, Transport } from './sessions.js';
@@ -178,17 +179,6 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   };
 }
 
-interface WillPersistence {
-  putWill(client: unknown, packet: unknown): Promise<unknown>;
-  delWill(client: { id: string; brokerId: string }): Promise<unknown>;
-}
-
-interface AedesRegistration {
-  registerClient(client: Client): void;
-  clients: Record<string, Client & { will?: unknown }>;
-  persistence: WillPersistence;
-}
-
 /**
  * A client closed between authenticate and Aedes' registerClient (socket gone,
  * kicked, token revoked mid-connect) must leave nothing behind. Aedes' CONNECT
@@ -200,7 +190,7 @@ interface AedesRegistration {
  * it is undone.
  */
 function guardRegistration(aedes: Aedes, log: Logger): void {
-  const internals = aedes as unknown as AedesRegistration;
+  const internals = clientTableOf(aedes);
   const register = internals.registerClient.bind(aedes);
   internals.registerClient = (client: Client): void => {
     if (!client.closed) return register(client);

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import type { IpMatcher, Rights, RightsContext } from '../tokens/index.js';
 
 import type { SessionView, Transport } from '../access/ports.js';
+import { subscriptionsOf } from './aedes-internals.js';
 
 export type { SessionView, Transport } from '../access/ports.js';
 
@@ -46,10 +47,6 @@ export class Session implements RightsContext {
     /** True when the will (if any) was authorised at CONNECT (SPEC §4). */
     readonly willAuthorized: boolean,
   ) {}
-}
-
-interface AedesClientInternals {
-  subscriptions?: Record<string, { qos?: number }>;
 }
 
 /**
@@ -169,7 +166,7 @@ export class SessionRegistry {
   }
 
   view(session: Session): SessionView {
-    const subs = (session.client as unknown as AedesClientInternals).subscriptions ?? {};
+    const subs = subscriptionsOf(session.client);
     return {
       client_id: session.clientId,
       token_id: session.tokenId,
