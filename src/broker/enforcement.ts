@@ -155,6 +155,7 @@ export class Enforcement {
       collectDue: (ids, now, all) => { for (const [id, h] of this.held) if (all || h.nextTouch <= now) ids.add(id); },
       written: (list, missing, now) => this.touched(list, missing, now),
     });
+    this.touch.start(); // idempotent: whoever composes the node may have started it already
     this.tickTimer = setInterval(() => this.refreshDue(Date.now()), TICK_MS);
     this.tickTimer.unref();
   }
