@@ -52,8 +52,8 @@ export interface Refusal {
 
 export type Decision = Grant | Refusal;
 
-/** A check after the common ones: a refusal cause, or null to let the next check run. */
-export type AccessCheck = (grant: Grant) => RefusalCause | null;
+/** A check after the common ones: a refusal cause, or null to let the next check run (sync when it can: no promise per CONNECT). */
+export type AccessCheck = (grant: Grant) => RefusalCause | null | Promise<RefusalCause | null>;
 
 export interface AuthorizeContext {
   /** Reads the token of a well-formed key (MQTT: the store with its re-reads; REST: the key cache). */
@@ -113,11 +113,15 @@ export class AccessGate {
       throw err;
     }
     if (ctx.stillWanted && !ctx.stillWanted()) return null;
-    return this.judge(token, ip, ctx);
+    const decision = this.judge(token, ip, ctx);
+    if (!decision.ok || !ctx.checks?.length) return decision;
+    const checked = await this.check(decision, ctx.checks);
+    if (ctx.stillWanted && !ctx.stillWanted()) return null;
+    return checked;
   }
 
-  /** Steps 4–7 on a token already read (or null: unknown). */
-  judge(token: Token | null, ip: string, ctx: Pick<AuthorizeContext, 'compile' | 'checks'> = {}): Decision {
+  /** Steps 4–6 on a token already read (or null: unknown). */
+  judge(token: Token | null, ip: string, ctx: Pick<AuthorizeContext, 'compile'> = {}): Decision {
     if (token === null) return this.badKey(ip, 'unknown');
     // Counted like an unknown key: an expired token is about to be deleted (SPEC §2).
     if (isExpired(token, Math.floor(Date.now() / 1000))) {
@@ -133,16 +137,29 @@ export class AccessGate {
       return { ok: false, cause: 'token_unreadable', tokenId: token.id, error: err };
     }
     if (!compiled.ipMatcher.allows(ip)) return refusal('ip_denied', token.id);
-    const grant: Grant = { ok: true, token, compiled };
-    for (const check of ctx.checks ?? []) {
+    return { ok: true, token, compiled };
+  }
+
+  /**
+   * Step 7: the caller's checks in order; the first cause wins. A check may be
+   * async (a store read: ancestors, live session counts); a store error it
+   * throws refuses like the lookup's (unavailable / unreadable).
+   */
+  async check(grant: Grant, checks: readonly AccessCheck[] | undefined): Promise<Decision> {
+    for (const check of checks ?? []) {
       let cause: RefusalCause | null;
       try {
-        cause = check(grant);
+        const answer = check(grant);
+        cause = answer instanceof Promise ? await answer : answer;
       } catch (err) {
-        // A check reads the token's data (its ACL for the session): data it cannot use is unreadable.
-        return { ok: false, cause: 'token_unreadable', tokenId: token.id, error: err };
+        if (err instanceof StoreUnavailableError) {
+          this.onStoreError();
+          return { ok: false, cause: 'store_unavailable', tokenId: grant.token.id, error: err };
+        }
+        // A check reads the token's data (its ACL for the session, its ancestors): data it cannot use is unreadable.
+        return { ok: false, cause: 'token_unreadable', tokenId: grant.token.id, error: err };
       }
-      if (cause !== null) return refusal(cause, token.id);
+      if (cause !== null) return refusal(cause, grant.token.id);
     }
     return grant;
   }

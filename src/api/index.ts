@@ -6,7 +6,7 @@ import type { IncomingMessage } from 'node:http';
 import type { BlockList } from 'node:net';
 import type { Logger } from 'pino';
 import type { TokenStore } from '../store/types.js';
-import type { AccessGate } from '../access/gate.js';
+import type { AccessCheck, AccessGate } from '../access/gate.js';
 import type { ApiPorts } from '../access/ports.js';
 import { TokenCache } from '../access/token-cache.js';
 import { createAuthenticator } from './auth.js';
@@ -22,6 +22,8 @@ export interface ApiDeps {
   store: TokenStore;
   /** The access gate MQTT CONNECT uses too. */
   gate: AccessGate;
+  /** REST's own checks after the gate's common ones, in order (access/gate.ts step 7). */
+  authChecks?: readonly AccessCheck[];
   /** What the API may ask of the broker and the metrics (access/ports.ts). */
   ports: ApiPorts;
   log: Logger;
@@ -114,6 +116,7 @@ export async function buildApi(deps: ApiDeps) {
   app.addHook('onClose', async () => cache.close());
   const auth = createAuthenticator({
     gate: deps.gate,
+    checks: deps.authChecks,
     cache,
     trustProxy: deps.trustProxy,
     log: logger,

@@ -6,6 +6,7 @@ import { AccessGate } from '../../src/access/gate.js';
 import { AuthLimiter } from '../../src/access/auth-limiter.js';
 import { TouchBatcher } from '../../src/access/touch-batcher.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
+import { StoreUnavailableError } from '../../src/store/types.js';
 import type { Token } from '../../src/tokens/types.js';
 
 describe('cause tables (SPEC §4, §5)', () => {
@@ -63,7 +64,7 @@ describe('AccessGate order (SPEC §4)', () => {
     expect(asked).toBe(0);
   });
 
-  test('expiry is judged before enabled, enabled before ips, ips before the caller checks (first refusal wins)', () => {
+  test('expiry is judged before enabled, enabled before ips, ips before the caller checks (first refusal wins)', async () => {
     const g = gate();
     const expiredDisabled = { ...base, enabled: false, ttl: 10, created: now - 100, accessed: now - 100 };
     expect(g.judge(expiredDisabled, '1.2.3.4')).toMatchObject({ cause: 'expired' });
@@ -71,13 +72,17 @@ describe('AccessGate order (SPEC §4)', () => {
     const calls: string[] = [];
     const checks = [
       () => { calls.push('a'); return null; },
-      () => { calls.push('b'); return 'client_id_rejected' as const; },
+      async () => { calls.push('b'); return 'client_id_rejected' as const; },
       () => { calls.push('c'); return 'no_mqtt_rights' as const; },
     ];
-    expect(g.judge({ ...base, ips: '10.*' }, '1.2.3.4', { checks })).toMatchObject({ cause: 'ip_denied' });
+    const KEYED = 'q'.repeat(64);
+    expect(await g.authorize(KEYED, '1.2.3.4', { lookup: async () => ({ ...base, ips: '10.*' }), checks })).toMatchObject({ cause: 'ip_denied' });
     expect(calls).toEqual([]);
-    expect(g.judge(base, '1.2.3.4', { checks })).toMatchObject({ cause: 'client_id_rejected', tokenId: 7 });
+    expect(await g.authorize(KEYED, '1.2.3.4', { lookup: async () => base, checks })).toMatchObject({ cause: 'client_id_rejected', tokenId: 7 });
     expect(calls).toEqual(['a', 'b']);
+    // A check that hits the store when it is away: CONNACK 3 / 503, as the lookup would.
+    const down = [async () => { throw new StoreUnavailableError('down'); }];
+    expect(await g.authorize(KEYED, '1.2.3.4', { lookup: async () => base, checks: down })).toMatchObject({ cause: 'store_unavailable' });
   });
 
   test('a missing key is refused without counting; a malformed one counts', async () => {
