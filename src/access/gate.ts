@@ -99,7 +99,8 @@ export class AccessGate {
   async authorize(key: string | undefined, ip: string, ctx: AuthorizeContext): Promise<Decision | null> {
     // SPEC §4 brute-force guard: an address over the limit is refused without asking the store.
     if (this.limiter.blocked(ip, Date.now())) return refusal('rate_limited');
-    if (key === undefined || key === '') return this.badKey(ip, 'missing');
+    // No credentials at all (REST: no Authorization header) is not a guess; an empty MQTT username and password is.
+    if (key === undefined) return this.badKey(ip, 'missing');
     if (!isKeyShaped(key)) return this.badKey(ip, 'malformed');
     let token: Token | null;
     try {

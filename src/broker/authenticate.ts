@@ -95,11 +95,12 @@ export function createAuthenticate(deps: AuthDeps) {
     // exists, and read again when this token changed meanwhile.
     const watch = enforcement.watchLookup();
     const will = connectWill(client);
-    // MQTT's checks after the gate's common ones (gate.ts, step 7), in order. Client id
-    // ownership / `clientids` (CONNACK 2) and `limits.sessions` (CONNACK 5) go here.
     // The session's rights: the shared ones unless this client id cannot fill a placeholder in (Rights.forSession).
     let sessionRights: Rights | undefined;
     const rightsOf = (grant: Grant): Rights => (sessionRights ??= grant.compiled.rights.forSession({ clientId: client.id, tokenId: grant.token.id }));
+    // MQTT's checks after the gate's common ones (gate.ts, step 7), in order. SPEC §2 order:
+    // client id ownership / `clientids` (CONNACK 2) go first here, then `limits.sessions`
+    // (CONNACK 5) and a child token's ancestors; each returns a cause or null.
     const checks: AccessCheck[] = [
       (grant) => (rightsOf(grant).hasMqtt ? null : 'no_mqtt_rights'),
       (grant) => (will && !rightsOf(grant).canPublish(will.topic, { clientId: client.id, tokenIdText: grant.compiled.tokenIdText })
@@ -132,7 +133,6 @@ export function createAuthenticate(deps: AuthDeps) {
     // SPEC §2: a stored token this node cannot read never stops it: CONNACK 5, an error naming the id.
     const unreadable = (tokenId: number | undefined, err: unknown): void => {
       if (!(err instanceof StoreDataError)) stats.storeErrors++; // the gate counted the store's own
-
       log.error({ tokenId, clientId: client.id, ip, reason: err instanceof Error ? err.message : String(err) }, 'stored token cannot be read');
       finish('token_unreadable', CONNACK.NOT_AUTHORIZED, LOG_REASON.token_unreadable, tokenId);
     };

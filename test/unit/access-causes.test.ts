@@ -92,6 +92,10 @@ describe('AccessGate order (SPEC §4)', () => {
     expect(g.limiter.blocked('1.2.3.5', Date.now())).toBe(false);
     expect(await g.authorize('short', '1.2.3.5', { lookup })).toMatchObject({ cause: 'bad_key', key: 'malformed' });
     expect(g.limiter.blocked('1.2.3.5', Date.now())).toBe(true);
+    // An MQTT CONNECT with an empty username and password is a (malformed) guess: counted.
+    const h = gate(1);
+    expect(await h.authorize('', '1.2.3.6', { lookup })).toMatchObject({ cause: 'bad_key', key: 'malformed' });
+    expect(h.limiter.blocked('1.2.3.6', Date.now())).toBe(true);
   });
 
   test('access that does not compile is unreadable (SPEC §2), and two tokens with equal access share compiled rights', () => {
