@@ -7,7 +7,8 @@ import { cpus } from 'node:os';
 import mqtt from 'mqtt';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
-import { AuthLimiter, createTokenBroker, type TokenBroker } from '../src/broker/index.js';
+import type { TokenBroker } from '../src/broker/index.js';
+import { localConfig, startTokenmq as startNode } from '../src/start.js';
 import { MemoryStore } from '../src/store/memory-store.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import type { TokenStore } from '../src/store/types.js';
@@ -23,9 +24,8 @@ const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
 async function startTokenmq(store: TokenStore, tcpNoDelay = false): Promise<{ broker: TokenBroker; port: number; wsPort: number; close(): Promise<void> }> {
-  const broker = await createTokenBroker({ store, log, limiter: new AuthLimiter(0, 10), nodeId: 'bench' });
-  const ports = await broker.listen({ host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: false, tcpNoDelay });
-  return { broker, port: ports.mqtt, wsPort: ports.ws, close: () => broker.close() };
+  const node = await startNode({ config: localConfig({ nodeId: 'bench', tcpNoDelay }), log, store, cluster: false, api: false, closeStore: false });
+  return { broker: node.broker, port: node.ports.mqtt, wsPort: node.ports.ws, close: () => node.close() };
 }
 
 /** BENCH_ONLY=throughput,tcp,ws,connect,redis,revocation runs those parts only (default: all). */

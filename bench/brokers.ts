@@ -9,7 +9,8 @@ import { createRequire } from 'node:module';
 import { Socket, createServer, type AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { AuthLimiter, RedisSessionDirectory, createClusterParts, createTokenBroker, type TokenBroker } from '../src/broker/index.js';
+import type { TokenBroker } from '../src/broker/index.js';
+import { localConfig, startTokenmq } from '../src/start.js';
 import { MemoryStore } from '../src/store/memory-store.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import type { TokenStore } from '../src/store/types.js';
@@ -142,15 +143,13 @@ export async function startBroker(kind: BrokerKind, opts: BrokerOptions = {}): P
   const log = pino({ level: 'silent' });
   const nodeId = opts.nodeId ?? `bench-${randomBytes(3).toString('hex')}`;
   let store: TokenStore;
-  let cluster: ReturnType<typeof createClusterParts> | undefined;
-  let directory: Parameters<typeof createTokenBroker>[0]['directory'];
+  let redisUrl = '';
+  let prefix = '';
   if (kind === 'tokenmq_redis') {
-    const redisUrl = opts.redisUrl;
-    if (!redisUrl) throw new Error('tokenmq_redis needs a Redis URL');
-    const prefix = opts.prefix ?? `bench${randomBytes(3).toString('hex')}:`;
+    if (!opts.redisUrl) throw new Error('tokenmq_redis needs a Redis URL');
+    redisUrl = opts.redisUrl;
+    prefix = opts.prefix ?? `bench${randomBytes(3).toString('hex')}:`;
     store = new RedisStore({ url: redisUrl, prefix, logger: log, readyTimeoutMs: 5000 });
-    cluster = createClusterParts({ redisUrl, prefix, log });
-    directory = (registry, localKick) => new RedisSessionDirectory({ redisUrl, prefix, nodeId, registry, localKick, log });
   } else {
     store = new MemoryStore();
   }
@@ -160,10 +159,11 @@ export async function startBroker(kind: BrokerKind, opts: BrokerOptions = {}): P
     const created = await store.create(tokens.slice(i, i + 1000), Math.floor(Date.now() / 1000));
     for (const t of created) keys.push(t.key);
   }
-  const broker = await createTokenBroker({
-    store, log, limiter: new AuthLimiter(0, 10), nodeId, mq: cluster?.mq, persistence: cluster?.persistence, directory,
+  // Cluster mode when on Redis, as main.ts runs it.
+  const node = await startTokenmq({
+    config: localConfig({ nodeId, redisUrl, redisPrefix: prefix }), log, store, cluster: redisUrl !== '', api: false,
   });
-  const ports = await broker.listen({ host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: false });
+  const { broker, ports } = node;
   return {
     keys,
     broker: {
@@ -172,11 +172,7 @@ export async function startBroker(kind: BrokerKind, opts: BrokerOptions = {}): P
       tokenmq: broker,
       store,
       noDelay: () => sawNoDelay,
-      async close() {
-        await broker.close();
-        await cluster?.close();
-        await store.close();
-      },
+      close: () => node.close(),
     },
   };
 }

@@ -11,9 +11,7 @@ import autocannon, { type Result } from 'autocannon';
 import Fastify from 'fastify';
 import { cpus } from 'node:os';
 import { pino } from 'pino';
-import { buildApi } from '../src/api/index.js';
-import { AuthLimiter, createTokenBroker } from '../src/broker/index.js';
-import { createMetrics } from '../src/metrics.js';
+import { localConfig, startTokenmq } from '../src/start.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import { startRedisServer } from '../test/helpers/redis-server.js';
 import { median, round } from './lib.js';
@@ -50,19 +48,12 @@ function summary(r: Result): Summary {
 /** One tokenmq REST API on its own RedisStore, as main.ts builds it; `tokenCacheMs` as in ApiDeps. */
 async function startApi(url: string, prefix: string, tokenCacheMs?: number) {
   const store = new RedisStore({ url, prefix, logger: log });
-  const limiter = new AuthLimiter(0, 10);
-  const broker = await createTokenBroker({ store, log, limiter, nodeId: `bench-${prefix}` });
-  const api = await buildApi({ store, broker, limiter, log, metrics: createMetrics({ broker, store }), tokenCacheMs });
-  await api.listen({ port: 0, host: '127.0.0.1' });
+  const node = await startTokenmq({ config: localConfig({ nodeId: `bench-${prefix}` }), log, store, cluster: false, tokenCacheMs });
   const [token] = await store.create([{ ttl: 3600, info: 'bench' }], Math.floor(Date.now() / 1000));
   return {
-    url: `http://127.0.0.1:${(api.server.address() as { port: number }).port}/auth/info`,
+    url: `http://127.0.0.1:${node.ports.http}/auth/info`,
     token: token!,
-    async close() {
-      await api.close();
-      await broker.close();
-      await store.close();
-    },
+    close: () => node.close(),
   };
 }
 

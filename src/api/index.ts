@@ -6,27 +6,29 @@ import type { IncomingMessage } from 'node:http';
 import type { BlockList } from 'node:net';
 import type { Logger } from 'pino';
 import type { TokenStore } from '../store/types.js';
-import type { AuthLimiter, TokenBroker } from '../broker/index.js';
-import type { Metrics } from '../metrics.js';
+import type { AccessCheck, AccessGate } from '../access/gate.js';
+import type { ApiPorts } from '../access/ports.js';
+import { TokenCache } from '../access/token-cache.js';
 import { createAuthenticator } from './auth.js';
 import { ApiError, frameworkErrorHandler, installErrorHandlers } from './errors.js';
 import { MAX_SELECTOR_LENGTH, addSharedSchemas } from './schemas.js';
 import { sessionsRoutes } from './sessions.js';
 import { systemRoutes } from './system.js';
-import { TokenCache } from './token-cache.js';
 import { tokensRoutes } from './tokens.js';
 
 export { ApiError } from './errors.js';
 
 export interface ApiDeps {
   store: TokenStore;
-  broker: TokenBroker;
-  limiter: AuthLimiter;
+  /** The access gate MQTT CONNECT uses too. */
+  gate: AccessGate;
+  /** REST's own checks after the gate's common ones, in order (access/gate.ts step 7). */
+  authChecks?: readonly AccessCheck[];
+  /** What the API may ask of the broker and the metrics (access/ports.ts). */
+  ports: ApiPorts;
   log: Logger;
   /** Peers whose X-Forwarded-For is believed (TRUST_PROXY). */
   trustProxy?: BlockList;
-  /** Undefined: `/metrics` is off (404). */
-  metrics?: Metrics;
   /** Largest request body, bytes (default 1 MiB); beyond it: 413. */
   bodyLimit?: number;
   /** How long a key → token lookup is reused, ms (default 1000; 0: every request asks the store). */
@@ -102,7 +104,7 @@ export async function buildApi(deps: ApiDeps) {
     done(closing ? new ApiError(503, 'server is shutting down') : undefined);
   });
 
-  const metrics = deps.metrics;
+  const metrics = deps.ports.metrics;
   if (metrics) {
     app.addHook('onResponse', (request, reply, done) => {
       metrics.countRequest(request.routeOptions.url ?? 'none', request.method, reply.statusCode);
@@ -113,18 +115,16 @@ export async function buildApi(deps: ApiDeps) {
   const cache = new TokenCache(deps.store, { ttlMs: deps.tokenCacheMs ?? DEFAULT_TOKEN_CACHE_MS });
   app.addHook('onClose', async () => cache.close());
   const auth = createAuthenticator({
+    gate: deps.gate,
+    checks: deps.authChecks,
     cache,
-    limiter: deps.limiter,
-    stats: deps.broker.stats,
     trustProxy: deps.trustProxy,
     log: logger,
     onAuthDuration: metrics ? (seconds) => metrics.observeRestAuth(seconds) : undefined,
-    // Pending writes are flushed by the broker's shutdown (SPEC §1).
-    touch: (id) => deps.broker.enforcement.touchSoon(id),
   });
 
   await app.register(tokensRoutes, { prefix: '/platform/tokens', store: deps.store, cache, authenticate: auth.hook });
-  await app.register(sessionsRoutes, { prefix: '/mqtt/sessions', broker: deps.broker, authenticate: auth.hook });
-  await app.register(systemRoutes, { store: deps.store, broker: deps.broker, metrics, authenticate: auth.hook });
+  await app.register(sessionsRoutes, { prefix: '/mqtt/sessions', sessions: deps.ports.sessions, authenticate: auth.hook });
+  await app.register(systemRoutes, { store: deps.store, gate: deps.gate, health: deps.ports.health, metrics, authenticate: auth.hook });
   return app;
 }

@@ -3,13 +3,13 @@
 // snapshots in Redis, kicks over pub/sub). Standard and master tokens, and ACL
 // tokens with the method on `mqtt/sessions` (checked by the auth hook).
 import type { FastifyBaseLogger, FastifyPluginAsync, onRequestAsyncHookHandler } from 'fastify';
-import type { SessionView, TokenBroker } from '../broker/index.js';
+import type { SessionDirectory, SessionView } from '../access/ports.js';
 import { ApiError } from './errors.js';
 import { ERROR_RESPONSES, SESSION_FIELDS, resultOf, sessionSelector, sessionsQuery } from './schemas.js';
 import { parseClientIdSelector, pickFields } from './select.js';
 
 export interface SessionsRoutesOptions {
-  broker: TokenBroker;
+  sessions: SessionDirectory;
   authenticate: onRequestAsyncHookHandler;
 }
 
@@ -28,7 +28,7 @@ const SECURITY = [{ FlespiToken: [] }];
 export const KICK_REASON = 'closed via REST API';
 
 export const sessionsRoutes: FastifyPluginAsync<SessionsRoutesOptions> = async (app, opts) => {
-  const { broker } = opts;
+  const { sessions: directoryPort } = opts;
   app.addHook('onRequest', opts.authenticate);
 
   /** A directory that cannot reach its backend (Redis down) answers 503, as the token store does. */
@@ -44,7 +44,7 @@ export const sessionsRoutes: FastifyPluginAsync<SessionsRoutesOptions> = async (
   async function select(log: FastifyBaseLogger, sel: string, tokenId: string | undefined): Promise<SessionView[]> {
     const ids = parseClientIdSelector(sel);
     const token = tokenId === undefined ? undefined : Number(tokenId);
-    const all = await directory(log, 'listing', () => broker.sessions.list());
+    const all = await directory(log, 'listing', () => directoryPort.list());
     return all.filter((s) => (ids === null || ids.has(s.client_id)) && (token === undefined || s.token_id === token));
   }
 
@@ -79,7 +79,7 @@ export const sessionsRoutes: FastifyPluginAsync<SessionsRoutesOptions> = async (
   }, async (request) => {
     const sessions = await select(request.log, request.params.sel, request.query.token_id);
     const clientIds = [...new Set(sessions.map((s) => s.client_id))];
-    if (clientIds.length > 0) await directory(request.log, 'kick', () => broker.sessions.kick(clientIds, KICK_REASON));
+    if (clientIds.length > 0) await directory(request.log, 'kick', () => directoryPort.kick(clientIds, KICK_REASON));
     request.log.info({ clientIds, by: request.auth?.token.id }, 'sessions closed');
     return { result: sessions.map((s) => ({ client_id: s.client_id, token_id: s.token_id, node: s.node })) };
   });

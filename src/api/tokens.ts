@@ -14,7 +14,7 @@ import {
   type Token,
 } from '../tokens/index.js';
 import { ApiError } from './errors.js';
-import type { TokenCache } from './token-cache.js';
+import type { TokenCache } from '../access/token-cache.js';
 import {
   ERROR_RESPONSES,
   TOKEN_FIELDS,

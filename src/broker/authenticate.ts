@@ -2,18 +2,15 @@
 // CONNACK code and a logged reason (never the key).
 import type { AuthenticateError, Client, ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
-import { isExpired, isKeyShaped, topicError, type Token } from '../tokens/index.js';
-import { StoreDataError, StoreUnavailableError, type TokenStore } from '../store/types.js';
-import type { AuthLimiter } from './auth-limiter.js';
-import type { CompiledToken, Enforcement, LookupWatch } from './enforcement.js';
+import { topicError, type Rights, type Token } from '../tokens/index.js';
+import { StoreDataError, type TokenStore } from '../store/types.js';
+import type { AccessCheck, AccessGate, Decision, Grant } from '../access/gate.js';
+import { CONNACK, CONNACK_BY_CAUSE, LOG_REASON } from '../access/causes.js';
+import type { Enforcement, LookupWatch } from './enforcement.js';
 import { connectionOf, setConnectMeta, takeConnect } from './client-slots.js';
+import { connectWill } from './aedes-internals.js';
 import { Session, type SessionRegistry } from './sessions.js';
 import type { BrokerStats, ConnectResult } from './stats.js';
-
-const CONNACK_IDENTIFIER_REJECTED = 2;
-const CONNACK_SERVER_UNAVAILABLE = 3;
-const CONNACK_BAD_CREDENTIALS = 4;
-const CONNACK_NOT_AUTHORIZED = 5;
 
 const PREFIX = 'FlespiToken ';
 /** Reads of one CONNECT's token while it keeps changing under it; then the session is refreshed once registered. */
@@ -22,7 +19,8 @@ const MAX_READS = 3;
 export interface AuthDeps {
   store: TokenStore;
   registry: SessionRegistry;
-  limiter: AuthLimiter;
+  /** The access gate shared with REST: guard, validity, `ips`, compiled rights. */
+  gate: AccessGate;
   enforcement: Enforcement;
   stats: BrokerStats;
   log: Logger;
@@ -42,10 +40,6 @@ function refusal(code: number, message: string): AuthenticateError {
   return err;
 }
 
-interface ClientInternals {
-  _will?: { topic: string } | null;
-}
-
 export function createPreConnect(deps: Pick<AuthDeps, 'log'>) {
   return function preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void): void {
     // SPEC §4, [MQTT-3.3.2-2]: a will topic must be a topic name (no wildcards, not empty, no NUL); Aedes
@@ -62,7 +56,7 @@ export function createPreConnect(deps: Pick<AuthDeps, 'log'>) {
 }
 
 export function createAuthenticate(deps: AuthDeps) {
-  const { store, registry, limiter, enforcement, stats, log } = deps;
+  const { store, registry, gate, enforcement, stats, log } = deps;
 
   return function authenticate(
     client: Client,
@@ -74,7 +68,10 @@ export function createAuthenticate(deps: AuthDeps) {
     // Read once: from here the session (or nothing, once refused) holds the connection's info.
     const { conn, meta: connect } = takeConnect(client);
     const ip = conn?.ip ?? '';
+    let answered = false;
     const finish = (result: ConnectResult, code: number, reason: string, tokenId?: number): void => {
+      if (answered) return;
+      answered = true;
       stats.connects[result]++;
       stats.onAuthDuration((performance.now() - started) / 1000);
       if (code === 0) return done(null, true);
@@ -82,7 +79,7 @@ export function createAuthenticate(deps: AuthDeps) {
       done(refusal(code, reason), false);
     };
 
-    if (!conn) return finish('store_unavailable', CONNACK_SERVER_UNAVAILABLE, 'connection not registered by a listener');
+    if (!conn) return finish('store_unavailable', CONNACK.SERVER_UNAVAILABLE, 'connection not registered by a listener');
     // The parser keeps the CONNECT packet as long as the connection lives; it needs only its
     // protocol fields, not the key (nor a copy per session).
     if (connect) {
@@ -90,84 +87,69 @@ export function createAuthenticate(deps: AuthDeps) {
       connect.packet.password = undefined;
     }
     if (connect?.emptyIdPersistent) {
-      return finish('client_id_rejected', CONNACK_IDENTIFIER_REJECTED, 'empty client id needs clean session (MQTT-3.1.3-8)');
-    }
-    const nowMs = Date.now();
-    if (limiter.blocked(ip, nowMs)) {
-      return finish('rate_limited', CONNACK_NOT_AUTHORIZED, 'too many failed attempts from this address');
+      return finish('client_id_rejected', CONNACK.IDENTIFIER_REJECTED, 'empty client id needs clean session (MQTT-3.1.3-8)');
     }
     const key = keyFromCredentials(username, password);
-    if (!isKeyShaped(key)) {
-      limiter.fail(ip, nowMs);
-      return finish('bad_key', CONNACK_BAD_CREDENTIALS, 'malformed token');
-    }
 
     // SPEC §4 "no window": watch the change feed from before the read until the session
     // exists, and read again when this token changed meanwhile.
     const watch = enforcement.watchLookup();
-    let answered = false;
-    const answer = (result: ConnectResult, code: number, reason: string, tokenId?: number): void => {
-      if (answered) return;
-      answered = true;
-      finish(result, code, reason, tokenId);
-    };
+    const will = connectWill(client);
+    // The session's rights: the shared ones unless this client id cannot fill a placeholder in (Rights.forSession).
+    let sessionRights: Rights | undefined;
+    const rightsOf = (grant: Grant): Rights => (sessionRights ??= grant.compiled.rights.forSession({ clientId: client.id, tokenId: grant.token.id }));
+    // MQTT's checks after the gate's common ones (gate.ts, step 7), in order. SPEC §2 order:
+    // client id ownership / `clientids` (CONNACK 2) go first here, then `limits.sessions`
+    // (CONNACK 5) and a child token's ancestors; each returns a cause or null.
+    const checks: AccessCheck[] = [
+      (grant) => (rightsOf(grant).hasMqtt ? null : 'no_mqtt_rights'),
+      (grant) => (will && !rightsOf(grant).canPublish(will.topic, { clientId: client.id, tokenIdText: grant.compiled.tokenIdText })
+        ? 'will_denied' : null),
+    ];
 
-    const admit = (token: Token | null): void => {
-      if (client.closed) return; // gone while we waited: nothing to register
+    const admit = (decision: Decision | null): void => {
+      if (decision === null || client.closed) return; // gone while we waited: nothing to register
+      if (!decision.ok) {
+        if (decision.cause === 'token_unreadable') return unreadable(decision.tokenId, decision.error);
+        const reason = decision.key === 'malformed' || decision.key === 'missing' ? 'malformed token' : LOG_REASON[decision.cause];
+        return finish(decision.cause, CONNACK_BY_CAUSE[decision.cause], reason, decision.tokenId);
+      }
+      const { token, compiled } = decision;
       const now = Math.floor(Date.now() / 1000);
-      if (!token) {
-        limiter.fail(ip, Date.now());
-        return answer('bad_key', CONNACK_BAD_CREDENTIALS, 'unknown token');
-      }
-      if (isExpired(token, now)) {
-        limiter.fail(ip, Date.now());
-        return answer('expired', CONNACK_BAD_CREDENTIALS, 'token expired', token.id);
-      }
-      if (!token.enabled) return answer('disabled', CONNACK_NOT_AUTHORIZED, 'token disabled', token.id);
       // Shared with the token's other sessions (and tokens with the same access): nothing per session
       // unless this client id cannot fill a placeholder entry in (Rights.forSession).
-      let compiled: CompiledToken;
-      let session: Session;
-      const will = (client as unknown as ClientInternals)._will;
-      try {
-        compiled = enforcement.compile(token);
-        const ctx = { clientId: client.id, tokenId: token.id };
-        session = new Session(
-          client, client.id, token.id, compiled.tokenIdText, compiled.rights.forSession(ctx), compiled.ipMatcher,
-          conn, now, client.clean, connect?.keepalive ?? 0, Boolean(will),
-        );
-      } catch (err) {
-        return unreadable(token.id, err);
-      }
-      if (!session.ipMatcher.allows(ip)) return answer('ip_denied', CONNACK_NOT_AUTHORIZED, 'address not in token ips', token.id);
-      if (!session.rights.hasMqtt) return answer('no_mqtt_rights', CONNACK_NOT_AUTHORIZED, 'token has no MQTT rights', token.id);
-      if (will && !session.rights.canPublish(will.topic, session)) {
-        return answer('will_denied', CONNACK_NOT_AUTHORIZED, 'will topic not allowed', token.id);
-      }
+      const session = new Session(
+        client, client.id, token.id, compiled.tokenIdText, rightsOf(decision), compiled.ipMatcher,
+        conn, now, client.clean, connect?.keepalive ?? 0, Boolean(will),
+      );
       // Still changed after the re-reads: admit on this reading and let the store decide right away.
       const unsettled = watch.changed(token.id);
       registry.add(session);
       enforcement.tokenInUse(token, compiled);
       if (unsettled) enforcement.refresh(token.id);
-      answer('ok', 0, 'ok', token.id);
+      finish('ok', 0, 'ok', token.id);
     };
 
     // SPEC §2: a stored token this node cannot read never stops it: CONNACK 5, an error naming the id.
     const unreadable = (tokenId: number | undefined, err: unknown): void => {
-      stats.storeErrors++;
+      if (!(err instanceof StoreDataError)) stats.storeErrors++; // the gate counted the store's own
       log.error({ tokenId, clientId: client.id, ip, reason: err instanceof Error ? err.message : String(err) }, 'stored token cannot be read');
-      answer('token_unreadable', CONNACK_NOT_AUTHORIZED, 'stored token cannot be read', tokenId);
+      finish('token_unreadable', CONNACK.NOT_AUTHORIZED, LOG_REASON.token_unreadable, tokenId);
     };
 
-    readToken(store, key, watch, client)
+    gate.authorize(key, ip, {
+      lookup: (k) => readToken(store, k, watch, client),
+      // The rights and matcher this token's live sessions hold, when unchanged (enforcement.ts).
+      compile: (token) => enforcement.compile(token),
+      checks,
+      stillWanted: () => !client.closed,
+    })
       .then(admit)
       // `.catch` last: a throw while admitting is handled here, never an unhandled rejection (PITFALLS).
       .catch((err: unknown) => {
         if (client.closed) return;
-        if (err instanceof StoreDataError) return unreadable(err.tokenId, err);
-        stats.storeErrors++;
-        if (!(err instanceof StoreUnavailableError)) log.error({ err, clientId: client.id, ip }, 'token lookup failed');
-        answer('store_unavailable', CONNACK_SERVER_UNAVAILABLE, 'token store unavailable');
+        log.error({ err, clientId: client.id, ip }, 'token lookup failed');
+        finish('store_unavailable', CONNACK.SERVER_UNAVAILABLE, LOG_REASON.store_unavailable);
       })
       .catch((err: unknown) => log.error({ err, clientId: client.id }, 'connect handling failed'))
       .finally(() => watch.end());

@@ -6,15 +6,12 @@ import type { Logger } from 'pino';
 import { topicError } from '../tokens/index.js';
 import type { SessionRegistry } from './sessions.js';
 import type { BrokerStats } from './stats.js';
+import { isClientWill } from './aedes-internals.js';
 
 export interface AuthorizeDeps {
   registry: SessionRegistry;
   stats: BrokerStats;
   log: Logger;
-}
-
-interface ClientWill {
-  will?: unknown;
 }
 
 /** Aedes' persistence stamps a stored will with these; PUBLISH packets off the wire never carry them. */
@@ -27,13 +24,13 @@ export function createAuthorizePublish({ registry, stats, log }: AuthorizeDeps) 
     // Wills of clients of a dead node (Aedes' will sweeper): authorised at CONNECT there (SPEC §4).
     // The sweeper passes whatever session now has that client id on this node: its rights are
     // not the will's, and a refusal would stall the whole sweep.
-    if (client === null || (packet !== (client as unknown as ClientWill).will && (packet as StoredWill).brokerId !== undefined)) {
+    if (client === null || (!isClientWill(client, packet) && (packet as StoredWill).brokerId !== undefined)) {
       return done(null);
     }
     const session = registry.get(client);
     if (session === undefined) return done(new Error('no session'));
     // SPEC §4: a will authorised at CONNECT goes out even after the token is revoked or expired.
-    if (packet === (client as unknown as ClientWill).will) {
+    if (isClientWill(client, packet)) {
       return done(session.willAuthorized ? null : new Error('will not authorised'));
     }
     // [MQTT-4.7.3-2], [MQTT-3.3.2-2], [MQTT-4.7.3-1]: a topic name has no NUL, no wildcard and

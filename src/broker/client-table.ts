@@ -14,21 +14,10 @@
 // never enters, and a holder is taken over (or, when closing, unregistered)
 // before it is replaced.
 import type { Aedes } from 'aedes';
-
-interface TableClient {
-  id: string;
-  closed: boolean;
-}
-
-interface AedesTable {
-  clients: Record<string, TableClient>;
-  registerClient(client: TableClient): void;
-  unregisterClient(client: TableClient): void;
-  _finishRegisterClient(client: TableClient): void;
-}
+import { clientTableOf, type TableClient } from './aedes-internals.js';
 
 export function guardClientTable(aedes: Aedes): void {
-  const table = aedes as unknown as AedesTable;
+  const table = clientTableOf(aedes);
   const finishRegister = table._finishRegisterClient.bind(table);
   const unregister = table.unregisterClient.bind(table);
   /** Clients in the table (counted in `connectedClients`). */

@@ -17,16 +17,18 @@
 // every session of the token.
 import type { Logger } from 'pino';
 import {
-  compileIpMasks, compileSharedRights, deadline, isValid, touchInterval, type IpMatcher, type Rights, type Token,
+  deadline, isValid, touchInterval, type IpMatcher, type Rights, type Token,
 } from '../tokens/index.js';
 import { StoreUnavailableError, type TokenStore } from '../store/types.js';
 import { DeadlineQueue } from '../store/deadline-queue.js';
-import { Interned } from './interned.js';
+import type { AccessGate, CompiledAccess } from '../access/gate.js';
+import type { TouchBatcher } from '../access/touch-batcher.js';
 import type { Session, SessionRegistry } from './sessions.js';
 import type { BrokerStats } from './stats.js';
+import { clientInternals } from './aedes-internals.js';
 
 const RETRY_MS = 1000;
-const TOUCH_TICK_MS = 250;
+const TICK_MS = 250;
 /** Released tokens whose compiled rights stay at hand for a reconnect (a few KB at most). */
 const RELEASED_KEPT = 1024;
 /** Token ids remembered as changed while lookups are in flight; beyond, every lookup re-reads. */
@@ -35,14 +37,8 @@ const MAX_TRACKED_CHANGES = 100_000;
 /** Disconnect reason for a token this node cannot read (SPEC §2). */
 export const REASON_UNREADABLE = 'stored token cannot be read';
 
-/** A token's access and `ips`, compiled for all its sessions. */
-export interface CompiledToken {
-  /** Shared by every session (and token) with this access; a session takes `rights.forSession(session)`. */
-  rights: Rights;
-  ipMatcher: IpMatcher;
-  /** `${token_id}` as the sessions compare it: one string per token. */
-  tokenIdText: string;
-}
+/** A token's access and `ips`, compiled for all its sessions (the gate's CompiledAccess). */
+export type CompiledToken = CompiledAccess;
 
 /**
  * One record per token with live sessions on this node: the owner of what they
@@ -88,18 +84,6 @@ class Held implements CompiledToken {
   }
 }
 
-interface ClientInternals {
-  subscriptions?: Record<string, unknown>;
-  clean: boolean;
-  broker?: {
-    persistence?: {
-      removeSubscriptions?: (client: unknown, topics: string[]) => Promise<unknown>;
-      subscriptionsByClient?: (client: { id: string }) => Promise<{ topic: string }[]>;
-    };
-  };
-  unsubscribe(packet: { unsubscriptions: string[] }, done?: (err?: Error) => void): void;
-}
-
 /**
  * What a CONNECT holds while it reads its token (SPEC §4 "no window"): whether
  * a change of that token reached this node since the read was sent.
@@ -115,6 +99,8 @@ export interface LookupWatch {
 
 export interface EnforcementDeps {
   store: TokenStore;
+  /** Shared compiled rights and IP matchers, and the `accessed` batcher. */
+  gate: AccessGate;
   registry: SessionRegistry;
   stats: BrokerStats;
   log: Logger;
@@ -123,9 +109,7 @@ export interface EnforcementDeps {
 export class Enforcement {
   private readonly held = new Map<number, Held>();
   /** Tokens to touch at the next tick (connect, disconnect). */
-  private readonly touchNow = new Set<number>();
-  private touchTimer: NodeJS.Timeout | null = null;
-  private touching: Promise<void> | null = null;
+  private tickTimer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private unsubscribeResync: (() => void) | null = null;
   /** Serialises refreshes per token so two events never apply out of order. */
@@ -144,12 +128,13 @@ export class Enforcement {
    * SPEC §4's 1 s): one heap entry per token instead of a timer each (see schedule).
    */
   private readonly due = new DeadlineQueue();
-  private readonly rightsByAccess = new Interned<Rights>();
   /** Rights of tokens whose last session ended lately (reconnects), oldest first; bounded. */
   private readonly released = new Map<number, Rights>();
-  private readonly ipMatchers = new Interned<IpMatcher>();
+  private readonly touch: TouchBatcher;
 
-  constructor(private readonly deps: EnforcementDeps) {}
+  constructor(private readonly deps: EnforcementDeps) {
+    this.touch = deps.gate.touch;
+  }
 
   start(): void {
     this.unsubscribe = this.deps.store.onChange((id, kind) => {
@@ -165,20 +150,24 @@ export class Enforcement {
       this.changedAt.clear();
       for (const id of this.held.keys()) this.refresh(id);
     });
-    this.touchTimer = setInterval(() => {
-      this.refreshDue(Date.now());
-      void this.flushTouches(false);
-    }, TOUCH_TICK_MS);
-    this.touchTimer.unref();
+    // The batcher asks for the held tokens due and reports what the store did not write.
+    this.touch.attach({
+      collectDue: (ids, now, all) => { for (const [id, h] of this.held) if (all || h.nextTouch <= now) ids.add(id); },
+      written: (list, missing, now) => this.touched(list, missing, now),
+    });
+    this.touch.start(); // idempotent: whoever composes the node may have started it already
+    this.tickTimer = setInterval(() => this.refreshDue(Date.now()), TICK_MS);
+    this.tickTimer.unref();
   }
 
   /** Stops timers and writes pending `accessed` updates (SPEC §1 shutdown). */
   async stop(): Promise<void> {
     this.unsubscribe?.();
     this.unsubscribeResync?.();
-    if (this.touchTimer) clearInterval(this.touchTimer);
+    if (this.tickTimer) clearInterval(this.tickTimer);
     this.due.clear();
-    await this.flushTouches(true);
+    await this.touch.flush(true);
+    this.touch.attach(null);
   }
 
   /**
@@ -228,14 +217,14 @@ export class Enforcement {
     const prior = h?.rights ?? this.released.get(token.id);
     const rights = prior !== undefined && sameData(prior.access, token.access)
       ? prior
-      : this.rightsByAccess.get(JSON.stringify(token.access), () => compileSharedRights(token.access));
-    const ipMatcher = h !== undefined && h.ips === token.ips ? h.ipMatcher : this.ipMatchers.get(token.ips, () => compileIpMasks(token.ips));
+      : this.deps.gate.sharedRights(token);
+    const ipMatcher = h !== undefined && h.ips === token.ips ? h.ipMatcher : this.deps.gate.ipMatcher(token.ips);
     return { rights, ipMatcher, tokenIdText: h?.tokenIdText ?? String(token.id) };
   }
 
   /** Distinct compiled rights and IP matchers alive on this node (tests). */
   get compiledCount(): { rights: number; ips: number } {
-    return { rights: this.rightsByAccess.size, ips: this.ipMatchers.size };
+    return this.deps.gate.compiledCount;
   }
 
   /** A session of `token` was registered: hold the token, arm its deadline, touch it. */
@@ -251,13 +240,13 @@ export class Enforcement {
       this.refresh(id);
     }
     h.nextTouch = Date.now() + touchInterval(token) * 1000;
-    this.touchNow.add(id);
+    this.touch.soon(id);
     this.arm(id, h);
   }
 
   sessionEnded(session: Session): void {
     const id = session.tokenId;
-    this.touchNow.add(id);
+    this.touch.soon(id);
     if (!this.deps.registry.hasToken(id)) {
       const h = this.held.get(id);
       this.held.delete(id); // its entry in `due`, if any, is skipped when popped
@@ -274,7 +263,12 @@ export class Enforcement {
    * every other token due, retried while the store is away. REST requests use it too.
    */
   touchSoon(tokenId: number): void {
-    this.touchNow.add(tokenId);
+    this.touch.soon(tokenId);
+  }
+
+  /** Writes the `accessed` updates due now (all: every held token too). */
+  flushTouches(all: boolean): Promise<void> {
+    return this.touch.flush(all);
   }
 
   /** Closes a session for an enforcement reason; its will still goes out (SPEC §4). */
@@ -372,7 +366,7 @@ export class Enforcement {
    * the token's rights.
    */
   trimSubscriptions(session: Session): void {
-    const client = session.client as unknown as ClientInternals;
+    const client = clientInternals(session.client);
     const topics = Object.keys(client.subscriptions ?? {}).filter((t) => !session.rights.canSubscribe(t, session));
     if (topics.length > 0) {
       this.deps.log.info({ clientId: session.clientId, tokenId: session.tokenId, topics }, 'subscriptions removed by access change');
@@ -450,42 +444,25 @@ export class Enforcement {
   }
 
   /**
-   * One batched `touch` for the tokens due (SPEC §2); failed ids are kept for
-   * the next tick. Local `accessed` moves only for the tokens the store found
-   * live; the others are re-read, which closes their sessions (SPEC §4).
+   * The batched `touch` answered (touch-batcher.ts). Local `accessed` moves only
+   * for the tokens the store found live; the others are re-read, which closes
+   * their sessions (SPEC §4: a touch that finds the token gone).
    */
-  flushTouches(all: boolean): Promise<void> {
-    if (this.touching) return all ? this.touching.then(() => this.flushTouches(true)) : this.touching;
-    const now = Date.now();
-    const ids = new Set(this.touchNow);
-    for (const [id, h] of this.held) if (all || h.nextTouch <= now) ids.add(id);
-    if (ids.size === 0) return Promise.resolve();
-    this.touchNow.clear();
-    const list = [...ids];
+  private touched(list: readonly number[], gone: ReadonlySet<number>, now: number): void {
     const nowSec = Math.floor(now / 1000);
-    this.touching = this.deps.store.touch(list, nowSec).then((missing) => {
-      const gone = new Set(missing);
-      for (const id of list) {
-        const h = this.held.get(id);
-        if (!h) continue;
-        if (gone.has(id)) {
-          // Not written: the token is gone, unreadable or expired. Never extend its deadline here.
-          h.nextTouch = now + RETRY_MS;
-          this.refresh(id);
-          continue;
-        }
-        h.accessed = Math.max(h.accessed, nowSec);
-        h.nextTouch = now + touchInterval(h) * 1000;
-        this.arm(id, h);
+    for (const id of list) {
+      const h = this.held.get(id);
+      if (!h) continue;
+      if (gone.has(id)) {
+        // Not written: the token is gone, unreadable or expired. Never extend its deadline here.
+        h.nextTouch = now + RETRY_MS;
+        this.refresh(id);
+        continue;
       }
-    }, (err: unknown) => {
-      this.deps.stats.storeErrors++;
-      for (const id of list) this.touchNow.add(id);
-      if (!(err instanceof StoreUnavailableError)) this.deps.log.warn({ err }, 'touch failed');
-    }).catch((err: unknown) => {
-      this.deps.log.error({ err }, 'touch bookkeeping failed');
-    }).finally(() => { this.touching = null; });
-    return this.touching;
+      h.accessed = Math.max(h.accessed, nowSec);
+      h.nextTouch = now + touchInterval(h) * 1000;
+      this.arm(id, h);
+    }
   }
 }
 

@@ -5,7 +5,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { TokenStore } from '../store/types.js';
-import { AuthLimiter } from './auth-limiter.js';
+import type { AccessGate } from '../access/gate.js';
+import type { BrokerHealth } from '../access/ports.js';
 import { createAuthenticate, createPreConnect } from './authenticate.js';
 import { connectionOf, setConnection } from './client-slots.js';
 import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscribe } from './authorize.js';
@@ -18,8 +19,8 @@ import { BrokerStats } from './stats.js';
 import { startListeners, type ListenOptions, type Listeners } from './transports.js';
 import { createPacketLimit } from './packet-limit.js';
 import { guardClientTable } from './client-table.js';
+import { clientTableOf } from './aedes-internals.js';
 
-export { AuthLimiter } from './auth-limiter.js';
 export { BrokerStats, CONNECT_RESULTS } from './stats.js';
 export type { Session, SessionRegistry, SessionView, Transport } from './sessions.js';
 export type { ListenOptions } from './transports.js';
@@ -29,8 +30,8 @@ export { createClusterParts, type ClusterParts } from './cluster.js';
 export interface BrokerDeps {
   store: TokenStore;
   log: Logger;
-  /** Shared with the REST API (SPEC §4 brute-force guard). */
-  limiter: AuthLimiter;
+  /** The access gate, shared with the REST API (guard, compiled rights, `accessed` batcher). */
+  gate: AccessGate;
   nodeId: string;
   /** Largest MQTT packet accepted (bytes); a larger one closes the connection. Default 1 MiB. */
   maxPacketSize?: number;
@@ -50,6 +51,8 @@ export interface TokenBroker {
   sessions: SessionDirectory;
   enforcement: Enforcement;
   stats: BrokerStats;
+  /** `GET /health`'s view of this broker (a port: the API sees nothing else of it). */
+  health: BrokerHealth;
   /** Hands a connected stream to Aedes (listeners call this; tests may too). */
   handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void;
   listen(opts: ListenOptions): Promise<Listeners['ports']>;
@@ -69,7 +72,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   const maxPacketSize = deps.maxPacketSize ?? DEFAULT_MAX_PACKET_SIZE;
   const registry = new SessionRegistry(deps.nodeId);
   const stats = new BrokerStats();
-  const enforcement = new Enforcement({ store: deps.store, registry, stats, log });
+  const enforcement = new Enforcement({ store: deps.store, gate: deps.gate, registry, stats, log });
   const authDeps = { registry, stats, log };
   // Aedes 1.2 defects that tokenmq works around (aedes-fixes.ts).
   const deliveries = new DeliveryFixes();
@@ -83,7 +86,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     persistence: fixPersistence(guardDollarTopics(deps.persistence ?? fixMemoryPersistence(createMemoryPersistence())), deliveries, decisions),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
     preConnect: createPreConnect({ log }),
-    authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, stats, log }),
+    authenticate: createAuthenticate({ store: deps.store, registry, gate: deps.gate, enforcement, stats, log }),
     authorizePublish: createAuthorizePublish(authDeps),
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),
     authorizeForward: createAuthorizeForward(authDeps),
@@ -145,12 +148,19 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     stream.on('close', streamClosed);
   }
 
+  const health: BrokerHealth = {
+    node: registry.node,
+    get up() { return !aedes.closed; },
+    get sessionCount() { return registry.size; },
+  };
+
   return {
     aedes,
     registry,
     sessions,
     enforcement,
     stats,
+    health,
     handle,
     async listen(opts) {
       // A WebSocket message carries one MQTT packet (sometimes a few): bound it alike.
@@ -173,17 +183,6 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   };
 }
 
-interface WillPersistence {
-  putWill(client: unknown, packet: unknown): Promise<unknown>;
-  delWill(client: { id: string; brokerId: string }): Promise<unknown>;
-}
-
-interface AedesRegistration {
-  registerClient(client: Client): void;
-  clients: Record<string, Client & { will?: unknown }>;
-  persistence: WillPersistence;
-}
-
 /**
  * A client closed between authenticate and Aedes' registerClient (socket gone,
  * kicked, token revoked mid-connect) must leave nothing behind. Aedes' CONNECT
@@ -195,7 +194,7 @@ interface AedesRegistration {
  * it is undone.
  */
 function guardRegistration(aedes: Aedes, log: Logger): void {
-  const internals = aedes as unknown as AedesRegistration;
+  const internals = clientTableOf(aedes);
   const register = internals.registerClient.bind(aedes);
   internals.registerClient = (client: Client): void => {
     if (!client.closed) return register(client);

@@ -3,14 +3,7 @@
 // announcing a huge CONNECT or PUBLISH could hold that much memory. The
 // remaining length is known as soon as the fixed header is read: refuse there.
 import type { Client } from 'aedes';
-
-interface ParserInternals {
-  _parseLength(): boolean;
-  _emitError(err: Error): void;
-  packet: { length: number };
-  /** Set by Aedes: the client this parser reads for. */
-  client?: Client;
-}
+import { parserOf, type ParserInternals } from './aedes-internals.js';
 
 /**
  * Returns what installs the ceiling on a client's mqtt-packet parser: its
@@ -29,7 +22,7 @@ export function createPacketLimit(maxBytes: number, onExceeded: (client: Client 
     return false;
   }
   return (client: Client): void => {
-    const parser = (client as unknown as { _parser?: ParserInternals })._parser;
+    const parser = parserOf(client);
     if (!parser || typeof parser._parseLength !== 'function' || parser._parseLength === limitedParseLength) return;
     parseLength ??= parser._parseLength;
     parser._parseLength = limitedParseLength;

@@ -5,15 +5,10 @@
 // every node closes the matching sessions it holds.
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Session, SessionRegistry, SessionView } from './sessions.js';
+import type { SessionDirectory, SessionView } from '../access/ports.js';
+import type { Session, SessionRegistry } from './sessions.js';
 
-export interface SessionDirectory {
-  /** Live sessions on every node. */
-  list(): Promise<SessionView[]>;
-  /** Closes sessions with these client ids wherever they are; resolves once the request is out. */
-  kick(clientIds: string[], reason: string): Promise<void>;
-  close(): Promise<void>;
-}
+export type { SessionDirectory } from '../access/ports.js';
 
 type LocalKick = (clientId: string, reason: string) => number;
 

@@ -5,7 +5,10 @@ import type { Client } from 'aedes';
 import type { Socket } from 'node:net';
 import type { IpMatcher, Rights, RightsContext } from '../tokens/index.js';
 
-export type Transport = 'tcp' | 'ws' | 'tls' | 'wss';
+import type { SessionView, Transport } from '../access/ports.js';
+import { subscriptionsOf } from './aedes-internals.js';
+
+export type { SessionView, Transport } from '../access/ports.js';
 
 /** What a listener learned about a connection before MQTT starts. */
 export interface ConnectionInfo {
@@ -46,27 +49,6 @@ export class Session implements RightsContext {
     /** True when the will (if any) was authorised at CONNECT (SPEC §4). */
     readonly willAuthorized: boolean,
   ) {}
-}
-
-/** SPEC §5 session object. */
-export interface SessionView {
-  client_id: string;
-  token_id: number;
-  ip: string;
-  transport: Transport;
-  node: string;
-  connected: number;
-  clean: boolean;
-  keepalive: number;
-  subscriptions: { topic: string; qos: number }[];
-  msgs_in: number;
-  msgs_out: number;
-  bytes_in: number;
-  bytes_out: number;
-}
-
-interface AedesClientInternals {
-  subscriptions?: Record<string, { qos?: number }>;
 }
 
 /**
@@ -186,7 +168,7 @@ export class SessionRegistry {
   }
 
   view(session: Session): SessionView {
-    const subs = (session.client as unknown as AedesClientInternals).subscriptions ?? {};
+    const subs = subscriptionsOf(session.client);
     return {
       client_id: session.clientId,
       token_id: session.tokenId,

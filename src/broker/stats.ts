@@ -1,11 +1,10 @@
 // Plain counters kept by the hooks; the metrics module reads them at scrape
 // time, so the per-message paths pay one integer increment and nothing else.
 
-/** Why a CONNECT ended as it did (label values of tokenmq_connects_total). */
-export const CONNECT_RESULTS = [
-  'ok', 'bad_key', 'expired', 'disabled', 'ip_denied', 'no_mqtt_rights', 'will_denied',
-  'store_unavailable', 'rate_limited', 'client_id_rejected', 'token_unreadable',
-] as const;
+import { REFUSAL_CAUSES } from '../access/causes.js';
+
+/** Why a CONNECT ended as it did (label values of tokenmq_connects_total): ok or the gate's refusal cause. */
+export const CONNECT_RESULTS = ['ok', ...REFUSAL_CAUSES] as const;
 export type ConnectResult = (typeof CONNECT_RESULTS)[number];
 
 export class BrokerStats {

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { normalizeIp } from '../tokens/index.js';
-import { clientIpFrom, isTrusted } from './client-ip.js';
+import { clientIpFrom, isTrusted } from '../access/client-ip.js';
 import { readProxyHeader } from './proxy-protocol.js';
 import type { ConnectionInfo, Transport } from './sessions.js';
 import { WS_SEND_BUFFER_CAP, WsStream } from './ws-stream.js';

@@ -4,7 +4,7 @@
 
 import type { ChangeKind, CreatedToken, Token, TokenInput, TokenPatch } from '../tokens/types.js';
 import { ACCESS_MASTER } from '../tokens/types.js';
-import { deadline, isExpired } from '../tokens/validity.js';
+import { clockProblem, deadline, isExpired } from '../tokens/validity.js';
 import { ChangeFeed, SILENT_LOGGER } from './change-feed.js';
 import { DeadlineQueue } from './deadline-queue.js';
 import { generateKey, hashKey } from './key.js';
@@ -102,7 +102,7 @@ export class MemoryStore implements TokenStore {
       if (!entry) continue;
       const token: Token = frozenToken({ ...entry.token, ...copyPatch(changes) });
       // Checked for every token before any changes: all or nothing.
-      if (token.expire === 0 && token.ttl === 0) throw noClockError();
+      if (clockProblem(token, at) === 'no_clock') throw noClockError();
       merged.push(token);
     }
     const out: Token[] = [];

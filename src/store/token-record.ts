@@ -5,7 +5,7 @@
 // would never be deleted and one past it would vanish at once.
 
 import { TokenValidationError, withDefaults } from '../tokens/validate.js';
-import { deadline } from '../tokens/validity.js';
+import { clockProblem } from '../tokens/validity.js';
 import {
   ACCESS_MASTER,
   type AclEntry,
@@ -93,8 +93,9 @@ export function newToken(id: number, input: TokenInput, now: number): Token {
   // The defaults of validateCreate, on a copy: callers keep no handle on stored objects.
   const fields = withDefaults(copyPatch(input));
   const token: Token = { id, ...fields, created: now, accessed: now };
-  if (token.expire === 0 && token.ttl === 0) throw noClockError();
-  if (deadline(token) <= now) {
+  const problem = clockProblem(token, now);
+  if (problem === 'no_clock') throw noClockError();
+  if (problem === 'expired') {
     throw new TokenValidationError(CLOCK_FIELD, `the token would already be invalid at creation (now is ${now})`);
   }
   return token;

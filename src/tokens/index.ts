@@ -4,7 +4,7 @@
 export * from './types.js';
 export { TokenValidationError } from './errors.js';
 export { validateCreate, validatePatch, checkResult, withDefaults } from './validate.js';
-export { isValid, isExpired, deadline, lastUse, touchInterval, type TokenTimes } from './validity.js';
+export { isValid, isExpired, clockProblem, deadline, lastUse, touchInterval, type ClockProblem, type TokenTimes } from './validity.js';
 export { matches, intersects, isValidFilter, isValidTopic, filterError, topicError, MAX_TOPIC_BYTES } from './topic.js';
 export {
   substitutePlaceholders,
@@ -14,7 +14,7 @@ export {
   TOKEN_ID_PLACEHOLDER,
   type SessionContext,
 } from './placeholders.js';
-export { compileRights, compileSharedRights, isBrokerTopic, isSysTopic, Rights, type RightsContext } from './rights.js';
+export { compileRights, compileSharedRights, isBrokerTopic, isSysTopic, Rights, type RightsContext, type RightsDecision } from './rights.js';
 export { TopicTrie, type MatchContext } from './topic-trie.js';
 export { compileIpMasks, normalizeIp, type IpMatcher } from './ips.js';
 export { isKeyShaped, KEY_MIN_LENGTH, KEY_MAX_LENGTH } from './key-shape.js';

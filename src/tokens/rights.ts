@@ -57,8 +57,9 @@ const METHOD_BITS: ReadonlyMap<string, number> = new Map(HTTP_METHODS.map((metho
 const GET = METHOD_BITS.get('GET') as number;
 const HEAD = METHOD_BITS.get('HEAD') as number;
 
-/** SPEC §5: `GET /auth/info` is open to any valid token. */
+/** SPEC §5: `GET /auth/info` and `GET /auth/check` are open to any valid token. */
 const AUTH_INFO = '/auth/info';
+const AUTH_CHECK = '/auth/check';
 
 /**
  * One session's rights. A single class for every access type, so the hot
@@ -78,6 +79,11 @@ export class Rights {
   /** `subscribeFilters[i]` still holds placeholders (shared rights only). */
   private readonly subscribeTemplated: readonly boolean[];
   private readonly restGrants: readonly RestGrant[];
+  /** Index in `access.acl` of each subscribe filter (`subscribeFilters[i]`) and of each publish entry. */
+  private readonly subscribeIndex: readonly number[];
+  private readonly publishEntries: readonly PublishEntry[];
+  /** One single-filter trie per publish entry, built on the first `explain` (never on the hot path). */
+  private publishTries: TopicTrie[] | null = null;
   /** Shared rights: the filters with placeholders, which a session's values must turn into valid filters. */
   private readonly templates: readonly string[];
   /** The access these rights were compiled from (shared rights: one of the equal ones). */
@@ -103,6 +109,8 @@ export class Rights {
     this.subscribeFilters = compiled.subscribeFilters;
     this.subscribeTemplated = compiled.subscribeTemplated;
     this.restGrants = compiled.restGrants;
+    this.subscribeIndex = compiled.subscribeIndex;
+    this.publishEntries = compiled.publishEntries;
     this.templates = compiled.templates;
     this.access = access;
     let fixed = 0;
@@ -176,15 +184,60 @@ export class Rights {
    */
   canSubscribe(filter: string, ctx?: SessionContext): boolean {
     if (this.unrestricted) return this.seesBrokerTopics || !isBrokerTopic(filter);
-    if (filterError(filter) !== null) return false;
+    return this.subscribeEntry(filter, ctx) !== -1;
+  }
+
+  /** ACL: the first subscribe filter (index in `subscribeFilters`) that intersects `filter`, or -1. */
+  private subscribeEntry(filter: string, ctx?: SessionContext): number {
+    if (filterError(filter) !== null) return -1;
     const entries = this.subscribeFilters;
     for (let i = 0; i < entries.length; i++) {
       let entry: string | null = entries[i] as string;
       // Per SUBSCRIBE, not per message: the placeholders are filled in here.
       if (this.subscribeTemplated[i]) entry = ctx === undefined ? null : substitutePlaceholders(entry, ctx);
-      if (entry !== null && intersects(entry, filter)) return true;
+      if (entry !== null && intersects(entry, filter)) return i;
     }
-    return false;
+    return -1;
+  }
+
+  /**
+   * Why PUBLISH to topic `name` or SUBSCRIBE to `filter` is allowed or not
+   * (`GET /auth/check`, SPEC §5): the same answer as `canPublish`/`canSubscribe`,
+   * plus the index in `access.acl` of the entry that decides (the first that
+   * grants; null for master/standard and for refusals). `ctx` as for those.
+   */
+  explain(action: 'publish' | 'subscribe', topic: string, ctx: SessionContext & MatchContext): RightsDecision {
+    const broker = isBrokerTopic(topic);
+    if (action === 'publish' && broker) {
+      return { allowed: false, entry: null, reason: 'only the broker publishes to $SYS/... and $tokenmq/... (SPEC §3)' };
+    }
+    if (this.type === ACCESS_MASTER) return { allowed: true, entry: null, reason: 'master token: every topic' };
+    if (this.type === ACCESS_STANDARD) {
+      return broker
+        ? { allowed: false, entry: null, reason: "standard token: every topic except the broker's own ($SYS, $tokenmq)" }
+        : { allowed: true, entry: null, reason: "standard token: every topic except the broker's own ($SYS, $tokenmq)" };
+    }
+    const dollar = topic.charCodeAt(0) === DOLLAR
+      ? ' (a topic beginning with $ is matched only by a filter naming that $ level, MQTT-4.7.2-1)' : '';
+    if (action === 'subscribe') {
+      const i = this.subscribeEntry(topic, ctx);
+      if (i === -1) return { allowed: false, entry: null, reason: `no ACL entry with subscribe intersects the filter${dollar}` };
+      const index = this.subscribeIndex[i] as number;
+      return { allowed: true, entry: index, reason: `ACL entry ${index} allows subscribe` };
+    }
+    if (!this.canPublish(topic, ctx)) return { allowed: false, entry: null, reason: `no ACL entry with publish matches the topic${dollar}` };
+    const tries = this.publishTries ??= this.publishEntries.map((e) => {
+      const trie = new TopicTrie();
+      trie.add(e.filter, e.templated);
+      return trie;
+    });
+    for (let i = 0; i < tries.length; i++) {
+      if ((tries[i] as TopicTrie).match(topic, ctx)) {
+        const index = (this.publishEntries[i] as PublishEntry).index;
+        return { allowed: true, entry: index, reason: `ACL entry ${index} allows publish` };
+      }
+    }
+    return { allowed: true, entry: null, reason: 'allowed by the ACL' };
   }
 
   /**
@@ -202,14 +255,14 @@ export class Rights {
    * ignored). Master: everything. Standard: everything outside `/platform`.
    * ACL: entries whose uri is a prefix of the path on a segment boundary, with
    * the method (HEAD comes with GET); never `/platform`. `GET /auth/info`: any
-   * valid token. Paths that a router might read differently from us (empty or
+   * valid token, and so is `GET /auth/check`. Paths that a router might read differently from us (empty or
    * dot segments, bad percent-encoding) are refused to all but master.
    */
   canRest(method: string, path: string): boolean {
     const query = path.indexOf('?');
     const rawPath = query === -1 ? path : path.slice(0, query);
     const bit = METHOD_BITS.get(method.toUpperCase()) ?? 0;
-    if (rawPath === AUTH_INFO && (bit === GET || bit === HEAD)) return true;
+    if ((rawPath === AUTH_INFO || rawPath === AUTH_CHECK) && (bit === GET || bit === HEAD)) return true;
     if (this.type === ACCESS_MASTER) return true;
     const clean = cleanPath(rawPath);
     if (clean === null || isPlatformPath(clean)) return false;
@@ -257,12 +310,28 @@ function isPlatformPath(path: string): boolean {
 /** The shortest values a session can give: a template invalid with them is invalid with any. */
 const PROBE: SessionContext = { clientId: 'x', tokenId: 0 };
 
+/** `Rights.explain`: the answer, the deciding entry's index in `access.acl` (or null), and why. */
+export interface RightsDecision {
+  allowed: boolean;
+  entry: number | null;
+  reason: string;
+}
+
+/** A publish filter and the index of its entry in `access.acl`. */
+interface PublishEntry {
+  readonly index: number;
+  readonly filter: string;
+  readonly templated: boolean;
+}
+
 /** The parts of a Rights that come from the ACL entries. */
 interface CompiledAcl {
   publishTrie: TopicTrie;
   subscribeTrie: TopicTrie;
   subscribeFilters: string[];
   subscribeTemplated: boolean[];
+  subscribeIndex: number[];
+  publishEntries: PublishEntry[];
   restGrants: RestGrant[];
   templates: string[];
 }
@@ -294,11 +363,14 @@ function accessType(access: TokenAccess): AccessType {
 /** `ctx` null: placeholders stay, as templates (compileSharedRights). */
 function compileAcl(access: TokenAccess, ctx: SessionContext | null): CompiledAcl {
   const out: CompiledAcl = {
-    publishTrie: new TopicTrie(), subscribeTrie: new TopicTrie(), subscribeFilters: [], subscribeTemplated: [], restGrants: [], templates: [],
+    publishTrie: new TopicTrie(), subscribeTrie: new TopicTrie(), subscribeFilters: [], subscribeTemplated: [],
+    subscribeIndex: [], publishEntries: [], restGrants: [], templates: [],
   };
   const type = access.type;
   if (type === ACCESS_STANDARD || type === ACCESS_MASTER) return out;
-  for (const entry of access.acl ?? []) {
+  const acl = access.acl ?? [];
+  for (let index = 0; index < acl.length; index++) {
+    const entry = acl[index] as (typeof acl)[number];
     if (entry.topic !== undefined) {
       if (entry.uri !== 'mqtt' || entry.actions === undefined) continue;
       const templated = ctx === null && hasPlaceholder(entry.topic);
@@ -310,11 +382,15 @@ function compileAcl(access: TokenAccess, ctx: SessionContext | null): CompiledAc
       const publish = entry.actions.includes('publish');
       const subscribe = entry.actions.includes('subscribe');
       if (templated && (publish || subscribe)) out.templates.push(filter);
-      if (publish) out.publishTrie.add(filter, templated);
+      if (publish) {
+        out.publishTrie.add(filter, templated);
+        out.publishEntries.push({ index, filter, templated });
+      }
       if (subscribe) {
         out.subscribeTrie.add(filter, templated);
         out.subscribeFilters.push(filter);
         out.subscribeTemplated.push(templated);
+        out.subscribeIndex.push(index);
       }
     } else if (entry.methods !== undefined) {
       const path = `/${entry.uri}`;

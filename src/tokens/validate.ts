@@ -7,7 +7,7 @@
 import { TokenValidationError } from './errors.js';
 import { compileIpMasks } from './ips.js';
 import { filterError } from './topic.js';
-import { isExpired } from './validity.js';
+import { clockProblem } from './validity.js';
 import {
   ACCESS_ACL,
   ACCESS_MASTER,
@@ -80,10 +80,11 @@ export function checkResult(token: Pick<Token, 'expire' | 'ttl' | 'created' | 'a
 }
 
 function checkTimes(token: Pick<Token, 'expire' | 'ttl' | 'created' | 'accessed'>, now: number, what: 'creation' | 'change'): void {
-  if (token.expire === 0 && token.ttl === 0) {
+  const problem = clockProblem(token, now);
+  if (problem === null) return;
+  if (problem === 'no_clock') {
     throw new TokenValidationError('expire', 'expire or ttl must be non-zero: a token with neither is never valid (SPEC §2)');
   }
-  if (!isExpired(token, now)) return;
   const outcome = what === 'creation' ? 'the token would never be valid' : 'the change would expire the token (use DELETE to remove it)';
   if (token.ttl > 0 && token.expire === 0) {
     throw new TokenValidationError('ttl', `has already run out since the token's last use: ${outcome}`);

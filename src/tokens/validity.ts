@@ -29,6 +29,19 @@ export function isExpired(token: Omit<TokenTimes, 'enabled'>, nowSec: number): b
   return true;
 }
 
+/** Why a token's clocks keep it from being valid at `now`: neither in use, or both run out. */
+export type ClockProblem = 'no_clock' | 'expired';
+
+/**
+ * SPEC §2, the one place for "a token needs a non-zero expire or ttl and must
+ * not be already invalid by time": validation (create, PUT) and both stores'
+ * own guards ask here. null: the clocks are fine at `now`.
+ */
+export function clockProblem(token: Omit<TokenTimes, 'enabled'>, nowSec: number): ClockProblem | null {
+  if (token.expire === 0 && token.ttl === 0) return 'no_clock';
+  return isExpired(token, nowSec) ? 'expired' : null;
+}
+
 /**
  * UNIX seconds from which the token is invalid by time if nothing touches it:
  * the later of the clocks in use (valid by time iff `now < deadline`).

@@ -1,13 +1,13 @@
 // An in-process tokenmq (store + broker + REST API) on ephemeral loopback ports,
-// as main.ts wires it, for integration tests.
+// composed by startTokenmq exactly as main.ts does, for integration tests.
 import { randomBytes } from 'node:crypto';
 import type { BlockList } from 'node:net';
 import { pino, type Logger } from 'pino';
-import {
-  AuthLimiter, RedisSessionDirectory, createClusterParts, createTokenBroker, type ClusterParts, type TokenBroker,
-} from '../../src/broker/index.js';
-import { buildApi } from '../../src/api/index.js';
-import { createMetrics } from '../../src/metrics.js';
+import type { TokenBroker } from '../../src/broker/index.js';
+import type { AuthLimiter } from '../../src/access/auth-limiter.js';
+import type { AccessGate } from '../../src/access/gate.js';
+import type { Config } from '../../src/config.js';
+import { startTokenmq } from '../../src/start.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { TokenStore } from '../../src/store/types.js';
 import type { CreatedToken, Token, TokenInput } from '../../src/tokens/types.js';
@@ -16,6 +16,7 @@ export interface TestServer {
   store: TokenStore;
   nodeId: string;
   broker: TokenBroker;
+  gate: AccessGate;
   limiter: AuthLimiter;
   ports: { mqtt: number; ws: number; http: number; mqtts?: number; wss?: number };
   mqttUrl: string;
@@ -77,40 +78,35 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   } else {
     store = new MemoryStore();
   }
-  const limiter = new AuthLimiter(opts.authFailLimit ?? 0, opts.authFailWindow ?? 10);
   const nodeId = `test-${randomBytes(3).toString('hex')}`;
-  let cluster: ClusterParts | undefined;
-  let directory: Parameters<typeof createTokenBroker>[0]['directory'];
+  let redisUrl = '';
+  let redisPrefix = '';
   if (opts.cluster) {
-    const redisUrl = process.env.REDIS_URL;
     const prefix = (store as { prefix?: unknown }).prefix;
-    if (!redisUrl || typeof prefix !== 'string') throw new Error('cluster: true needs a RedisStore and REDIS_URL');
-    cluster = createClusterParts({ redisUrl, prefix, log });
-    directory = (registry, localKick) => new RedisSessionDirectory({ redisUrl, prefix, nodeId, registry, localKick, log });
+    if (!process.env.REDIS_URL || typeof prefix !== 'string') throw new Error('cluster: true needs a RedisStore and REDIS_URL');
+    redisUrl = process.env.REDIS_URL;
+    redisPrefix = prefix;
   }
-  const broker = await createTokenBroker({
-    store, log, limiter, nodeId, maxPacketSize: opts.maxPacketSize,
-    mq: cluster?.mq, persistence: cluster?.persistence, directory, heartbeatInterval: opts.heartbeatInterval,
+  const config: Config = {
+    host: '127.0.0.1', mqttPort: 0, wsPort: 0, httpPort: 0, mqttsPort: 0, wssPort: 0, tlsCert: '', tlsKey: '',
+    redisUrl, redisPrefix, masterToken: '', trustProxy: [], proxyProtocol: opts.proxyProtocol ?? false,
+    tcpNoDelay: opts.tcpNoDelay ?? false, authFailLimit: opts.authFailLimit ?? 0, authFailWindow: opts.authFailWindow ?? 10,
+    maxPacketSize: opts.maxPacketSize ?? 1024 * 1024, logLevel: 'silent', metrics: opts.metrics !== false, nodeId,
+  };
+  const node = await startTokenmq({
+    config, log, store, cluster: Boolean(opts.cluster), tls: opts.tls, trustProxy: opts.trustProxy,
+    heartbeatInterval: opts.heartbeatInterval, proxyHeaderTimeoutMs: opts.proxyHeaderTimeoutMs,
+    wsSendBufferCap: opts.wsSendBufferCap, tokenCacheMs: opts.tokenCacheMs,
   });
-  const ports = await broker.listen({
-    host: '127.0.0.1', mqttPort: 0, wsPort: 0, proxyProtocol: opts.proxyProtocol ?? false, trustProxy: opts.trustProxy,
-    proxyHeaderTimeoutMs: opts.proxyHeaderTimeoutMs,
-    tcpNoDelay: opts.tcpNoDelay, wsSendBufferCap: opts.wsSendBufferCap,
-    tls: opts.tls ? { ...opts.tls, mqttsPort: 0, wssPort: 0 } : undefined,
-  });
-  const api = await buildApi({
-    store, broker, limiter, log, trustProxy: opts.trustProxy,
-    metrics: opts.metrics === false ? undefined : createMetrics({ broker, store }),
-    tokenCacheMs: opts.tokenCacheMs,
-  });
-  await api.listen({ port: 0, host: '127.0.0.1' });
-  const http = (api.server.address() as { port: number }).port;
+  const { broker, ports } = node;
+  const http = ports.http as number;
   return {
     store,
     nodeId,
     broker,
-    limiter,
-    ports: { ...ports, http },
+    gate: node.gate,
+    limiter: node.limiter,
+    ports: { mqtt: ports.mqtt, ws: ports.ws, mqtts: ports.mqtts, wss: ports.wss, http },
     mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`,
     wsUrl: `ws://127.0.0.1:${ports.ws}/mqtt`,
     wssUrl: ports.wss ? `wss://127.0.0.1:${ports.wss}/mqtt` : undefined,
@@ -119,12 +115,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
       const [created] = await store.create([{ ttl: 3600, ...input }], Math.floor(Date.now() / 1000));
       return created!;
     },
-    async close() {
-      await api.close();
-      await broker.close();
-      await cluster?.close();
-      await store.close();
-    },
+    close: () => node.close(),
   };
 }
 

@@ -102,4 +102,14 @@ describe('a stored token that cannot be read (redis store)', () => {
     expect(list.status).toBe(200);
     expect((list.body.result as { id: number }[]).map((t) => t.id)).toContain(badIps.id);
   });
+
+  test('REST and MQTT agree on ips that do not compile: unreadable (401 / CONNACK 5), logged by id, not "unauthorized location" (SPEC §2)', async () => {
+    const t = await corrupted('ips', '10.0.0.0/33');
+    const before = errorsNaming(t.id, t.key).length;
+    const res = await rest(srv.httpUrl, 'GET', '/auth/info', { key: t.key });
+    expect(res.status).toBe(401);
+    expect(res.body.errors[0].reason).toBe('stored token cannot be read');
+    expect(errorsNaming(t.id, t.key).length).toBeGreaterThan(before);
+    expect(await refusedCode(srv.mqttUrl, t.key)).toBe(5);
+  });
 });

@@ -13,7 +13,10 @@ import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import type { MqttClient } from 'mqtt';
 import { pino } from 'pino';
-import { AuthLimiter, createClusterParts, createTokenBroker, RedisSessionDirectory } from '../../src/broker/index.js';
+import { createClusterParts, createTokenBroker, RedisSessionDirectory } from '../../src/broker/index.js';
+import { AuthLimiter } from '../../src/access/auth-limiter.js';
+import { AccessGate } from '../../src/access/gate.js';
+import { TouchBatcher } from '../../src/access/touch-batcher.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { collect, connect, type Received } from '../helpers/mqtt.js';
 import { deleteByPrefix, startRedisServer, type RedisServerHandle } from '../helpers/redis-server.js';
@@ -50,7 +53,7 @@ async function startNode(prefix: string, nodeId: string, url = redisUrl()): Prom
   store.onChange(() => { seen.changes++; });
   const parts = createClusterParts({ redisUrl: url, prefix, log });
   const broker = await createTokenBroker({
-    store, log, limiter: new AuthLimiter(0, 10), nodeId,
+    store, log, gate: new AccessGate({ limiter: new AuthLimiter(0, 10), touch: new TouchBatcher(store) }), nodeId,
     mq: parts.mq as never,
     persistence: parts.persistence as never,
     directory: (registry, localKick) => new RedisSessionDirectory({

@@ -2,9 +2,9 @@
 // brute-force window, and credential parsing (SPEC §4).
 import { describe, expect, test } from '@jest/globals';
 import fc from 'fast-check';
-import { clientIpFrom } from '../../src/broker/client-ip.js';
+import { clientIpFrom } from '../../src/access/client-ip.js';
 import { parseProxyHeader } from '../../src/broker/proxy-protocol.js';
-import { AuthLimiter } from '../../src/broker/auth-limiter.js';
+import { AuthLimiter } from '../../src/access/auth-limiter.js';
 import { keyFromCredentials } from '../../src/broker/authenticate.js';
 import { cidrBlockList } from '../../src/config.js';
 

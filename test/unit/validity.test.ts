@@ -1,6 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
 import fc from 'fast-check';
-import { deadline, isExpired, isValid, touchInterval, type TokenTimes } from '../../src/tokens/validity.js';
+import { clockProblem, deadline, isExpired, isValid, touchInterval, type TokenTimes } from '../../src/tokens/validity.js';
 
 const T0 = 1764300000;
 
@@ -100,5 +100,17 @@ describe('validity properties (SPEC §2)', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe('clockProblem: the one rule for "needs expire or ttl and not already expired" (SPEC §2)', () => {
+  const t = (expire: number, ttl: number, created = 1000, accessed = 1000) => ({ expire, ttl, created, accessed });
+  test('no clock, run out, fine', () => {
+    expect(clockProblem(t(0, 0), 1000)).toBe('no_clock');
+    expect(clockProblem(t(1000, 0), 1000)).toBe('expired');
+    expect(clockProblem(t(0, 10, 900, 950), 960)).toBe('expired');
+    expect(clockProblem(t(0, 10, 900, 955), 960)).toBeNull();
+    expect(clockProblem(t(1001, 0), 1000)).toBeNull();
+    expect(clockProblem(t(500, 600), 1000)).toBeNull();
   });
 });

@@ -1,0 +1,159 @@
+// The one composition of a tokenmq node: store, access gate, broker (cluster
+// parts included), REST API and metrics. main.ts (config, signals, banner),
+// the test helpers and the benches all start a node through here, so that what
+// is tested is what runs.
+import { readFileSync } from 'node:fs';
+import type { BlockList } from 'node:net';
+import type { Logger } from 'pino';
+import { cidrBlockList, loadConfig, type Config } from './config.js';
+import { StoreUnavailableError, createStore, ensureMasterToken } from './store/index.js';
+import type { TokenStore } from './store/types.js';
+import { AuthLimiter } from './access/auth-limiter.js';
+import { AccessGate } from './access/gate.js';
+import type { ApiPorts } from './access/ports.js';
+import { TouchBatcher } from './access/touch-batcher.js';
+import { RedisSessionDirectory, createClusterParts, createTokenBroker, type ClusterParts, type TokenBroker } from './broker/index.js';
+import { buildApi } from './api/index.js';
+import { createMetrics } from './metrics.js';
+
+type BootResult = Awaited<ReturnType<typeof ensureMasterToken>>;
+
+export interface StartOptions {
+  config: Config;
+  log: Logger;
+  /** An existing store (tests); default: the one `config.redisUrl` names (memory when empty). */
+  store?: TokenStore;
+  /** Close the store with the node (default true; false when the caller reuses it). */
+  closeStore?: boolean;
+  /** SPEC §6 cluster mode (mqemitter-redis, aedes-persistence-redis, Redis session directory). Default: `config.redisUrl` set. */
+  cluster?: boolean;
+  /** Create the first master token (SPEC §1), waiting for the store. main.ts: true. */
+  bootstrap?: boolean;
+  /** Default true; false: broker only (benches). */
+  api?: boolean;
+  /** PEM cert and key given directly (tests); default: read from `config.tlsCert`/`tlsKey`. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Default: `cidrBlockList(config.trustProxy)`. */
+  trustProxy?: BlockList;
+  heartbeatInterval?: number;
+  proxyHeaderTimeoutMs?: number;
+  wsSendBufferCap?: number;
+  tokenCacheMs?: number;
+}
+
+export interface TokenmqNode {
+  store: TokenStore;
+  gate: AccessGate;
+  limiter: AuthLimiter;
+  broker: TokenBroker;
+  /** What the REST API was given (access/ports.ts). */
+  apiPorts: ApiPorts;
+  ports: { mqtt: number; ws: number; mqtts?: number; wss?: number; http?: number };
+  /** Set with `bootstrap`. */
+  boot?: BootResult;
+  /** API, broker (flushes `accessed`), cluster parts, store: in that order (SPEC §1 shutdown). */
+  close(): Promise<void>;
+}
+
+/** Start-up waits for Redis instead of failing (SPEC §7: recovers by itself). */
+async function untilStoreAnswers<T>(log: Logger, what: string, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof StoreUnavailableError)) throw err;
+      if (attempt === 1 || attempt % 30 === 0) log.warn({ attempt, err: err.message }, `${what}: token store unavailable, retrying every second`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+}
+
+/** The defaults file's settings on loopback ephemeral ports, no guard, with `overrides` (benches, tools). */
+export function localConfig(overrides: Partial<Config> = {}): Config {
+  return {
+    ...loadConfig({}),
+    host: '127.0.0.1', mqttPort: 0, wsPort: 0, httpPort: 0, mqttsPort: 0, wssPort: 0, authFailLimit: 0, ...overrides,
+  };
+}
+
+export async function startTokenmq(opts: StartOptions): Promise<TokenmqNode> {
+  const { config, log } = opts;
+  const store = opts.store
+    ?? createStore({ redisUrl: config.redisUrl || undefined, prefix: config.redisPrefix, logger: log.child({ module: 'store' }) });
+  let boot: BootResult | undefined;
+  if (opts.bootstrap) {
+    boot = await untilStoreAnswers(log, 'master token bootstrap',
+      () => ensureMasterToken(store, { masterKey: config.masterToken || undefined, now: Math.floor(Date.now() / 1000) }));
+    if (boot.warning) log.warn(boot.warning);
+    if (boot.created) log.info({ tokenId: boot.id, fromEnv: Boolean(config.masterToken) }, 'master token created');
+  }
+
+  const brokerLog = log.child({ module: 'broker' });
+  let storeErrors = (): void => {};
+  const touch = new TouchBatcher(store, {
+    onStoreError: () => storeErrors(),
+    onError: (err, what) => brokerLog.warn({ err }, what),
+  });
+  const limiter = new AuthLimiter(config.authFailLimit, config.authFailWindow);
+  const gate = new AccessGate({ limiter, touch, onStoreError: () => storeErrors() });
+
+  // SPEC §6: with Redis, every process is a node of one broker.
+  const clustered = opts.cluster ?? Boolean(config.redisUrl);
+  let cluster: ClusterParts | undefined;
+  if (clustered) {
+    if (!config.redisUrl) throw new Error('cluster mode needs a Redis URL');
+    cluster = createClusterParts({ redisUrl: config.redisUrl, prefix: config.redisPrefix, log: brokerLog });
+  }
+  const redisUrl = config.redisUrl;
+  const broker = await createTokenBroker({
+    store,
+    log: brokerLog,
+    gate,
+    nodeId: config.nodeId,
+    maxPacketSize: config.maxPacketSize,
+    heartbeatInterval: opts.heartbeatInterval,
+    mq: cluster?.mq,
+    persistence: cluster?.persistence,
+    directory: cluster
+      ? (registry, localKick) => new RedisSessionDirectory({
+        redisUrl, prefix: config.redisPrefix, nodeId: config.nodeId, registry, localKick, log: brokerLog,
+      })
+      : undefined,
+  });
+  storeErrors = () => { broker.stats.storeErrors++; };
+  touch.start();
+
+  const trustProxy = opts.trustProxy ?? (config.trustProxy.length ? cidrBlockList(config.trustProxy) : undefined);
+  const pem = opts.tls ?? (config.tlsCert && config.tlsKey ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } : undefined);
+  const listening = await broker.listen({
+    host: config.host, mqttPort: config.mqttPort, wsPort: config.wsPort,
+    tls: pem ? { ...pem, mqttsPort: config.mqttsPort, wssPort: config.wssPort } : undefined,
+    proxyProtocol: config.proxyProtocol, trustProxy, proxyHeaderTimeoutMs: opts.proxyHeaderTimeoutMs,
+    tcpNoDelay: config.tcpNoDelay, wsSendBufferCap: opts.wsSendBufferCap,
+  });
+  const apiPorts: ApiPorts = {
+    sessions: broker.sessions,
+    health: broker.health,
+    metrics: config.metrics ? createMetrics({ broker, store }) : undefined,
+  };
+  const api = opts.api === false ? undefined : await buildApi({
+    store, gate, ports: apiPorts, log: log.child({ module: 'api' }), trustProxy, tokenCacheMs: opts.tokenCacheMs,
+  });
+  let http: number | undefined;
+  if (api) {
+    await api.listen({ port: config.httpPort, host: config.host });
+    http = (api.server.address() as { port: number }).port;
+  }
+
+  return {
+    store, gate, limiter, broker, apiPorts, boot,
+    ports: { ...listening, ...(http !== undefined ? { http } : {}) },
+    async close() {
+      await api?.close();
+      await broker.close();
+      await touch.stop();
+      await cluster?.close();
+      if (opts.closeStore !== false) await store.close();
+    },
+  };
+}
