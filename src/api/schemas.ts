@@ -87,6 +87,7 @@ const tokenProperties = {
   },
   ips: { type: 'string' },
   metadata: { type: 'object', additionalProperties: { type: 'string' } },
+  parent: { type: 'integer', description: 'read-only: the token that minted this one (POST /auth/tokens), 0 otherwise' },
 } as const;
 
 /** A stored token as listed: never a key. */
