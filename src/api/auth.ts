@@ -7,7 +7,8 @@ import type { FastifyBaseLogger, FastifyRequest, onRequestAsyncHookHandler } fro
 import type { AuthLimiter, BrokerStats } from '../broker/index.js';
 import { clientIpFrom } from '../broker/client-ip.js';
 import { compileIpMasks, compileRights, isExpired, isKeyShaped, type IpMatcher, type Rights, type Token } from '../tokens/index.js';
-import { StoreDataError } from '../store/types.js';
+import { StoreDataError, type TokenStore } from '../store/types.js';
+import { checkAncestors } from '../store/ancestors.js';
 import { ApiError } from './errors.js';
 import type { TokenCache } from './token-cache.js';
 
@@ -35,6 +36,8 @@ const UNREADABLE = 'stored token cannot be read';
 export interface AuthenticatorDeps {
   /** Key → token lookups go through it (see token-cache.ts). */
   cache: TokenCache;
+  /** Ancestors of child tokens are read from it, uncached (SPEC §2 `parent`). */
+  store: Pick<TokenStore, 'get'>;
   limiter: AuthLimiter;
   /** The broker's counters: REST store failures count as store errors too. */
   stats: BrokerStats;
@@ -101,6 +104,21 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
     }
     if (!token.enabled) throw refuse(request, 401, 'token disabled', ip, token.id);
     if (!ipMatchers.get(token.ips).allows(ip)) throw refuse(request, 401, UNAUTHORIZED_LOCATION, ip, token.id);
+    if (token.parent !== 0) {
+      // SPEC §2 `parent`: each ancestor's enabled, validity and ips apply to a child too.
+      let ancestor;
+      try {
+        ancestor = await checkAncestors(deps.store, token, ip, now);
+      } catch (err) {
+        stats.storeErrors++;
+        if (err instanceof StoreDataError) {
+          request.log.error({ tokenId: err.tokenId, reason: err.message }, 'stored token cannot be read');
+          throw refuse(request, 401, UNREADABLE, ip, token.id);
+        }
+        throw err;
+      }
+      if (ancestor !== null) throw refuse(request, 401, ancestor.kind === 'ip_denied' ? UNAUTHORIZED_LOCATION : ancestor.reason, ip, token.id);
+    }
     // Authenticated: SPEC §2, every authenticated request refreshes `accessed`.
     deps.touch(token.id);
     let rights: Rights;

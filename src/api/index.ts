@@ -15,6 +15,7 @@ import { sessionsRoutes } from './sessions.js';
 import { systemRoutes } from './system.js';
 import { TokenCache } from './token-cache.js';
 import { tokensRoutes } from './tokens.js';
+import { childTokensRoutes } from './child-tokens.js';
 
 export { ApiError } from './errors.js';
 
@@ -114,6 +115,7 @@ export async function buildApi(deps: ApiDeps) {
   app.addHook('onClose', async () => cache.close());
   const auth = createAuthenticator({
     cache,
+    store: deps.store,
     limiter: deps.limiter,
     stats: deps.broker.stats,
     trustProxy: deps.trustProxy,
@@ -124,6 +126,7 @@ export async function buildApi(deps: ApiDeps) {
   });
 
   await app.register(tokensRoutes, { prefix: '/platform/tokens', store: deps.store, cache, authenticate: auth.hook });
+  await app.register(childTokensRoutes, { prefix: '/auth/tokens', store: deps.store, authenticate: auth.hook });
   await app.register(sessionsRoutes, { prefix: '/mqtt/sessions', broker: deps.broker, authenticate: auth.hook });
   await app.register(systemRoutes, { store: deps.store, broker: deps.broker, metrics, authenticate: auth.hook });
   return app;

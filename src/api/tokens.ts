@@ -56,7 +56,7 @@ function assertMayGrant(request: FastifyRequest, access: { type: number } | unde
 }
 
 /** A validation error of item `index` of an array body, named as the schema errors name it (`[2].ttl`). */
-function itemError(err: TokenValidationError, index: number): ApiError {
+export function itemError(err: TokenValidationError, index: number): ApiError {
   if (err.field === 'token') return new ApiError(400, `[${index}]: must be a JSON object`);
   if (err.message.startsWith(err.field)) return new ApiError(400, `[${index}].${err.message}`);
   return new ApiError(400, err.message.replace(`'${err.field}'`, `'[${index}].${err.field}'`));

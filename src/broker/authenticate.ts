@@ -4,6 +4,7 @@ import type { AuthenticateError, Client, ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
 import { isExpired, isKeyShaped, topicError, type Token } from '../tokens/index.js';
 import { StoreDataError, StoreUnavailableError, type TokenStore } from '../store/types.js';
+import { checkAncestors, type AncestorRefusal } from '../store/ancestors.js';
 import type { AuthLimiter } from './auth-limiter.js';
 import type { CompiledToken, Enforcement, LookupWatch } from './enforcement.js';
 import { connectionOf, setConnectMeta, takeConnect } from './client-slots.js';
@@ -112,7 +113,7 @@ export function createAuthenticate(deps: AuthDeps) {
       finish(result, code, reason, tokenId);
     };
 
-    const admit = (token: Token | null): void => {
+    const admit = (token: Token | null, ancestor: AncestorRefusal | null): void => {
       if (client.closed) return; // gone while we waited: nothing to register
       const now = Math.floor(Date.now() / 1000);
       if (!token) {
@@ -124,6 +125,12 @@ export function createAuthenticate(deps: AuthDeps) {
         return answer('expired', CONNACK_BAD_CREDENTIALS, 'token expired', token.id);
       }
       if (!token.enabled) return answer('disabled', CONNACK_NOT_AUTHORIZED, 'token disabled', token.id);
+      // SPEC §2 `parent`: each ancestor's enabled, validity and ips apply to a child too. A parent
+      // gone or expired takes the child with it (cascade): refused as an expired token.
+      if (ancestor !== null) {
+        if (ancestor.kind === 'gone' || ancestor.kind === 'expired') return answer('expired', CONNACK_BAD_CREDENTIALS, ancestor.reason, token.id);
+        return answer(ancestor.kind, CONNACK_NOT_AUTHORIZED, ancestor.reason, token.id);
+      }
       // Shared with the token's other sessions (and tokens with the same access): nothing per session
       // unless this client id cannot fill a placeholder entry in (Rights.forSession).
       let compiled: CompiledToken;
@@ -160,7 +167,12 @@ export function createAuthenticate(deps: AuthDeps) {
     };
 
     readToken(store, key, watch, client)
-      .then(admit)
+      .then(async (token) => {
+        const ancestor = token !== null && token.parent !== 0 && !client.closed
+          ? await checkAncestors(store, token, ip, Math.floor(Date.now() / 1000))
+          : null;
+        admit(token, ancestor);
+      })
       // `.catch` last: a throw while admitting is handled here, never an unhandled rejection (PITFALLS).
       .catch((err: unknown) => {
         if (client.closed) return;

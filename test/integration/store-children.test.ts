@@ -44,9 +44,9 @@ describe.each(backends(tracker))('%s (child tokens, SPEC §2 parent)', (_name, o
     changes.stop();
   });
 
-  test.each([
+  test.each<[string, TokenInput]>([
     ['disabling', { enabled: false }],
-    ['changing access', { access: { type: ACCESS_ACL, acl: [{ uri: 'mqtt', topic: 'a/#', actions: ['subscribe' as const] }] } }],
+    ['changing access', { access: { type: ACCESS_ACL, acl: [{ uri: 'mqtt', topic: 'a/#', actions: ['subscribe'] }] } }],
     ['changing ips', { ips: '10.0.0.1' }],
   ])('%s a parent deletes its children and theirs, not the parent (SPEC §2)', async (_what, patch) => {
     const store = await open();
