@@ -42,6 +42,7 @@ interface FieldsQuery {
 }
 
 const TAGS = ['tokens'];
+const PARENT_SELECTOR = /^parent=(\d{1,16})$/;
 const SECURITY = [{ FlespiToken: [] }];
 
 function nowSec(): number {
@@ -69,7 +70,10 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
   /** Tokens of a selector that are still valid by time (SPEC §2: expired ones no longer appear). */
   async function select(sel: string): Promise<Token[]> {
     const now = nowSec();
-    return (await store.get(parseIdSelector(sel))).filter((t) => !isExpired(t, now));
+    // SPEC §5 `parent=N`: the children of token N.
+    const parent = PARENT_SELECTOR.exec(sel);
+    const tokens = parent === null ? await store.get(parseIdSelector(sel)) : (await store.get('all')).filter((t) => t.parent === Number(parent[1]));
+    return tokens.filter((t) => !isExpired(t, now));
   }
 
   app.post<{ Body: unknown }>('', {
@@ -175,7 +179,8 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
       },
     },
   }, async (request) => {
-    const sel = parseIdSelector(request.params.sel);
+    const raw = request.params.sel;
+    const sel = PARENT_SELECTOR.test(raw) ? (await select(raw)).map((t) => t.id) : parseIdSelector(raw);
     const ids = sel === 'all' ? (await store.get('all')).map((t) => t.id) : sel;
     let deleted: number[] = [];
     try {

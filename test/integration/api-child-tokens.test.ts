@@ -72,6 +72,9 @@ describe.each(modes)('child tokens (%s)', (_mode, start) => {
     const listed = await rest(a.httpUrl, 'GET', `/platform/tokens/${child.id}`, { key: masterKey });
     expect(listed.body.result[0]).toMatchObject({ parent: parent.id });
     expect(listed.body.result[0]).not.toHaveProperty('key');
+    // SPEC §5 selector `parent=N`.
+    const children = await rest(a.httpUrl, 'GET', `/platform/tokens/parent=${parent.id}?fields=id,parent`, { key: masterKey });
+    expect(children.body.result).toEqual([{ id: child.id, parent: parent.id }]);
     // The child works, with its own narrower rights.
     const c = await open(child.key);
     await expect(c.subscribeAsync('devices/42/x')).resolves.toBeDefined();
