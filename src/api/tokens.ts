@@ -7,11 +7,13 @@ import {
   ACCESS_MASTER,
   TokenValidationError,
   checkResult,
+  containmentFailure,
   isExpired,
   validateCreate,
   validatePatch,
   type NormalizedTokenInput,
   type Token,
+  type TokenAccess,
 } from '../tokens/index.js';
 import { ApiError } from './errors.js';
 import type { TokenCache } from './token-cache.js';
@@ -74,6 +76,25 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
     const parent = PARENT_SELECTOR.exec(sel);
     const tokens = parent === null ? await store.get(parseIdSelector(sel)) : (await store.get('all')).filter((t) => t.parent === Number(parent[1]));
     return tokens.filter((t) => !isExpired(t, now));
+  }
+
+  /**
+   * SPEC §3 "Rights never widen by accident": a child's access stays within its
+   * parent's, through PUT too (a change of many tokens at once must not widen
+   * the children among them). A child whose parent is gone is being deleted.
+   */
+  async function assertChildrenContained(tokens: Token[], access: TokenAccess): Promise<void> {
+    const children = tokens.filter((t) => t.parent !== 0);
+    if (children.length === 0) return;
+    const parents = new Map((await store.get([...new Set(children.map((t) => t.parent))])).map((p) => [p.id, p]));
+    for (const child of children) {
+      const parent = parents.get(child.parent);
+      if (parent === undefined) continue;
+      const failure = containmentFailure(access, { access: parent.access, id: parent.id });
+      if (failure === null) continue;
+      const field = failure.index === -1 ? 'access.type' : `access.acl[${failure.index}]`;
+      throw new ApiError(failure.index === -1 ? 400 : 403, `token ${child.id} is a child of token ${parent.id}: ${field}: ${failure.reason}`);
+    }
   }
 
   app.post<{ Body: unknown }>('', {
@@ -145,6 +166,7 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
         }
       }
     }
+    if (patch.access !== undefined) await assertChildrenContained(tokens, patch.access);
     const ids = tokens.map((t) => t.id);
     let updated: Token[];
     try {

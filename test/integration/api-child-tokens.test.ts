@@ -140,6 +140,20 @@ describe.each(modes)('child tokens (%s)', (_mode, start) => {
     await eventually(async () => (await a.store.children(parent.id)).length === 0);
   });
 
+  test('PUT cannot widen a child beyond its parent either, not even for master (SPEC §3 rights never widen)', async () => {
+    const parent = await a.token({ ttl: 3600, access: acl(sub('devices/#')) });
+    const child = (await mint(parent.key, { ttl: 600, access: acl(sub('devices/1')) })).body.result[0];
+    const other = await a.token({ ttl: 3600 });
+    const wider = await rest(a.httpUrl, 'PUT', `/platform/tokens/${other.id},${child.id}`, { key: masterKey, body: { access: acl(sub('#')) } });
+    expect(wider.status).toBe(403);
+    expect(wider.body.errors[0].reason).toContain(`token ${child.id} is a child of token ${parent.id}: access.acl[0]`);
+    expect((await a.store.get([other.id]))[0]?.access).toEqual({ type: 0 }); // all or nothing
+    const std = await rest(a.httpUrl, 'PUT', `/platform/tokens/${child.id}`, { key: masterKey, body: { access: { type: 0 } } });
+    expect(std.status).toBe(400);
+    const narrower = await rest(a.httpUrl, 'PUT', `/platform/tokens/${child.id}`, { key: masterKey, body: { access: acl(sub('devices/1/x')) } });
+    expect(narrower.status).toBe(200);
+  });
+
   test("a child is checked against its ancestors' ips at CONNECT and on REST (SPEC §2 parent)", async () => {
     const parent = await a.token({ ttl: 3600, ips: '10.9.9.9', access: acl(sub('a/#')) });
     // Minted through the store: the parent itself cannot call from here.
