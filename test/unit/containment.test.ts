@@ -167,6 +167,27 @@ describe('child containment against a brute-force reference (SPEC §3)', () => {
     );
   });
 
+  test('sound for a standard parent: nothing on $SYS/$tokenmq, whatever the placeholders (SPEC §3)', () => {
+    const levels = [...FILTER_LEVELS, '$SYS', '$tokenmq', '$${clientid}'];
+    const arb = fc
+      .tuple(fc.array(fc.constantFrom(...levels), { minLength: 0, maxLength: 3 }), fc.boolean())
+      .map(([parts, hash]) => (hash || parts.length === 0 ? [...parts, '#'] : parts).join('/'));
+    const topics = allTopics(['a', '$SYS', '$tokenmq', 'SYS', '$x', 'c'], 3);
+    fc.assert(
+      fc.property(arb, (childFilter) => {
+        const child = acl(topic(childFilter, 'subscribe'));
+        if (!contained(child, { type: ACCESS_STANDARD })) return true;
+        return ['c', 'SYS', 'tokenmq', '$c'].every((clientId) => {
+          const rights = compileRights(child, { clientId, tokenId: CHILD_ID });
+          const std = compileRights({ type: ACCESS_STANDARD }, { clientId, tokenId: PARENT_ID });
+          return topics.every((t) => !rights.canReceive(t) || std.canReceive(t))
+            && ['$SYS/#', '$tokenmq/#', '$SYS', '#'].every((f) => !rights.canSubscribe(f, { clientId, tokenId: CHILD_ID }) || std.canSubscribe(f));
+        });
+      }),
+      { seed: 3, numRuns: 2000 },
+    );
+  });
+
   test('sound when pairs are biased to overlap (child built from the parent)', () => {
     const pairArb = filterArb.chain((parent) =>
       fc.array(fc.constantFrom(...FILTER_LEVELS, 'a', 'a'), { minLength: 0, maxLength: 3 }).map((tail) => {
