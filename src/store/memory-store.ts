@@ -155,10 +155,9 @@ export class MemoryStore implements TokenStore {
 
   async delete(ids: number[]): Promise<number[]> {
     this.assertOpen();
-    const out: number[] = [];
-    for (const id of toIdList(ids)) {
-      if (this.remove(id)) out.push(id);
-    }
+    // Read first: a token asked for may be a descendant of an earlier one, deleted by its cascade.
+    const out = toIdList(ids).filter((id) => this.byId.has(id));
+    for (const id of out) this.remove(id);
     return out;
   }
 

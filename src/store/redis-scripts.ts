@@ -258,10 +258,13 @@ return out
 const DELETE = `${PRELUDE}
 local ids, masters, prefix, channel = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local out = {}
+-- Read first: a token asked for may be a descendant of an earlier one, deleted by its cascade.
+local stored = {}
+for i = 3, #KEYS do stored[i] = redis.call('TYPE', KEYS[i]).ok == 'hash' end
 for i = 3, #KEYS do
   local id = ARGV[i]
   local kind, listed = remove(KEYS[i], ids, masters, prefix, id)
-  if kind == 'hash' then out[#out + 1] = id end
+  if stored[i] then out[#out + 1] = id end
   if kind ~= 'none' or listed then redis.call('PUBLISH', channel, event(id, 'deleted')) end
   remove_descendants(ids, masters, prefix, channel, id)
 end

@@ -44,6 +44,17 @@ describe.each(backends(tracker))('%s (child tokens, SPEC §2 parent)', (_name, o
     changes.stop();
   });
 
+  test('deleting a parent and its child together reports both as deleted, each change once', async () => {
+    const store = await open();
+    const { root, child, grandchild } = await family(store);
+    const changes = new ChangeRecorder(store);
+    expect(await store.delete([root.id, grandchild.id, child.id])).toEqual([root.id, grandchild.id, child.id]);
+    await changes.wait(grandchild.id, 'deleted');
+    await changes.wait(child.id, 'deleted');
+    expect([changes.count(root.id, 'deleted'), changes.count(child.id, 'deleted'), changes.count(grandchild.id, 'deleted')]).toEqual([1, 1, 1]);
+    changes.stop();
+  });
+
   test.each<[string, TokenInput]>([
     ['disabling', { enabled: false }],
     ['changing access', { access: { type: ACCESS_ACL, acl: [{ uri: 'mqtt', topic: 'a/#', actions: ['subscribe'] }] } }],
