@@ -75,6 +75,7 @@ describe.each(modes)('child tokens (%s)', (_mode, start) => {
     // SPEC §5 selector `parent=N`.
     const children = await rest(a.httpUrl, 'GET', `/platform/tokens/parent=${parent.id}?fields=id,parent`, { key: masterKey });
     expect(children.body.result).toEqual([{ id: child.id, parent: parent.id }]);
+    expect((await rest(a.httpUrl, 'GET', '/platform/tokens/parent=999999999', { key: masterKey })).body.result).toEqual([]);
     // The child works, with its own narrower rights.
     const c = await open(child.key);
     await expect(c.subscribeAsync('devices/42/x')).resolves.toBeDefined();
@@ -136,8 +137,12 @@ describe.each(modes)('child tokens (%s)', (_mode, start) => {
     const over = await mint(parent.key, { ttl: 60, access: acl(sub('a/b')) });
     expect(over.status).toBe(403);
     expect(over.body.errors[0].reason).toMatch(/children/);
-    await a.store.delete([parent.id]); // and its thousand children with it
-    await eventually(async () => (await a.store.children(parent.id)).length === 0);
+    // SPEC §5 selector parent=N: delete the children, keep the parent; then there is room again.
+    const deleted = await rest(a.httpUrl, 'DELETE', `/platform/tokens/parent=${parent.id}`, { key: masterKey });
+    expect(deleted.body.result).toHaveLength(MAX_CHILDREN);
+    expect(await a.store.children(parent.id)).toEqual([]);
+    expect((await mint(parent.key, { ttl: 60, access: acl(sub('a/b')) })).status).toBe(200);
+    await a.store.delete([parent.id]);
   });
 
   test('PUT cannot widen a child beyond its parent either, not even for master (SPEC §3 rights never widen)', async () => {
