@@ -95,7 +95,7 @@ export async function startTokenmq(opts: StartOptions): Promise<TokenmqNode> {
     onError: (err, what) => brokerLog.warn({ err }, what),
   });
   const limiter = new AuthLimiter(config.authFailLimit, config.authFailWindow);
-  const gate = new AccessGate({ limiter, touch, onStoreError: () => storeErrors() });
+  const gate = new AccessGate({ limiter, touch, onStoreError: () => storeErrors(), ancestors: store });
 
   // SPEC §6: with Redis, every process is a node of one broker.
   const clustered = opts.cluster ?? Boolean(config.redisUrl);

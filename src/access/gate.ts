@@ -11,12 +11,15 @@
 //   4. unknown or expired (counted by the guard), then disabled
 //   5. compile the token's access and `ips` (data that does not compile: `token_unreadable`)
 //   6. client IP in `ips`
-//   7. the caller's `checks`, in the order given. MQTT: rights, will. This is where
-//      client id ownership and `clientids` (CONNACK 2), `limits.sessions` (CONNACK 5),
-//      and a child token's ancestors (SPEC §2 `parent`) plug in: each returns a
-//      cause or null; REST passes the ancestor check too.
+//   7. a child token's ancestors (SPEC §2 `parent`): each one's `enabled`, validity
+//      and `ips`, read from the store uncached (store/ancestors.ts); a parent gone or
+//      expired refuses as an expired token (its children go with it)
+//   8. the caller's `checks`, in the order given. MQTT: rights, will. This is where
+//      client id ownership and `clientids` (CONNACK 2) and `limits.sessions`
+//      (CONNACK 5) plug in: each returns a cause or null.
 import { compileIpMasks, compileSharedRights, isExpired, isKeyShaped, type IpMatcher, type Rights, type Token } from '../tokens/index.js';
-import { StoreDataError, StoreUnavailableError } from '../store/types.js';
+import { checkAncestors } from '../store/ancestors.js';
+import { StoreDataError, StoreUnavailableError, type TokenStore } from '../store/types.js';
 import type { AuthLimiter } from './auth-limiter.js';
 import type { RefusalCause } from './causes.js';
 import { Interned } from './interned.js';
@@ -72,6 +75,8 @@ export interface AccessGateOptions {
   touch: TouchBatcher;
   /** Counts a failed store read (broker stats). */
   onStoreError?(): void;
+  /** Where a child token's ancestors are read (step 7); without it tokens are judged alone. */
+  ancestors?: Pick<TokenStore, 'get'>;
 }
 
 export function refusal(cause: RefusalCause, tokenId?: number, key?: KeyProblem): Refusal {
@@ -84,8 +89,10 @@ export class AccessGate {
   private readonly rightsByAccess = new Interned<Rights>();
   private readonly ipMatchers = new Interned<IpMatcher>();
   private readonly onStoreError: () => void;
+  private readonly ancestors: Pick<TokenStore, 'get'> | undefined;
 
   constructor(options: AccessGateOptions) {
+    this.ancestors = options.ancestors;
     this.limiter = options.limiter;
     this.touch = options.touch;
     this.onStoreError = options.onStoreError ?? (() => {});
@@ -114,7 +121,10 @@ export class AccessGate {
       throw err;
     }
     if (ctx.stillWanted && !ctx.stillWanted()) return null;
-    const decision = this.judge(token, ip, ctx);
+    let decision = this.judge(token, ip, ctx);
+    if (decision.ok && decision.token.parent !== 0 && this.ancestors !== undefined) {
+      decision = await this.check(decision, [(grant) => this.ancestorCause(grant.token, ip)]);
+    }
     if (!decision.ok || !ctx.checks?.length) return decision;
     const checked = await this.check(decision, ctx.checks);
     if (ctx.stillWanted && !ctx.stillWanted()) return null;
@@ -141,8 +151,15 @@ export class AccessGate {
     return { ok: true, token, compiled };
   }
 
+  /** Step 7: the first ancestor that does not admit this child from `ip`, as a refusal cause. */
+  private async ancestorCause(token: Token, ip: string): Promise<RefusalCause | null> {
+    const refused = await checkAncestors(this.ancestors as Pick<TokenStore, 'get'>, token, ip, Math.floor(Date.now() / 1000));
+    if (refused === null) return null;
+    return refused.kind === 'gone' || refused.kind === 'expired' ? 'expired' : refused.kind;
+  }
+
   /**
-   * Step 7: the caller's checks in order; the first cause wins. A check may be
+   * Step 8: the caller's checks in order; the first cause wins. A check may be
    * async (a store read: ancestors, live session counts); a store error it
    * throws refuses like the lookup's (unavailable / unreadable).
    */

@@ -15,6 +15,7 @@ import { MAX_SELECTOR_LENGTH, addSharedSchemas } from './schemas.js';
 import { sessionsRoutes } from './sessions.js';
 import { systemRoutes } from './system.js';
 import { tokensRoutes } from './tokens.js';
+import { childTokensRoutes } from './child-tokens.js';
 
 export { ApiError } from './errors.js';
 
@@ -124,6 +125,7 @@ export async function buildApi(deps: ApiDeps) {
   });
 
   await app.register(tokensRoutes, { prefix: '/platform/tokens', store: deps.store, cache, authenticate: auth.hook });
+  await app.register(childTokensRoutes, { prefix: '/auth/tokens', store: deps.store, authenticate: auth.hook });
   await app.register(sessionsRoutes, { prefix: '/mqtt/sessions', sessions: deps.ports.sessions, authenticate: auth.hook });
   await app.register(systemRoutes, { store: deps.store, gate: deps.gate, health: deps.ports.health, metrics, authenticate: auth.hook });
   return app;

@@ -87,6 +87,7 @@ const tokenProperties = {
   },
   ips: { type: 'string' },
   metadata: { type: 'object', additionalProperties: { type: 'string' } },
+  parent: { type: 'integer', description: 'read-only: the token that minted this one (POST /auth/tokens), 0 otherwise' },
 } as const;
 
 /** A stored token as listed: never a key. */
@@ -186,8 +187,8 @@ export const tokenSelector = {
     sel: {
       type: 'string',
       maxLength: MAX_SELECTOR_LENGTH,
-      pattern: '^(all|[0-9]{1,16}(,[0-9]{1,16})*)$',
-      description: "'all', a token id, or a comma list of ids",
+      pattern: '^(all|parent=[0-9]{1,16}|[0-9]{1,16}(,[0-9]{1,16})*)$',
+      description: "'all', a token id, a comma list of ids, or parent=N (the children of token N)",
     },
   },
 } as const;

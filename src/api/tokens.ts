@@ -7,11 +7,13 @@ import {
   ACCESS_MASTER,
   TokenValidationError,
   checkResult,
+  containmentFailure,
   isExpired,
   validateCreate,
   validatePatch,
   type NormalizedTokenInput,
   type Token,
+  type TokenAccess,
 } from '../tokens/index.js';
 import { ApiError } from './errors.js';
 import type { TokenCache } from '../access/token-cache.js';
@@ -42,6 +44,7 @@ interface FieldsQuery {
 }
 
 const TAGS = ['tokens'];
+const PARENT_SELECTOR = /^parent=(\d{1,16})$/;
 const SECURITY = [{ FlespiToken: [] }];
 
 function nowSec(): number {
@@ -56,7 +59,7 @@ function assertMayGrant(request: FastifyRequest, access: { type: number } | unde
 }
 
 /** A validation error of item `index` of an array body, named as the schema errors name it (`[2].ttl`). */
-function itemError(err: TokenValidationError, index: number): ApiError {
+export function itemError(err: TokenValidationError, index: number): ApiError {
   if (err.field === 'token') return new ApiError(400, `[${index}]: must be a JSON object`);
   if (err.message.startsWith(err.field)) return new ApiError(400, `[${index}].${err.message}`);
   return new ApiError(400, err.message.replace(`'${err.field}'`, `'[${index}].${err.field}'`));
@@ -69,7 +72,29 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
   /** Tokens of a selector that are still valid by time (SPEC §2: expired ones no longer appear). */
   async function select(sel: string): Promise<Token[]> {
     const now = nowSec();
-    return (await store.get(parseIdSelector(sel))).filter((t) => !isExpired(t, now));
+    // SPEC §5 `parent=N`: the children of token N.
+    const parent = PARENT_SELECTOR.exec(sel);
+    const tokens = parent === null ? await store.get(parseIdSelector(sel)) : (await store.get('all')).filter((t) => t.parent === Number(parent[1]));
+    return tokens.filter((t) => !isExpired(t, now));
+  }
+
+  /**
+   * SPEC §3 "Rights never widen by accident": a child's access stays within its
+   * parent's, through PUT too (a change of many tokens at once must not widen
+   * the children among them). A child whose parent is gone is being deleted.
+   */
+  async function assertChildrenContained(tokens: Token[], access: TokenAccess): Promise<void> {
+    const children = tokens.filter((t) => t.parent !== 0);
+    if (children.length === 0) return;
+    const parents = new Map((await store.get([...new Set(children.map((t) => t.parent))])).map((p) => [p.id, p]));
+    for (const child of children) {
+      const parent = parents.get(child.parent);
+      if (parent === undefined) continue;
+      const failure = containmentFailure(access, { access: parent.access, id: parent.id });
+      if (failure === null) continue;
+      const field = failure.index === -1 ? 'access.type' : `access.acl[${failure.index}]`;
+      throw new ApiError(failure.index === -1 ? 400 : 403, `token ${child.id} is a child of token ${parent.id}: ${field}: ${failure.reason}`);
+    }
   }
 
   app.post<{ Body: unknown }>('', {
@@ -141,6 +166,7 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
         }
       }
     }
+    if (patch.access !== undefined) await assertChildrenContained(tokens, patch.access);
     const ids = tokens.map((t) => t.id);
     let updated: Token[];
     try {
@@ -175,7 +201,8 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
       },
     },
   }, async (request) => {
-    const sel = parseIdSelector(request.params.sel);
+    const raw = request.params.sel;
+    const sel = PARENT_SELECTOR.test(raw) ? (await select(raw)).map((t) => t.id) : parseIdSelector(raw);
     const ids = sel === 'all' ? (await store.get('all')).map((t) => t.id) : sel;
     let deleted: number[] = [];
     try {

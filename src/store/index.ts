@@ -8,6 +8,7 @@ export * from './types.js';
 export { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
 export { RedisStore, type RedisStoreOptions } from './redis-store.js';
 export { generateKey, hashKey, KEY_LENGTH } from './key.js';
+export { checkAncestors, type AncestorRefusal } from './ancestors.js';
 export {
   ensureMasterToken,
   checkMasterKey,

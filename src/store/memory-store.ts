@@ -3,13 +3,13 @@
 // synchronous step, so each is atomic with respect to the others.
 
 import type { ChangeKind, CreatedToken, Token, TokenInput, TokenPatch } from '../tokens/types.js';
-import { ACCESS_MASTER } from '../tokens/types.js';
+import { ACCESS_MASTER, MAX_CHILDREN } from '../tokens/types.js';
 import { clockProblem, deadline, isExpired } from '../tokens/validity.js';
 import { ChangeFeed, SILENT_LOGGER } from './change-feed.js';
 import { DeadlineQueue } from './deadline-queue.js';
 import { generateKey, hashKey } from './key.js';
 import { cloneToken, copyPatch, frozenToken, isMaster, newToken, noClockError, toIdList, toSeconds } from './token-record.js';
-import { StoreUnavailableError, type ChangeListener, type StoreLogger, type TokenStore } from './types.js';
+import { ChildRefusedError, StoreUnavailableError, type ChangeListener, type StoreLogger, type TokenStore } from './types.js';
 
 /** setTimeout takes at most 2^31-1 ms (~24.8 days); a longer delay would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -30,6 +30,8 @@ export class MemoryStore implements TokenStore {
   private readonly byId = new Map<number, Entry>();
   private readonly idByHash = new Map<string, number>();
   private readonly masters = new Set<number>();
+  /** SPEC §2 `parent`: the ids of each token's children; a cascade deletes them with it. */
+  private readonly childrenOf = new Map<number, Set<number>>();
   /** Ids come from a counter and are never reused, not even after a delete (SPEC §2). */
   private lastId = 0;
   private readonly deadlines = new DeadlineQueue();
@@ -49,6 +51,29 @@ export class MemoryStore implements TokenStore {
     const at = toSeconds(now);
     const tokens = inputs.map((input) => newToken(0, input, at));
     return tokens.map((token) => this.insert(token, this.freshKey()));
+  }
+
+  async createChildren(parent: Token, inputs: TokenInput[], now: number): Promise<CreatedToken[]> {
+    this.assertOpen();
+    const at = toSeconds(now);
+    const tokens = inputs.map((input) => newToken(0, input, at, parent.id));
+    const stored = this.byId.get(parent.id)?.token;
+    // What the caller checked the children against must still be what is stored: a change
+    // committed since deleted the children it knew of, and must not miss these.
+    if (!stored || !stored.enabled || isExpired(stored, at)) throw new ChildRefusedError('the parent token is gone or disabled', 'parent');
+    if (JSON.stringify(stored.access) !== JSON.stringify(parent.access) || stored.ips !== parent.ips) {
+      throw new ChildRefusedError('the parent token changed meanwhile, try again', 'parent');
+    }
+    const count = this.childrenOf.get(parent.id)?.size ?? 0;
+    if (count + tokens.length > MAX_CHILDREN) {
+      throw new ChildRefusedError(`the token already has ${count} children (at most ${MAX_CHILDREN})`, 'limit');
+    }
+    return tokens.map((token) => this.insert(token, this.freshKey()));
+  }
+
+  async children(id: number): Promise<number[]> {
+    this.assertOpen();
+    return [...(this.childrenOf.get(id) ?? [])].sort((a, b) => a - b);
   }
 
   async createWithKey(input: TokenInput, key: string, now: number): Promise<CreatedToken | null> {
@@ -97,10 +122,15 @@ export class MemoryStore implements TokenStore {
     const at = toSeconds(now);
     const changes = copyPatch(patch);
     const merged: Token[] = [];
+    const cascade = new Map<number, boolean>();
     for (const id of toIdList(ids)) {
       const entry = this.byId.get(id);
       if (!entry) continue;
       const token: Token = frozenToken({ ...entry.token, ...copyPatch(changes) });
+      // SPEC §2: disabling a token, or changing its access or ips, deletes its children.
+      cascade.set(id, changes.enabled === false
+        || (changes.access !== undefined && JSON.stringify(changes.access) !== JSON.stringify(entry.token.access))
+        || (changes.ips !== undefined && changes.ips !== entry.token.ips));
       // Checked for every token before any changes: all or nothing.
       if (clockProblem(token, at) === 'no_clock') throw noClockError();
       merged.push(token);
@@ -117,6 +147,7 @@ export class MemoryStore implements TokenStore {
       this.indexMaster(token);
       this.deadlines.push(deadline(token), token.id);
       this.emit(token.id, 'updated');
+      if (cascade.get(token.id) === true) this.removeDescendants(token.id);
       out.push(cloneToken(token));
     }
     this.schedule();
@@ -125,10 +156,9 @@ export class MemoryStore implements TokenStore {
 
   async delete(ids: number[]): Promise<number[]> {
     this.assertOpen();
-    const out: number[] = [];
-    for (const id of toIdList(ids)) {
-      if (this.remove(id)) out.push(id);
-    }
+    // Read first: a token asked for may be a descendant of an earlier one, deleted by its cascade.
+    const out = toIdList(ids).filter((id) => this.byId.has(id));
+    for (const id of out) this.remove(id);
     return out;
   }
 
@@ -181,6 +211,7 @@ export class MemoryStore implements TokenStore {
     this.byId.clear();
     this.idByHash.clear();
     this.masters.clear();
+    this.childrenOf.clear();
   }
 
   private assertOpen(): void {
@@ -202,20 +233,45 @@ export class MemoryStore implements TokenStore {
     this.byId.set(id, { token: stored, hash });
     this.idByHash.set(hash, id);
     this.indexMaster(stored);
+    if (stored.parent !== 0) {
+      let siblings = this.childrenOf.get(stored.parent);
+      if (!siblings) this.childrenOf.set(stored.parent, (siblings = new Set()));
+      siblings.add(id);
+    }
     this.deadlines.push(deadline(stored), id);
     this.schedule();
     this.emit(id, 'created');
     return { ...cloneToken(stored), key };
   }
 
+  /** Deletes a token and its descendants (SPEC §2), each with a `deleted` change. */
   private remove(id: number): boolean {
+    if (!this.removeOne(id)) return false;
+    this.removeDescendants(id);
+    return true;
+  }
+
+  private removeOne(id: number): boolean {
     const entry = this.byId.get(id);
     if (!entry) return false;
     this.byId.delete(id);
     this.idByHash.delete(entry.hash);
     this.masters.delete(id);
+    this.childrenOf.get(entry.token.parent)?.delete(id);
     this.emit(id, 'deleted');
     return true;
+  }
+
+  /** The children of `id`, theirs and so on (not `id`); iterative, as a chain may be deep. */
+  private removeDescendants(id: number): void {
+    const stack = [id];
+    for (let current = stack.pop(); current !== undefined; current = stack.pop()) {
+      const kids = this.childrenOf.get(current);
+      this.childrenOf.delete(current);
+      for (const kid of kids ?? []) {
+        if (this.removeOne(kid)) stack.push(kid);
+      }
+    }
   }
 
   private indexMaster(token: Token): void {

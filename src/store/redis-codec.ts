@@ -20,7 +20,7 @@ import { KEY_HASH } from './key.js';
 import { StoreDataError } from './types.js';
 
 /** The stored fields, in the order the create script takes them. */
-export const HASH_FIELDS = ['info', 'enabled', 'expire', 'ttl', 'created', 'accessed', 'access', 'ips', 'metadata', 'hash'] as const;
+export const HASH_FIELDS = ['info', 'enabled', 'expire', 'ttl', 'created', 'accessed', 'access', 'ips', 'metadata', 'hash', 'parent'] as const;
 export type HashField = (typeof HASH_FIELDS)[number];
 
 /** Integers as Redis keeps them: decimal digits only (no sign, exponent or fraction). */
@@ -39,6 +39,7 @@ export function encodeToken(token: Token, keyHash: string): string[] {
     token.ips,
     JSON.stringify(token.metadata),
     keyHash,
+    String(token.parent),
   ];
 }
 
@@ -95,6 +96,8 @@ export function decodeToken(id: number, fields: FieldSource): DecodedToken {
     access: read.json('access', decodeAccess),
     ips: read.string('ips'),
     metadata: read.json('metadata', decodeMetadata),
+    // Absent in tokens stored before children existed: no parent.
+    parent: fields('parent') === undefined ? 0 : read.integer('parent'),
   };
   const hash = read.string('hash');
   if (!KEY_HASH.test(hash)) throw read.error('hash', 'is not a SHA-256 in hex');

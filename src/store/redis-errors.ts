@@ -6,7 +6,7 @@
 
 import { TokenValidationError } from '../tokens/validate.js';
 import { noClockError } from './token-record.js';
-import { StoreDataError, StoreUnavailableError } from './types.js';
+import { ChildRefusedError, StoreDataError, StoreUnavailableError } from './types.js';
 
 /** Server replies that say "not now" rather than "never": the store is unavailable. */
 const UNAVAILABLE_REPLY = /^(LOADING|READONLY|MASTERDOWN|BUSY|OOM|CLUSTERDOWN|TRYAGAIN|NOAUTH|NOPERM|WRONGPASS|MISCONF)\b/;
@@ -19,7 +19,7 @@ export function isReplyError(err: unknown): boolean {
 
 /** Maps an error from an ioredis call. Errors of our own kinds pass through. */
 export function mapRedisError(err: unknown): Error {
-  if (err instanceof StoreUnavailableError || err instanceof StoreDataError || err instanceof TokenValidationError) return err;
+  if (err instanceof StoreUnavailableError || err instanceof StoreDataError || err instanceof TokenValidationError || err instanceof ChildRefusedError) return err;
   if (!(err instanceof Error)) return new StoreUnavailableError(`redis call failed: ${String(err)}`);
   if (!isReplyError(err)) {
     // Connection refused or lost, "Stream isn't writeable" (offline queue off),
@@ -28,6 +28,8 @@ export function mapRedisError(err: unknown): Error {
   }
   const message = err.message;
   if (message.startsWith('TOKENMQ_INVALID')) return noClockError();
+  const child = /^TOKENMQ_CHILD (limit|parent) ([\s\S]*)$/.exec(message);
+  if (child) return new ChildRefusedError(child[2] as string, child[1] as 'limit' | 'parent');
   const corrupt = CORRUPT_REPLY.exec(message);
   if (corrupt) {
     const id = /^\d+$/.test(corrupt[1] as string) ? Number(corrupt[1]) : undefined;

@@ -4,19 +4,21 @@
 // registered once per connection with `defineCommand` (EVALSHA, with a
 // fallback to EVAL after a Redis restart flushed the script cache).
 //
-// Keys are passed as KEYS wherever the caller can name them. Two kinds cannot
+// Keys are passed as KEYS wherever the caller can name them. Some cannot
 // be: the key index of a token being changed (its name comes from the token's
-// stored `hash` field) and, in the sweeper and the master checks, the token
-// hashes of ids read inside the script. With a prefix holding a hash tag
+// stored `hash` field), in the sweeper and the master checks the token
+// hashes of ids read inside the script, and the children sets and the
+// descendants' keys that a cascade (SPEC §2) finds as it goes. With a prefix holding a hash tag
 // (`{tokenmq}:`) every key lives in one slot, so the scripts also run on Redis
 // Cluster.
 //
 // Layout (p = prefix), see redis-store.ts:
-//   {p}token:{id}  HASH  info enabled expire ttl created accessed access ips metadata hash
+//   {p}token:{id}  HASH  info enabled expire ttl created accessed access ips metadata hash parent
 //   {p}key:{sha}   STRING  id
 //   {p}ids         ZSET  id -> deadline in ms
 //   {p}masters     SET   ids of master tokens
 //   {p}next_id     STRING  INCR counter
+//   {p}children:{id} SET  ids of the children of token id (SPEC §2 `parent`)
 //   channel {p}changes  {"id":N,"kind":"created|updated|deleted"}
 
 import type { Redis } from 'ioredis';
@@ -68,6 +70,7 @@ end
 -- Deletes a token: its hash, its key index (only if it still names this id),
 -- its zset entry and master mark. Returns the type the token key had and
 -- whether the zset held the id.
+local function children_key(prefix, id) return prefix .. 'children:' .. id end
 local function remove(tk, ids, masters, prefix, id)
   local kind = redis.call('TYPE', tk).ok
   if kind == 'hash' then
@@ -76,20 +79,49 @@ local function remove(tk, ids, masters, prefix, id)
       local ik = index_key(prefix, sha)
       if redis.call('TYPE', ik).ok == 'string' and redis.call('GET', ik) == id then redis.call('DEL', ik) end
     end
+    local parent = int(redis.call('HGET', tk, 'parent'))
+    if parent ~= nil and parent > 0 and redis.call('TYPE', children_key(prefix, fmt(parent))).ok == 'set' then
+      redis.call('SREM', children_key(prefix, fmt(parent)), id)
+    end
   end
   if kind ~= 'none' then redis.call('DEL', tk) end
   local listed = redis.call('ZREM', ids, id)
   redis.call('SREM', masters, id)
   return kind, listed == 1
 end
+-- SPEC §2: deletes the children of token id, theirs and so on (not id itself),
+-- publishing \`deleted\` for each so that every node closes their sessions.
+-- Iterative: a chain of children may be deep. Ids only grow from parent to
+-- child, and each children set is deleted when read, so it ends on any data.
+local function remove_descendants(ids, masters, prefix, channel, id)
+  local stack = {id}
+  while #stack > 0 do
+    local ck = children_key(prefix, table.remove(stack))
+    if redis.call('TYPE', ck).ok == 'set' then
+      local kids = redis.call('SMEMBERS', ck)
+      redis.call('DEL', ck)
+      for _, kid in ipairs(kids) do
+        if string.match(kid, '^%d+$') then
+          local kind, listed = remove(token_key(prefix, kid), ids, masters, prefix, kid)
+          if kind ~= 'none' or listed then redis.call('PUBLISH', channel, event(kid, 'deleted')) end
+          stack[#stack + 1] = kid
+        end
+      end
+    end
+  end
+end
 `;
 
 /**
  * create. KEYS: ids, masters, then per token its hash and key index.
- * ARGV: mode, prefix, channel, then per token 12 values: id, the 10 hash
- * fields (HASH_FIELDS order), master flag. Modes: 'strict' (a taken key is an
- * error), 'nx' (a taken key: create nothing, return 0), 'nomaster' (a stored
- * master: create nothing, return 0). All tokens or none.
+ * ARGV: mode, prefix, channel, parent id, parent access, parent ips, max
+ * children (the four '' unless mode is 'child'), then per token 13 values:
+ * id, the 11 hash fields (HASH_FIELDS order), master flag. Modes: 'strict' (a
+ * taken key is an error), 'nx' (a taken key: create nothing, return 0),
+ * 'nomaster' (a stored master: create nothing, return 0), 'child' (children
+ * of the parent, which must still be stored, enabled, with the access and ips
+ * the caller checked them against, and keep at most max children: else a
+ * TOKENMQ_CHILD error). All tokens or none.
  */
 const CREATE = `${PRELUDE}
 local ids, masters = KEYS[1], KEYS[2]
@@ -100,9 +132,30 @@ if mode == 'nomaster' then
     if redis.call('TYPE', token_key(prefix, m)).ok == 'hash' then return 0 end
   end
 end
+if mode == 'child' then
+  local ptk, ck = token_key(prefix, ARGV[4]), children_key(prefix, ARGV[4])
+  if redis.call('TYPE', ptk).ok ~= 'hash' then return redis.error_reply('TOKENMQ_CHILD parent the parent token is gone') end
+  local v = redis.call('HMGET', ptk, 'enabled', 'access', 'ips')
+  -- Checked against what the caller read: a change committed since (which deleted the
+  -- children it knew of) must not let a child made under the old rights survive.
+  if v[1] ~= '1' or v[2] ~= ARGV[5] or v[3] ~= ARGV[6] then
+    return redis.error_reply('TOKENMQ_CHILD parent the parent token changed meanwhile, try again')
+  end
+  if redis.call('TYPE', ck).ok == 'set' then
+    -- Children that expired by themselves leave their id behind: not counted.
+    for _, kid in ipairs(redis.call('SMEMBERS', ck)) do
+      if redis.call('EXISTS', token_key(prefix, kid)) == 0 then redis.call('SREM', ck, kid) end
+    end
+  elseif redis.call('TYPE', ck).ok ~= 'none' then
+    return corrupt(ARGV[4], 'the children index holds a ' .. redis.call('TYPE', ck).ok .. ', not a set')
+  end
+  if redis.call('SCARD', ck) + n > tonumber(ARGV[7]) then
+    return redis.error_reply('TOKENMQ_CHILD limit the token already has ' .. redis.call('SCARD', ck) .. ' children (at most ' .. ARGV[7] .. ')')
+  end
+end
 local deadlines = {}
 for i = 1, n do
-  local tk, ik, b = KEYS[1 + 2 * i], KEYS[2 + 2 * i], 3 + (i - 1) * 12
+  local tk, ik, b = KEYS[1 + 2 * i], KEYS[2 + 2 * i], 7 + (i - 1) * 13
   local id = ARGV[b + 1]
   if redis.call('EXISTS', ik) == 1 then
     if mode == 'nx' then return 0 end
@@ -114,18 +167,19 @@ for i = 1, n do
   deadlines[i] = deadline(int(ARGV[b + 4]), int(ARGV[b + 5]), int(ARGV[b + 6]), int(ARGV[b + 7]))
 end
 for i = 1, n do
-  local tk, ik, b = KEYS[1 + 2 * i], KEYS[2 + 2 * i], 3 + (i - 1) * 12
+  local tk, ik, b = KEYS[1 + 2 * i], KEYS[2 + 2 * i], 7 + (i - 1) * 13
   local id = ARGV[b + 1]
   redis.call('HSET', tk, 'info', ARGV[b + 2], 'enabled', ARGV[b + 3], 'expire', ARGV[b + 4], 'ttl', ARGV[b + 5],
     'created', ARGV[b + 6], 'accessed', ARGV[b + 7], 'access', ARGV[b + 8], 'ips', ARGV[b + 9],
-    'metadata', ARGV[b + 10], 'hash', ARGV[b + 11])
+    'metadata', ARGV[b + 10], 'hash', ARGV[b + 11], 'parent', ARGV[b + 12])
   redis.call('SET', ik, id)
   -- SPEC §2: the keys expire by themselves when the token becomes invalid by time.
   local at = fmt(deadlines[i] * 1000)
   redis.call('PEXPIREAT', tk, at)
   redis.call('PEXPIREAT', ik, at)
   redis.call('ZADD', ids, at, id)
-  if ARGV[b + 12] == '1' then redis.call('SADD', masters, id) end
+  if ARGV[b + 13] == '1' then redis.call('SADD', masters, id) end
+  if mode == 'child' then redis.call('SADD', children_key(prefix, ARGV[4]), id) end
   redis.call('PUBLISH', channel, event(id, 'created'))
 end
 return n
@@ -174,7 +228,12 @@ for _, t in ipairs(todo) do
     -- SPEC §2: invalid by time means deleted.
     remove(tk, ids, masters, prefix, id)
     redis.call('PUBLISH', channel, event(id, 'deleted'))
+    remove_descendants(ids, masters, prefix, channel, id)
   else
+    -- SPEC §2: disabling a token, or changing its access or ips, deletes its children (and theirs).
+    local cascade = patch.enabled == '0'
+      or (patch.access ~= nil and redis.call('HGET', tk, 'access') ~= patch.access)
+      or (patch.ips ~= nil and redis.call('HGET', tk, 'ips') ~= patch.ips)
     if #fields > 0 then redis.call('HSET', tk, unpack(fields)) end
     local at = fmt(d * 1000)
     redis.call('PEXPIREAT', tk, at)
@@ -182,6 +241,7 @@ for _, t in ipairs(todo) do
     redis.call('ZADD', ids, at, id)
     if master == '1' then redis.call('SADD', masters, id) elseif master == '0' then redis.call('SREM', masters, id) end
     redis.call('PUBLISH', channel, event(id, 'updated'))
+    if cascade then remove_descendants(ids, masters, prefix, channel, id) end
     out[#out + 1] = id
     out[#out + 1] = read_token(tk)
   end
@@ -198,11 +258,15 @@ return out
 const DELETE = `${PRELUDE}
 local ids, masters, prefix, channel = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local out = {}
+-- Read first: a token asked for may be a descendant of an earlier one, deleted by its cascade.
+local stored = {}
+for i = 3, #KEYS do stored[i] = redis.call('TYPE', KEYS[i]).ok == 'hash' end
 for i = 3, #KEYS do
   local id = ARGV[i]
   local kind, listed = remove(KEYS[i], ids, masters, prefix, id)
-  if kind == 'hash' then out[#out + 1] = id end
+  if stored[i] then out[#out + 1] = id end
   if kind ~= 'none' or listed then redis.call('PUBLISH', channel, event(id, 'deleted')) end
+  remove_descendants(ids, masters, prefix, channel, id)
 end
 return out
 `;
@@ -255,6 +319,8 @@ for _, id in ipairs(due) do
   if string.match(id, '^%d+$') then
     remove(token_key(prefix, id), ids, masters, prefix, id)
     redis.call('PUBLISH', channel, event(id, 'deleted'))
+    -- SPEC §2: an expired token takes its children with it.
+    remove_descendants(ids, masters, prefix, channel, id)
   else
     redis.call('ZREM', ids, id)
   end
@@ -313,7 +379,15 @@ const DEFINITIONS = {
 type ScriptName = keyof typeof DEFINITIONS;
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 
-export type CreateMode = 'strict' | 'nx' | 'nomaster';
+export type CreateMode = 'strict' | 'nx' | 'nomaster' | 'child';
+
+/** What mode 'child' checks the stored parent against (its id, access and ips as read), and the children cap. */
+export interface ChildGuard {
+  parent: string;
+  access: string;
+  ips: string;
+  max: string;
+}
 
 /** Typed calls of the scripts on one connection (the only place that knows their argument layout). */
 export class StoreScripts {
@@ -327,10 +401,15 @@ export class StoreScripts {
     return call.apply(this.client, args);
   }
 
-  /** `tokens[i]` is [tokenKey, indexKey, id, ...10 fields, masterFlag]. Resolves to the count created (0: refused by mode). */
-  async create(ids: string, masters: string, mode: CreateMode, prefix: string, channel: string, tokens: string[][]): Promise<number> {
+  /**
+   * `tokens[i]` is [tokenKey, indexKey, id, ...11 fields, masterFlag]. Resolves to the count created
+   * (0: refused by mode). `child`: the parent guard of mode 'child'.
+   */
+  async create(
+    ids: string, masters: string, mode: CreateMode, prefix: string, channel: string, tokens: string[][], child?: ChildGuard,
+  ): Promise<number> {
     const keys: string[] = [ids, masters];
-    const args: string[] = [mode, prefix, channel];
+    const args: string[] = [mode, prefix, channel, child?.parent ?? '', child?.access ?? '', child?.ips ?? '', child?.max ?? ''];
     for (const [tokenKey, indexKey, ...values] of tokens) {
       keys.push(tokenKey as string, indexKey as string);
       args.push(...values);

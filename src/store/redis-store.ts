@@ -6,6 +6,7 @@
 //   {p}ids         ZSET    id -> deadline in ms: the listing index and the sweeper's queue
 //   {p}masters     SET     ids of master tokens (hasMaster, createMasterIfNone)
 //   {p}next_id     STRING  INCR counter: ids are never reused
+//   {p}children:{id} SET   ids of the children of token id (SPEC §2 `parent`); a cascade deletes them
 //   channel {p}changes     {"id":N,"kind":"created|updated|deleted"}
 //
 // Expiry (SPEC §2): both keys of a token carry PEXPIREAT at its deadline, so
@@ -20,12 +21,12 @@
 
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ChangeKind, CreatedToken, Token, TokenInput, TokenPatch } from '../tokens/types.js';
-import { ACCESS_MASTER } from '../tokens/types.js';
+import { ACCESS_MASTER, MAX_CHILDREN } from '../tokens/types.js';
 import { ChangeFeed, SILENT_LOGGER } from './change-feed.js';
 import { generateKey, hashKey } from './key.js';
 import { decodeToken, encodePatch, encodeToken, fromRecord, fromValues } from './redis-codec.js';
 import { isReplyError, mapRedisError } from './redis-errors.js';
-import { StoreScripts, type CreateMode } from './redis-scripts.js';
+import { StoreScripts, type ChildGuard, type CreateMode } from './redis-scripts.js';
 import { copyPatch, isMaster, newToken, toIdList, toSeconds } from './token-record.js';
 import { StoreDataError, StoreUnavailableError, type ChangeListener, type StoreLogger, type TokenStore } from './types.js';
 
@@ -148,6 +149,30 @@ export class RedisStore implements TokenStore {
     const created = await this.insert(tokens, tokens.map(() => generateKey()), 'strict');
     if (created === null) throw new StoreDataError('token creation was refused by the store');
     return created;
+  }
+
+  async createChildren(parent: Token, inputs: TokenInput[], now: number): Promise<CreatedToken[]> {
+    const at = toSeconds(now);
+    const tokens = inputs.map((input) => newToken(0, input, at, parent.id));
+    if (tokens.length === 0) return [];
+    // The script compares these with the stored fields, which encodeToken wrote the same way.
+    const guard: ChildGuard = { parent: String(parent.id), access: JSON.stringify(parent.access), ips: parent.ips, max: String(MAX_CHILDREN) };
+    const created = await this.insert(tokens, tokens.map(() => generateKey()), 'child', guard);
+    if (created === null) throw new StoreDataError('token creation was refused by the store');
+    return created;
+  }
+
+  async children(id: number): Promise<number[]> {
+    const members = await this.call(() => this.client.smembers(`${this.prefix}children:${id}`));
+    const ids = members.filter((m) => /^\d{1,15}$/.test(m)).map(Number).sort((a, b) => a - b);
+    if (ids.length === 0) return [];
+    // Children that expired by themselves linger in the set until the next child is made.
+    const exists = await this.call(async () => {
+      const pipeline = this.client.pipeline();
+      for (const child of ids) pipeline.exists(this.tokenKey(child));
+      return (await pipeline.exec()) ?? [];
+    });
+    return ids.filter((_, i) => exists[i]?.[1] === 1);
   }
 
   async createWithKey(input: TokenInput, key: string, now: number): Promise<CreatedToken | null> {
@@ -351,7 +376,7 @@ export class RedisStore implements TokenStore {
   }
 
   /** Writes tokens with the create script (ids from next_id first, so every key is named in KEYS). */
-  private async insert(tokens: Token[], keys: string[], mode: CreateMode): Promise<CreatedToken[] | null> {
+  private async insert(tokens: Token[], keys: string[], mode: CreateMode, child?: ChildGuard): Promise<CreatedToken[] | null> {
     const last = await this.call(() => this.client.incrby(this.keys.nextId, tokens.length));
     const first = last - tokens.length + 1;
     const rows: string[][] = [];
@@ -363,7 +388,7 @@ export class RedisStore implements TokenStore {
       rows.push([this.tokenKey(id), this.indexKey(hash), String(id), ...encodeToken(stored, hash), isMaster(stored.access) ? '1' : '0']);
       return { ...stored, key };
     });
-    const count = await this.call(() => this.scripts.create(this.keys.ids, this.keys.masters, mode, this.prefix, this.keys.channel, rows));
+    const count = await this.call(() => this.scripts.create(this.keys.ids, this.keys.masters, mode, this.prefix, this.keys.channel, rows, child));
     return count === tokens.length ? created : null;
   }
 

@@ -65,6 +65,7 @@ export function cloneToken(token: Token): Token {
     access: copyAccess(token.access),
     ips: token.ips,
     metadata: { ...token.metadata },
+    parent: token.parent,
   };
 }
 
@@ -88,11 +89,14 @@ export function frozenToken(token: Token): Token {
   return Object.freeze(token);
 }
 
-/** A new token, created and accessed at `now`. Refuses one that is never valid (SPEC §2). */
-export function newToken(id: number, input: TokenInput, now: number): Token {
+/**
+ * A new token, created and accessed at `now`, child of `parent` (0: none).
+ * Refuses one that is never valid (SPEC §2).
+ */
+export function newToken(id: number, input: TokenInput, now: number, parent = 0): Token {
   // The defaults of validateCreate, on a copy: callers keep no handle on stored objects.
   const fields = withDefaults(copyPatch(input));
-  const token: Token = { id, ...fields, created: now, accessed: now };
+  const token: Token = { id, ...fields, created: now, accessed: now, parent };
   const problem = clockProblem(token, now);
   if (problem === 'no_clock') throw noClockError();
   if (problem === 'expired') {

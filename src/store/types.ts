@@ -7,6 +7,18 @@ export class StoreUnavailableError extends Error {
   override name = 'StoreUnavailableError';
 }
 
+/**
+ * A child token was not created (SPEC §2 `parent`): the parent already has
+ * MAX_CHILDREN children (`limit`), or it is gone, disabled, or its access or
+ * ips changed since the caller read it (`parent`).
+ */
+export class ChildRefusedError extends Error {
+  override name = 'ChildRefusedError';
+  constructor(message: string, readonly reason: 'limit' | 'parent') {
+    super(message);
+  }
+}
+
 /** Raised when stored data under our prefix cannot be decoded (foreign or corrupted). */
 export class StoreDataError extends Error {
   override name = 'StoreDataError';
@@ -46,6 +58,17 @@ export interface TokenStore {
   /** Whether a master token (access type 1, enabled or not) is stored. */
   hasMaster(): Promise<boolean>;
   /**
+   * Creates children of `parent` (SPEC §2 `parent`, §5 POST /auth/tokens): like
+   * `create`, with `parent` set to its id, all or nothing, and only while the
+   * stored parent is still enabled with the `access` and `ips` of the given
+   * object (what the caller checked the children against) and keeps at most
+   * MAX_CHILDREN children; ChildRefusedError otherwise. Containment and the
+   * validity cap are the caller's (src/tokens/containment.ts, api).
+   */
+  createChildren(parent: Token, inputs: TokenInput[], now: number): Promise<CreatedToken[]>;
+  /** Ids of the stored children of a token (direct ones only), ascending. */
+  children(id: number): Promise<number[]>;
+  /**
    * Tokens by id, in the order asked, each once; missing ids are skipped.
    * `'all'` lists every stored token by ascending id; a token whose stored data
    * cannot be decoded is then skipped (and logged) rather than failing the
@@ -65,7 +88,12 @@ export interface TokenStore {
    * makes invalid by time at `now` is deleted (change `deleted`, not returned).
    */
   update(ids: number[], patch: TokenPatch, now: number): Promise<Token[]>;
-  /** Deletes; returns the ids that existed. */
+  /**
+   * Deletes; returns the ids that existed. Their children (and theirs) are
+   * deleted with them, each with its own `deleted` change (SPEC §2). So are
+   * the children of a token that `update` disables or whose `access` or `ips`
+   * it changes, and those of a token that expires.
+   */
   delete(ids: number[]): Promise<number[]>;
   /**
    * Sets `accessed = max(accessed, now)` for many tokens in one round trip,

@@ -60,6 +60,9 @@ const HEAD = METHOD_BITS.get('HEAD') as number;
 /** SPEC §5: `GET /auth/info` and `GET /auth/check` are open to any valid token. */
 const AUTH_INFO = '/auth/info';
 const AUTH_CHECK = '/auth/check';
+/** SPEC §5: `POST /auth/tokens` (mint a child) too; what a child may get is containment's question. */
+const AUTH_TOKENS = '/auth/tokens';
+const POST = METHOD_BITS.get('POST') as number;
 
 /**
  * One session's rights. A single class for every access type, so the hot
@@ -263,6 +266,7 @@ export class Rights {
     const rawPath = query === -1 ? path : path.slice(0, query);
     const bit = METHOD_BITS.get(method.toUpperCase()) ?? 0;
     if ((rawPath === AUTH_INFO || rawPath === AUTH_CHECK) && (bit === GET || bit === HEAD)) return true;
+    if (rawPath === AUTH_TOKENS && bit === POST) return true;
     if (this.type === ACCESS_MASTER) return true;
     const clean = cleanPath(rawPath);
     if (clean === null || isPlatformPath(clean)) return false;

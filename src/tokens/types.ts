@@ -41,7 +41,15 @@ export interface Token {
   access: TokenAccess;
   ips: string;
   metadata: Record<string, string>;
+  /**
+   * Read-only: the id of the token that minted this one through `POST /auth/tokens`
+   * (SPEC §2 `parent`, §5), 0 otherwise.
+   */
+  parent: number;
 }
+
+/** SPEC §2: a token has at most this many children. */
+export const MAX_CHILDREN = 1000;
 
 /** Token returned once, by the call that creates it. */
 export interface CreatedToken extends Token {

@@ -29,7 +29,7 @@ import {
 export { TokenValidationError } from './errors.js';
 
 /** Server-owned token fields: naming one in a body is an error of its own kind. */
-const READ_ONLY_FIELDS: readonly string[] = ['id', 'key', 'created', 'accessed'];
+const READ_ONLY_FIELDS: readonly string[] = ['id', 'key', 'created', 'accessed', 'parent'];
 const ACCESS_FIELDS: readonly string[] = ['type', 'acl'];
 const ACL_ENTRY_FIELDS: readonly string[] = ['uri', 'topic', 'actions', 'methods'];
 /** Keys that, assigned on a plain object, reach or shadow its prototype. */

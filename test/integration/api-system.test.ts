@@ -79,7 +79,7 @@ describe.each(['memory', 'redis'] as const)('system routes with the %s store', (
     const doc = res.body;
     expect(doc.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ['/auth/check', '/auth/info', '/health', '/metrics', '/mqtt/sessions/{sel}', '/platform/tokens', '/platform/tokens/{sel}'],
+      ['/auth/check', '/auth/info', '/auth/tokens', '/health', '/metrics', '/mqtt/sessions/{sel}', '/platform/tokens', '/platform/tokens/{sel}'],
     );
     expect(Object.keys(doc.paths['/platform/tokens/{sel}']).sort()).toEqual(['delete', 'get', 'put']);
     expect(Object.keys(doc.paths['/mqtt/sessions/{sel}']).sort()).toEqual(['delete', 'get']);

@@ -29,7 +29,7 @@ describe.each(backends(tracker))('%s (TokenStore contract)', (_name, open) => {
       expect(b!.key).toMatch(/^[A-Za-z0-9]{64}$/);
       expect(a!.key).not.toBe(b!.key);
       expect(b!.id).toBeGreaterThan(a!.id);
-      expect(a).toEqual({ ...ACL_INPUT, id: a!.id, key: a!.key, enabled: true, expire: 0, created: now, accessed: now });
+      expect(a).toEqual({ ...ACL_INPUT, id: a!.id, key: a!.key, enabled: true, expire: 0, created: now, accessed: now, parent: 0 });
       expect(b).toMatchObject({
         info: '', enabled: true, expire: 0, ttl: 60, access: { type: ACCESS_STANDARD }, ips: '', metadata: {}, created: now, accessed: now,
       });

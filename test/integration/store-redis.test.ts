@@ -127,7 +127,7 @@ describe('layout and data safety (SPEC §2, §7)', () => {
     const indexKey = `${prefix}key:${hashKey(token!.key)}`;
     expect(await redis.hgetall(tokenKey)).toEqual({
       info: 'i', enabled: '1', expire: '0', ttl: '600', created: String(now), accessed: String(now),
-      access: '{"type":1}', ips: '', metadata: '{"a":"b"}', hash: hashKey(token!.key),
+      access: '{"type":1}', ips: '', metadata: '{"a":"b"}', hash: hashKey(token!.key), parent: '0',
     });
     expect(await redis.smembers(`${prefix}masters`)).toEqual([String(token!.id)]);
     expect(await redis.get(`${prefix}next_id`)).toBe(String(token!.id));
