@@ -8,6 +8,8 @@ import { StoreUnavailableError, createStore, ensureMasterToken } from './store/i
 import { AuthLimiter, RedisSessionDirectory, createClusterParts, createTokenBroker, type ClusterParts } from './broker/index.js';
 import { buildApi } from './api/index.js';
 import { createMetrics } from './metrics.js';
+import { MemoryLog } from './events/memory-log.js';
+import { RedisLog } from './events/redis-log.js';
 
 const SHUTDOWN_LIMIT_MS = 10_000;
 
@@ -83,12 +85,17 @@ async function main(): Promise<void> {
   let cluster: ClusterParts | undefined;
   if (config.redisUrl) cluster = createClusterParts({ redisUrl: config.redisUrl, prefix: config.redisPrefix, log: brokerLog });
   const redisUrl = config.redisUrl;
+  // SPEC §8: the broker log, shared by the nodes through Redis.
+  const eventLog = config.redisUrl
+    ? new RedisLog({ redisUrl, prefix: config.redisPrefix, retention: config.logRetention, log: brokerLog })
+    : new MemoryLog(config.logRetention);
   const broker = await createTokenBroker({
     store,
     log: brokerLog,
     limiter,
     nodeId: config.nodeId,
     maxPacketSize: config.maxPacketSize,
+    brokerLog: eventLog,
     mq: cluster?.mq,
     persistence: cluster?.persistence,
     directory: cluster
@@ -105,8 +112,8 @@ async function main(): Promise<void> {
     host: config.host, mqttPort: config.mqttPort, wsPort: config.wsPort, tls, proxyProtocol: config.proxyProtocol, trustProxy,
     tcpNoDelay: config.tcpNoDelay,
   });
-  const metrics = config.metrics ? createMetrics({ broker, store }) : undefined;
-  const api = await buildApi({ store, broker, limiter, log: log.child({ module: 'api' }), trustProxy, metrics });
+  const metrics = config.metrics ? createMetrics({ broker, store, brokerLog: eventLog }) : undefined;
+  const api = await buildApi({ store, broker, limiter, log: log.child({ module: 'api' }), trustProxy, metrics, brokerLog: eventLog });
   await api.listen({ port: config.httpPort, host: config.host });
   const httpPort = (api.server.address() as { port: number }).port;
   log.info({ ...ports, http: httpPort, store: config.redisUrl ? 'redis' : 'memory' }, 'listening');
@@ -124,6 +131,8 @@ async function main(): Promise<void> {
     (async () => {
       await api.close();
       await broker.close();
+      // After the broker: its sessions' `disconnected` records are written too (best effort).
+      await eventLog.close();
       await cluster?.close();
       await store.close();
     })().then(() => {

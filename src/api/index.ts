@@ -15,6 +15,8 @@ import { sessionsRoutes } from './sessions.js';
 import { systemRoutes } from './system.js';
 import { TokenCache } from './token-cache.js';
 import { tokensRoutes } from './tokens.js';
+import { logsRoutes } from './logs.js';
+import type { BrokerLog, EventSink } from '../events/types.js';
 
 export { ApiError } from './errors.js';
 
@@ -31,6 +33,10 @@ export interface ApiDeps {
   bodyLimit?: number;
   /** How long a key → token lookup is reused, ms (default 1000; 0: every request asks the store). */
   tokenCacheMs?: number;
+  /** SPEC §8 broker log; undefined: the log routes are not served. */
+  brokerLog?: BrokerLog;
+  /** SPEC §8 token events (default: the broker's). */
+  events?: EventSink;
 }
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -123,7 +129,8 @@ export async function buildApi(deps: ApiDeps) {
     touch: (id) => deps.broker.enforcement.touchSoon(id),
   });
 
-  await app.register(tokensRoutes, { prefix: '/platform/tokens', store: deps.store, cache, authenticate: auth.hook });
+  await app.register(tokensRoutes, { prefix: '/platform/tokens', store: deps.store, cache, authenticate: auth.hook, events: deps.events ?? deps.broker.events });
+  if (deps.brokerLog) await app.register(logsRoutes, { log: deps.brokerLog, authenticate: auth.hook });
   await app.register(sessionsRoutes, { prefix: '/mqtt/sessions', broker: deps.broker, authenticate: auth.hook });
   await app.register(systemRoutes, { store: deps.store, broker: deps.broker, metrics, authenticate: auth.hook });
   return app;

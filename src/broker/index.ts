@@ -18,6 +18,8 @@ import { BrokerStats } from './stats.js';
 import { startListeners, type ListenOptions, type Listeners } from './transports.js';
 import { createPacketLimit } from './packet-limit.js';
 import { guardClientTable } from './client-table.js';
+import type { BrokerLog } from '../events/types.js';
+import { BrokerEvents, eventReason } from './events.js';
 
 export { AuthLimiter } from './auth-limiter.js';
 export { BrokerStats, CONNECT_RESULTS } from './stats.js';
@@ -25,6 +27,7 @@ export type { Session, SessionRegistry, SessionView, Transport } from './session
 export type { ListenOptions } from './transports.js';
 export { LocalSessionDirectory, RedisSessionDirectory, type SessionDirectory } from './session-directory.js';
 export { createClusterParts, type ClusterParts } from './cluster.js';
+export { BrokerEvents } from './events.js';
 
 export interface BrokerDeps {
   store: TokenStore;
@@ -40,7 +43,11 @@ export interface BrokerDeps {
   /** Aedes' heartbeat (ms, default 60 s); its will sweeper for dead nodes runs every 4 heartbeats. */
   heartbeatInterval?: number;
   /** Cluster mode: a directory over every node's sessions (default: this node's registry). */
-  directory?: (registry: SessionRegistry, localKick: (clientId: string, reason: string) => number) => SessionDirectory;
+  directory?: (registry: SessionRegistry, localKick: (clientId: string, reason: string, by?: number) => number) => SessionDirectory;
+  /** SPEC §8 broker log (memory ring or Redis stream); none: events are only published. */
+  brokerLog?: BrokerLog;
+  /** False switches events and the log off (bench: their cost on the MQTT path). Default true. */
+  events?: boolean;
 }
 
 export interface TokenBroker {
@@ -50,11 +57,13 @@ export interface TokenBroker {
   sessions: SessionDirectory;
   enforcement: Enforcement;
   stats: BrokerStats;
+  /** SPEC §8 events of this node (the REST API emits token events through it). */
+  events: BrokerEvents;
   /** Hands a connected stream to Aedes (listeners call this; tests may too). */
   handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void;
   listen(opts: ListenOptions): Promise<Listeners['ports']>;
-  /** Closes the session(s) with this client id on this node; returns how many. */
-  kick(clientId: string, reason: string): number;
+  /** Closes the session(s) with this client id on this node; returns how many. `by`: the kicking token (SPEC §8). */
+  kick(clientId: string, reason: string, by?: number): number;
   /** Stops listeners, flushes `accessed`, closes sessions and Aedes (SPEC §1 shutdown). */
   close(): Promise<void>;
 }
@@ -71,6 +80,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   const stats = new BrokerStats();
   const enforcement = new Enforcement({ store: deps.store, registry, stats, log });
   const authDeps = { registry, stats, log };
+  const events = new BrokerEvents({ nodeId: deps.nodeId, log, brokerLog: deps.brokerLog, enabled: deps.events });
   // Aedes 1.2 defects that tokenmq works around (aedes-fixes.ts).
   const deliveries = new DeliveryFixes();
   const decisions: SubscribeDecisions = new WeakMap();
@@ -82,14 +92,16 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     // then one offline copy per client, SUBSCRIBE stored once as granted (aedes-fixes.ts).
     persistence: fixPersistence(guardDollarTopics(deps.persistence ?? fixMemoryPersistence(createMemoryPersistence())), deliveries, decisions),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
-    preConnect: createPreConnect({ log }),
-    authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, stats, log }),
+    preConnect: createPreConnect({ log, events }),
+    authenticate: createAuthenticate({ store: deps.store, registry, limiter: deps.limiter, enforcement, stats, log, events }),
     authorizePublish: createAuthorizePublish(authDeps),
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),
     authorizeForward: createAuthorizeForward(authDeps),
   });
   // A client closed mid-connect leaves no stored will behind (SPEC §4).
-  guardRegistration(aedes, log);
+  guardRegistration(aedes, log, (old) => events.cause(old, 'takeover'));
+  events.attach(aedes);
+  watchRemoteTakeovers(aedes, events);
   // A client closing while its successor registers must not drop the successor's entry (MQTT-3.1.4-2).
   guardClientTable(aedes);
   recordSubscribeDecisions(aedes, decisions);
@@ -97,10 +109,13 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     // Restored subscriptions of a persistent session skip authorizeSubscribe; apply this token's rights.
     const session = registry.get(client);
     if (session && !client.clean) enforcement.trimSubscriptions(session);
+    if (session) events.connected(session);
   });
+  aedes.on('keepaliveTimeout', (client) => events.cause(client, 'keepalive'));
   // Aedes emits 'error' for background failures (will sweeper, persistence): never let one kill the process.
   aedes.on('error' as 'clientError', (err: unknown) => log.warn({ err }, 'broker background error'));
   aedes.on('clientError', (client, err) => {
+    events.clientError(client, err);
     // Aedes closes on an empty or wildcard PUBLISH topic before authorizePublish: log it as ours (authorize.ts).
     if (AEDES_PUBLISH_TOPIC_ERROR.test(err.message)) {
       const session = registry.get(client);
@@ -113,9 +128,14 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   enforcement.start();
 
   let listeners: Listeners | null = null;
-  const kick = (clientId: string, reason: string): number => {
+  const kick = (clientId: string, reason: string, by?: number): number => {
     const found = registry.byClientId(clientId);
-    for (const s of found) enforcement.close(s, reason);
+    const kicked = eventReason(reason) === 'kicked';
+    for (const s of found) {
+      // SPEC §8: `kicked` filed under the kicked session's token, then its `disconnected`.
+      if (kicked && s.dropReason === null) events.kicked(s, by);
+      enforcement.close(s, reason);
+    }
     return found.length;
   };
   const sessions = deps.directory ? deps.directory(registry, kick) : new LocalSessionDirectory(registry, kick);
@@ -123,11 +143,15 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   // Per connection, only what must be: shared functions, no closures (issue 9: memory per session).
   const limitPacketSize = createPacketLimit(maxPacketSize, (client, announced) => {
     const ip = client ? (registry.get(client)?.conn ?? connectionOf(client))?.ip : undefined;
+    events.cause(client, 'packet_too_large');
     log.info({ clientId: client?.id, ip, announced, max: maxPacketSize }, 'connection closed: packet too large');
   });
   function streamClosed(this: Duplex & { client?: Client }): void {
     const session: Session | undefined = this.client ? registry.remove(this.client) : undefined;
-    if (session) enforcement.sessionEnded(session);
+    if (session) {
+      enforcement.sessionEnded(session);
+      events.disconnected(session);
+    }
   }
 
   function handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
@@ -147,6 +171,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     sessions,
     enforcement,
     stats,
+    events,
     handle,
     async listen(opts) {
       // A WebSocket message carries one MQTT packet (sometimes a few): bound it alike.
@@ -159,6 +184,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     },
     kick,
     async close() {
+      events.shutdown();
       const stopped = listeners?.close();
       await enforcement.stop();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
@@ -190,11 +216,16 @@ interface AedesRegistration {
  * The series has stored the will by the time it registers, so this is where
  * it is undone.
  */
-function guardRegistration(aedes: Aedes, log: Logger): void {
+function guardRegistration(aedes: Aedes, log: Logger, onTakeover: (old: Client) => void): void {
   const internals = aedes as unknown as AedesRegistration;
   const register = internals.registerClient.bind(aedes);
   internals.registerClient = (client: Client): void => {
-    if (!client.closed) return register(client);
+    if (!client.closed) {
+      // [MQTT-3.1.4-2]: Aedes closes the session this one takes over (SPEC §8 reason `takeover`).
+      const old = internals.clients[client.id];
+      if (old !== undefined && old !== client && !old.closed) onTakeover(old);
+      return register(client);
+    }
     log.debug({ clientId: client.id }, 'connection closed before its session was registered');
     const live = internals.clients[client.id];
     // storeWill deleted the will stored under this client id on this node, a live takeover's included:
@@ -204,4 +235,24 @@ function guardRegistration(aedes: Aedes, log: Logger): void {
       : internals.persistence.delWill({ id: client.id, brokerId: aedes.id });
     write.catch((err: unknown) => log.warn({ err, clientId: client.id }, 'could not clean the will of a connection closed mid-connect'));
   };
+}
+
+interface AedesTakeovers {
+  clients: Record<string, Client>;
+  mq: { on(topic: string, fn: (packet: { topic: string; payload: Buffer }, cb: () => void) => void): void };
+}
+
+/**
+ * Aedes closes a local client whose id connected on another node (its
+ * `$SYS/<node>/new/clients` listener): note the cause first (SPEC §8 `takeover`).
+ * Runs per CONNECT in the cluster, not per message.
+ */
+function watchRemoteTakeovers(aedes: Aedes, events: BrokerEvents): void {
+  const internals = aedes as unknown as AedesTakeovers;
+  internals.mq.on('$SYS/+/new/clients', (packet, cb) => {
+    const node = packet.topic.split('/')[1];
+    const client = internals.clients[packet.payload.toString()];
+    if (client !== undefined && node !== aedes.id) events.cause(client, 'takeover');
+    cb();
+  });
 }

@@ -10,12 +10,12 @@ import type { SessionRegistry, SessionView } from './sessions.js';
 export interface SessionDirectory {
   /** Live sessions on every node. */
   list(): Promise<SessionView[]>;
-  /** Closes sessions with these client ids wherever they are; resolves once the request is out. */
-  kick(clientIds: string[], reason: string): Promise<void>;
+  /** Closes sessions with these client ids wherever they are; resolves once the request is out. `by`: the kicking token (SPEC §8). */
+  kick(clientIds: string[], reason: string, by?: number): Promise<void>;
   close(): Promise<void>;
 }
 
-type LocalKick = (clientId: string, reason: string) => number;
+type LocalKick = (clientId: string, reason: string, by?: number) => number;
 
 export class LocalSessionDirectory implements SessionDirectory {
   constructor(private readonly registry: SessionRegistry, private readonly localKick: LocalKick) {}
@@ -24,8 +24,8 @@ export class LocalSessionDirectory implements SessionDirectory {
     return this.registry.all().map((s) => this.registry.view(s));
   }
 
-  async kick(clientIds: string[], reason: string): Promise<void> {
-    for (const id of clientIds) this.localKick(id, reason);
+  async kick(clientIds: string[], reason: string, by?: number): Promise<void> {
+    for (const id of clientIds) this.localKick(id, reason, by);
   }
 
   async close(): Promise<void> {}
@@ -44,7 +44,7 @@ export interface RedisDirectoryOptions {
   expireMs?: number;
 }
 
-interface KickMessage { clientIds: string[]; reason: string; from: string }
+interface KickMessage { clientIds: string[]; reason: string; from: string; by?: number }
 
 export class RedisSessionDirectory implements SessionDirectory {
   private readonly cmd: Redis;
@@ -139,7 +139,8 @@ export class RedisSessionDirectory implements SessionDirectory {
     } catch {
       return;
     }
-    for (const id of msg.clientIds) if (typeof id === 'string') this.opts.localKick(id, msg.reason ?? 'kicked');
+    const by = typeof msg.by === 'number' ? msg.by : undefined;
+    for (const id of msg.clientIds) if (typeof id === 'string') this.opts.localKick(id, msg.reason ?? 'kicked', by);
   }
 
   /** Rewrites this node's snapshot (fresh counters) and renews its expiry. */
@@ -182,8 +183,8 @@ export class RedisSessionDirectory implements SessionDirectory {
     return out;
   }
 
-  async kick(clientIds: string[], reason: string): Promise<void> {
-    const msg: KickMessage = { clientIds, reason, from: this.opts.nodeId };
+  async kick(clientIds: string[], reason: string, by?: number): Promise<void> {
+    const msg: KickMessage = { clientIds, reason, from: this.opts.nodeId, ...(by === undefined ? {} : { by }) };
     await this.cmd.publish(this.kickChannel, JSON.stringify(msg));
   }
 

@@ -11,12 +11,17 @@ import { createMetrics } from '../../src/metrics.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { TokenStore } from '../../src/store/types.js';
 import type { CreatedToken, Token, TokenInput } from '../../src/tokens/types.js';
+import type { BrokerLog } from '../../src/events/types.js';
+import { MemoryLog } from '../../src/events/memory-log.js';
+import { RedisLog } from '../../src/events/redis-log.js';
 
 export interface TestServer {
   store: TokenStore;
   nodeId: string;
   broker: TokenBroker;
   limiter: AuthLimiter;
+  /** SPEC §8 broker log (memory ring, or the Redis stream with a Redis store). */
+  brokerLog: BrokerLog;
   ports: { mqtt: number; ws: number; http: number; mqtts?: number; wss?: number };
   mqttUrl: string;
   wsUrl: string;
@@ -58,6 +63,12 @@ export interface TestServerOptions {
   wsSendBufferCap?: number;
   /** PEM cert and key: MQTTS and WSS listeners too, on ephemeral ports. */
   tls?: { cert: Buffer; key: Buffer };
+  /** LOG_RETENTION (default 100,000). */
+  logRetention?: number;
+  /** Records the Redis log holds while Redis is away (RedisLog default when unset). */
+  logBufferLimit?: number;
+  /** false: events and the log off (bench). */
+  events?: boolean;
 }
 
 export function uniquePrefix(): string {
@@ -88,8 +99,14 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     cluster = createClusterParts({ redisUrl, prefix, log });
     directory = (registry, localKick) => new RedisSessionDirectory({ redisUrl, prefix, nodeId, registry, localKick, log });
   }
+  const storePrefix = (store as { prefix?: unknown }).prefix;
+  const brokerLog: BrokerLog = opts.store === 'redis' && typeof storePrefix === 'string'
+    ? new RedisLog({
+      redisUrl: process.env.REDIS_URL as string, prefix: storePrefix, retention: opts.logRetention ?? 100_000, log, bufferLimit: opts.logBufferLimit,
+    })
+    : new MemoryLog(opts.logRetention ?? 100_000);
   const broker = await createTokenBroker({
-    store, log, limiter, nodeId, maxPacketSize: opts.maxPacketSize,
+    store, log, limiter, nodeId, maxPacketSize: opts.maxPacketSize, brokerLog, events: opts.events,
     mq: cluster?.mq, persistence: cluster?.persistence, directory, heartbeatInterval: opts.heartbeatInterval,
   });
   const ports = await broker.listen({
@@ -100,8 +117,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   });
   const api = await buildApi({
     store, broker, limiter, log, trustProxy: opts.trustProxy,
-    metrics: opts.metrics === false ? undefined : createMetrics({ broker, store }),
-    tokenCacheMs: opts.tokenCacheMs,
+    metrics: opts.metrics === false ? undefined : createMetrics({ broker, store, brokerLog }),
+    tokenCacheMs: opts.tokenCacheMs, brokerLog,
   });
   await api.listen({ port: 0, host: '127.0.0.1' });
   const http = (api.server.address() as { port: number }).port;
@@ -110,6 +127,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     nodeId,
     broker,
     limiter,
+    brokerLog,
     ports: { ...ports, http },
     mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`,
     wsUrl: `ws://127.0.0.1:${ports.ws}/mqtt`,
@@ -122,6 +140,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     async close() {
       await api.close();
       await broker.close();
+      await brokerLog.close();
       await cluster?.close();
       await store.close();
     },
