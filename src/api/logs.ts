@@ -47,7 +47,7 @@ const logsResult = {
 } as const;
 
 const filterProperties = {
-  since: { type: 'string', maxLength: 32, pattern: '^[0-9]{1,12}(\\.[0-9]{1,6})?$', description: 'UNIX seconds: records at or after it' },
+  since: { type: 'string', maxLength: 32, pattern: '^[0-9]{1,12}(\\.[0-9]{1,12})?$', description: 'UNIX seconds: records at or after it' },
   event: { type: 'string', enum: [...EVENT_NAMES], description: 'only this event' },
   client_id: { type: 'string', minLength: 1, maxLength: 65535, description: 'only this client id (exact)' },
   limit: { type: 'string', pattern: '^[0-9]{1,6}$', description: `at most this many records (1 to ${MAX_LOG_LIMIT}, default ${MAX_LOG_LIMIT})` },

@@ -126,6 +126,10 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   });
   aedes.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'connection error'));
   enforcement.start();
+  // SPEC §8 `token_expired`, from the node whose store swept the token.
+  const stopExpired = deps.store.onExpired?.((ids) => {
+    for (const id of ids) events.emit({ event: 'token_expired', token_id: id });
+  });
 
   let listeners: Listeners | null = null;
   const kick = (clientId: string, reason: string, by?: number): number => {
@@ -185,6 +189,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     kick,
     async close() {
       events.shutdown();
+      stopExpired?.();
       const stopped = listeners?.close();
       await enforcement.stop();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));

@@ -100,7 +100,8 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     directory = (registry, localKick) => new RedisSessionDirectory({ redisUrl, prefix, nodeId, registry, localKick, log });
   }
   const storePrefix = (store as { prefix?: unknown }).prefix;
-  const brokerLog: BrokerLog = opts.store === 'redis' && typeof storePrefix === 'string'
+  // A Redis store (ours or the caller's): the shared Redis stream, as main.ts wires it.
+  const brokerLog: BrokerLog = typeof storePrefix === 'string' && process.env.REDIS_URL
     ? new RedisLog({
       redisUrl: process.env.REDIS_URL as string, prefix: storePrefix, retention: opts.logRetention ?? 100_000, log, bufferLimit: opts.logBufferLimit,
     })
