@@ -142,7 +142,13 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     }
     return found.length;
   };
-  const sessions = deps.directory ? deps.directory(registry, kick) : new LocalSessionDirectory(registry, kick);
+  const sessions: SessionDirectory = deps.directory ? deps.directory(registry, kick) : new LocalSessionDirectory(registry, kick);
+  // SPEC §8: sessions of a dead node get `disconnected` with `node_down` from the node that notices.
+  sessions.onNodeDown?.((_node, views) => {
+    for (const v of views) {
+      events.emit({ event: 'disconnected', client_id: v.client_id, token_id: v.token_id, ip: v.ip, transport: v.transport, reason: 'node_down' });
+    }
+  });
 
   // Per connection, only what must be: shared functions, no closures (issue 9: memory per session).
   const limitPacketSize = createPacketLimit(maxPacketSize, (client, announced) => {

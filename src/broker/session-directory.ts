@@ -12,8 +12,12 @@ export interface SessionDirectory {
   list(): Promise<SessionView[]>;
   /** Closes sessions with these client ids wherever they are; resolves once the request is out. `by`: the kicking token (SPEC §8). */
   kick(clientIds: string[], reason: string, by?: number): Promise<void>;
+  /** SPEC §8: the sessions of a node that died, reported once (by the node that notices). */
+  onNodeDown?(listener: NodeDownListener): void;
   close(): Promise<void>;
 }
+
+export type NodeDownListener = (node: string, sessions: SessionView[]) => void;
 
 type LocalKick = (clientId: string, reason: string, by?: number) => number;
 
@@ -60,6 +64,7 @@ export class RedisSessionDirectory implements SessionDirectory {
   private dirty = new Set<string>();
   private flushQueued = false;
   private flushing: Promise<void> | null = null;
+  private readonly nodeDown: NodeDownListener[] = [];
 
   constructor(private readonly opts: RedisDirectoryOptions) {
     this.log = opts.log;
@@ -143,6 +148,38 @@ export class RedisSessionDirectory implements SessionDirectory {
     for (const id of msg.clientIds) if (typeof id === 'string') this.opts.localKick(id, msg.reason ?? 'kicked', by);
   }
 
+  onNodeDown(listener: NodeDownListener): void {
+    this.nodeDown.push(listener);
+  }
+
+  /**
+   * SPEC §8 `node_down`: a node whose heartbeat stopped for `expireMs - heartbeatMs`
+   * (its snapshot still there: it lives `expireMs`) is claimed by the one node whose
+   * ZREM removes it; that node reports the dead node's sessions and drops its snapshot.
+   */
+  private async sweepDeadNodes(): Promise<void> {
+    if (this.nodeDown.length === 0) return;
+    const cutoff = Date.now() - (this.expireMs - this.heartbeatMs);
+    const dead = await this.cmd.zrangebyscore(this.nodesKey, '-inf', cutoff);
+    for (const node of dead) {
+      if (node === this.opts.nodeId) continue;
+      const nodeKey = `${this.opts.prefix}node:${node}`;
+      const replies = await this.cmd.multi().zrem(this.nodesKey, node).hvals(nodeKey).del(nodeKey).exec();
+      const [claimed, values] = [replies?.[0]?.[1], replies?.[1]?.[1]];
+      if (claimed !== 1 || !Array.isArray(values)) continue;
+      const sessions: SessionView[] = [];
+      for (const v of values as string[]) {
+        try {
+          sessions.push(JSON.parse(v) as SessionView);
+        } catch {
+          // undecodable entry: nothing to report for it
+        }
+      }
+      this.log.warn({ node, sessions: sessions.length }, 'node down: its sessions are gone');
+      for (const listener of this.nodeDown) listener(node, sessions);
+    }
+  }
+
   /** Rewrites this node's snapshot (fresh counters) and renews its expiry. */
   private async heartbeat(): Promise<void> {
     const { registry } = this.opts;
@@ -153,6 +190,7 @@ export class RedisSessionDirectory implements SessionDirectory {
     tx.zadd(this.nodesKey, Date.now(), this.opts.nodeId);
     try {
       await tx.exec();
+      await this.sweepDeadNodes();
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'session heartbeat failed');
     }

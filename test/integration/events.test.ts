@@ -34,10 +34,10 @@ function watch(client: MqttClient) {
   });
   return {
     seen,
-    find(test: (r: BrokerEvent, topic: string) => boolean, what = 'event'): Promise<Seen> {
+    find(test: (r: BrokerEvent, topic: string) => boolean, what = 'event', ms = WAIT): Promise<Seen> {
       const hit = seen.find((s) => test(s.record, s.topic));
       if (hit) return Promise.resolve(hit);
-      return within(new Promise<Seen>((resolve) => waiters.push({ test: (s) => test(s.record, s.topic), resolve })), WAIT, what);
+      return within(new Promise<Seen>((resolve) => waiters.push({ test: (s) => test(s.record, s.topic), resolve })), ms, what);
     },
   };
 }
@@ -391,3 +391,31 @@ test('shutdown: sessions end with reason shutdown in the log (SPEC §1, §8)', a
   expect(records.map((r) => `${r.event} ${r.reason ?? ''}`)).toEqual(['disconnected shutdown', 'connected ']);
   c.end(true);
 });
+
+test('sessions of a node that died get `disconnected` with `node_down`, once, from the node that notices (SPEC §8)', async () => {
+  const srv = await startTestServer({ store: 'redis', cluster: true });
+  const admin = new Redis(process.env.REDIS_URL!);
+  try {
+    const master = await srv.token({ ttl: 3600, access: { type: 1 } });
+    const observer = await connect(srv.mqttUrl, master.key);
+    const w = watch(observer);
+    await observer.subscribeAsync('$tokenmq/events/#');
+    const prefix = (srv.store as unknown as { prefix: string }).prefix;
+    // A node that stopped its heartbeat 12 s ago (the directory layout: `nodes` ZSET, `node:<id>` HASH).
+    const ghost = `ghost-${clientId('n')}`;
+    const view = { client_id: 'ghost-client', token_id: 42, ip: '10.0.0.9', transport: 'ws', node: ghost, connected: 1 };
+    await admin.multi()
+      .zadd(`${prefix}nodes`, Date.now() - 12_000, ghost)
+      .hset(`${prefix}node:${ghost}`, 'ghost-client', JSON.stringify(view))
+      .exec();
+    // The directory's heartbeat (every 5 s) notices it.
+    const down = await w.find((r) => r.event === 'disconnected' && r.client_id === 'ghost-client', 'node_down', 10_000);
+    expect(down.topic).toBe('$tokenmq/events/disconnected/42');
+    expect(down.record).toMatchObject({ reason: 'node_down', token_id: 42, ip: '10.0.0.9', transport: 'ws', node: srv.nodeId });
+    expect(await admin.exists(`${prefix}node:${ghost}`)).toBe(0);
+    observer.end(true);
+  } finally {
+    admin.disconnect();
+    await srv.close();
+  }
+}, 20_000);
