@@ -14,6 +14,8 @@ const BATCH = 1000;
 const SCAN_CHUNK = 1000;
 /** SPEC §8: a REST call that needs Redis answers within 2 s. */
 const QUERY_TIMEOUT_MS = 1500;
+/** Shutdown waits at most this long for the last records (SPEC §1: exit within 10 s). */
+const CLOSE_FLUSH_MS = 1000;
 /** Stream ids are Redis time of the write: a record may reach the stream this much after its `time`. */
 const SINCE_SLACK_MS = 60_000;
 
@@ -114,7 +116,10 @@ export class RedisLog implements BrokerLog {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new LogUnavailableError('broker log: no answer from redis')), QUERY_TIMEOUT_MS);
     });
-    return Promise.race([this.scan(q), timeout]).finally(() => clearTimeout(timer));
+    // Stream order is arrival order; nodes batch their writes, so order the page by event time.
+    return Promise.race([this.scan(q), timeout])
+      .then((records) => records.sort((a, b) => b.time - a.time))
+      .finally(() => clearTimeout(timer));
   }
 
   /** XREVRANGE in chunks from the newest entry, filtered here, until `limit` records or `since`. */
@@ -145,7 +150,9 @@ export class RedisLog implements BrokerLog {
   async close(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await this.flush().catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((resolve) => { timer = setTimeout(resolve, CLOSE_FLUSH_MS); });
+    await Promise.race([this.flush().catch(() => {}), limit]).finally(() => clearTimeout(timer));
     this.closed = true;
     if (!this.opts.redis) this.redis.disconnect();
   }
