@@ -8,7 +8,7 @@ import type { Aedes, Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { BrokerEvent, BrokerLog, EventInput, EventSink } from '../events/types.js';
 import { REASON_UNREADABLE } from './enforcement.js';
-import type { Session } from './sessions.js';
+import type { Session, SessionRegistry, SessionView } from './sessions.js';
 
 export const EVENTS_TOPIC_PREFIX = '$tokenmq/events/';
 
@@ -40,6 +40,11 @@ function errorReason(err: Error & { code?: unknown }): string {
   return 'protocol_error';
 }
 
+interface AedesTakeovers {
+  clients: Record<string, Client>;
+  mq: { on(topic: string, fn: (packet: { topic: string; payload: Buffer }, cb: () => void) => void): void };
+}
+
 export interface BrokerEventsOptions {
   nodeId: string;
   log: Logger;
@@ -59,9 +64,39 @@ export class BrokerEvents implements EventSink {
     this.enabled = opts.enabled ?? true;
   }
 
-  /** Publishing starts once the broker exists. */
-  attach(aedes: Aedes): void {
+  /**
+   * Publishing starts once the broker exists. `connected` once the session is
+   * ready (SPEC §8); causes Aedes reports before it closes a client are noted
+   * for its `disconnected`.
+   */
+  attach(aedes: Aedes, registry: SessionRegistry): void {
     this.aedes = aedes;
+    aedes.on('clientReady', (client) => {
+      const session = registry.get(client);
+      if (session) this.connected(session);
+    });
+    aedes.on('keepaliveTimeout', (client) => this.cause(client, 'keepalive'));
+    aedes.on('clientError', (client, err) => this.cause(client, errorReason(err)));
+    // Aedes closes a local client whose id connected on another node (its `$SYS/<node>/new/clients`
+    // listener, registered first, so the cause is noted before the socket's close). Per CONNECT in the cluster.
+    const internals = aedes as unknown as AedesTakeovers;
+    internals.mq.on('$SYS/+/new/clients', (packet, cb) => {
+      const client = internals.clients[packet.payload.toString()];
+      if (client !== undefined && packet.topic.split('/')[1] !== aedes.id) this.cause(client, 'takeover');
+      cb();
+    });
+  }
+
+  /** SPEC §8 `token_expired`, by the node whose store swept the tokens. */
+  tokensExpired(ids: readonly number[]): void {
+    for (const id of ids) this.emit({ event: 'token_expired', token_id: id });
+  }
+
+  /** SPEC §8: the sessions of a dead node, reported by the node that noticed. */
+  nodeDown(views: readonly SessionView[]): void {
+    for (const v of views) {
+      this.emit({ event: 'disconnected', client_id: v.client_id, token_id: v.token_id, ip: v.ip, transport: v.transport, reason: 'node_down' });
+    }
   }
 
   emit(input: EventInput): void {
@@ -79,10 +114,6 @@ export class BrokerEvents implements EventSink {
   /** Remembers why a client is being closed, unless a cause is already known. */
   cause(client: Client | undefined, reason: string): void {
     if (client !== undefined && !this.causes.has(client)) this.causes.set(client, reason);
-  }
-
-  clientError(client: Client, err: Error): void {
-    this.cause(client, errorReason(err));
   }
 
   /** The broker is stopping: sessions closed from now on end with `shutdown`. */

@@ -100,8 +100,8 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   });
   // A client closed mid-connect leaves no stored will behind (SPEC §4).
   guardRegistration(aedes, log, (old) => events.cause(old, 'takeover'));
-  events.attach(aedes);
-  watchRemoteTakeovers(aedes, events);
+  // Publishing, `connected`, and the causes Aedes reports (keepalive, client errors, remote takeovers).
+  events.attach(aedes, registry);
   // A client closing while its successor registers must not drop the successor's entry (MQTT-3.1.4-2).
   guardClientTable(aedes);
   recordSubscribeDecisions(aedes, decisions);
@@ -109,13 +109,10 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     // Restored subscriptions of a persistent session skip authorizeSubscribe; apply this token's rights.
     const session = registry.get(client);
     if (session && !client.clean) enforcement.trimSubscriptions(session);
-    if (session) events.connected(session);
   });
-  aedes.on('keepaliveTimeout', (client) => events.cause(client, 'keepalive'));
   // Aedes emits 'error' for background failures (will sweeper, persistence): never let one kill the process.
   aedes.on('error' as 'clientError', (err: unknown) => log.warn({ err }, 'broker background error'));
   aedes.on('clientError', (client, err) => {
-    events.clientError(client, err);
     // Aedes closes on an empty or wildcard PUBLISH topic before authorizePublish: log it as ours (authorize.ts).
     if (AEDES_PUBLISH_TOPIC_ERROR.test(err.message)) {
       const session = registry.get(client);
@@ -127,9 +124,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   aedes.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'connection error'));
   enforcement.start();
   // SPEC §8 `token_expired`, from the node whose store swept the token.
-  const stopExpired = deps.store.onExpired?.((ids) => {
-    for (const id of ids) events.emit({ event: 'token_expired', token_id: id });
-  });
+  const stopExpired = deps.store.onExpired?.((ids) => events.tokensExpired(ids));
 
   let listeners: Listeners | null = null;
   const kick = (clientId: string, reason: string, by?: number): number => {
@@ -144,11 +139,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   };
   const sessions: SessionDirectory = deps.directory ? deps.directory(registry, kick) : new LocalSessionDirectory(registry, kick);
   // SPEC §8: sessions of a dead node get `disconnected` with `node_down` from the node that notices.
-  sessions.onNodeDown?.((_node, views) => {
-    for (const v of views) {
-      events.emit({ event: 'disconnected', client_id: v.client_id, token_id: v.token_id, ip: v.ip, transport: v.transport, reason: 'node_down' });
-    }
-  });
+  sessions.onNodeDown?.((_node, views) => events.nodeDown(views));
 
   // Per connection, only what must be: shared functions, no closures (issue 9: memory per session).
   const limitPacketSize = createPacketLimit(maxPacketSize, (client, announced) => {
@@ -246,24 +237,4 @@ function guardRegistration(aedes: Aedes, log: Logger, onTakeover: (old: Client) 
       : internals.persistence.delWill({ id: client.id, brokerId: aedes.id });
     write.catch((err: unknown) => log.warn({ err, clientId: client.id }, 'could not clean the will of a connection closed mid-connect'));
   };
-}
-
-interface AedesTakeovers {
-  clients: Record<string, Client>;
-  mq: { on(topic: string, fn: (packet: { topic: string; payload: Buffer }, cb: () => void) => void): void };
-}
-
-/**
- * Aedes closes a local client whose id connected on another node (its
- * `$SYS/<node>/new/clients` listener): note the cause first (SPEC §8 `takeover`).
- * Runs per CONNECT in the cluster, not per message.
- */
-function watchRemoteTakeovers(aedes: Aedes, events: BrokerEvents): void {
-  const internals = aedes as unknown as AedesTakeovers;
-  internals.mq.on('$SYS/+/new/clients', (packet, cb) => {
-    const node = packet.topic.split('/')[1];
-    const client = internals.clients[packet.payload.toString()];
-    if (client !== undefined && node !== aedes.id) events.cause(client, 'takeover');
-    cb();
-  });
 }
