@@ -113,7 +113,7 @@ async function main(): Promise<void> {
     tcpNoDelay: config.tcpNoDelay,
   });
   const metrics = config.metrics ? createMetrics({ broker, store, brokerLog: eventLog }) : undefined;
-  const api = await buildApi({ store, broker, limiter, log: log.child({ module: 'api' }), trustProxy, metrics, brokerLog: eventLog });
+  const api = await buildApi({ store, broker, limiter, log: log.child({ module: 'api' }), trustProxy, metrics, brokerLog: eventLog, events: broker.events });
   await api.listen({ port: config.httpPort, host: config.host });
   const httpPort = (api.server.address() as { port: number }).port;
   log.info({ ...ports, http: httpPort, store: config.redisUrl ? 'redis' : 'memory' }, 'listening');

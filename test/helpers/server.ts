@@ -119,7 +119,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const api = await buildApi({
     store, broker, limiter, log, trustProxy: opts.trustProxy,
     metrics: opts.metrics === false ? undefined : createMetrics({ broker, store, brokerLog }),
-    tokenCacheMs: opts.tokenCacheMs, brokerLog,
+    tokenCacheMs: opts.tokenCacheMs, brokerLog, events: broker.events,
   });
   await api.listen({ port: 0, host: '127.0.0.1' });
   const http = (api.server.address() as { port: number }).port;

@@ -180,6 +180,16 @@ describe.each(MODES)('events and the broker log (SPEC §8), %s', (_name, options
     proto.destroy();
   });
 
+  test('packet_too_large: a packet over MAX_PACKET_SIZE closes with that reason (SPEC §1, §8)', async () => {
+    const t = await srv.token({ ttl: 3600 });
+    const id = clientId('big');
+    const raw = new RawClient(srv.ports.mqtt, { username: t.key, clientId: id });
+    await raw.wait((p) => p.cmd === 'connack');
+    raw.send({ cmd: 'publish', topic: 'big', payload: Buffer.alloc(1024 * 1024 + 1), qos: 0, retain: false, dup: false });
+    expect((await eventOf('disconnected', id)).record.reason).toBe('packet_too_large');
+    raw.destroy();
+  });
+
   test('publish_denied closes with that reason (MQTT-3.3.5-2, SPEC §8)', async () => {
     const acl = await srv.token({ ttl: 3600, access: { type: 2, acl: [{ uri: 'mqtt', topic: 'ok/#', actions: ['publish'] }] } });
     const id = clientId('deny');
