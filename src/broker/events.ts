@@ -40,8 +40,7 @@ function errorReason(err: Error & { code?: unknown }): string {
   return 'protocol_error';
 }
 
-interface AedesTakeovers {
-  clients: Record<string, Client>;
+interface AedesEmitter {
   mq: { on(topic: string, fn: (packet: { topic: string; payload: Buffer }, cb: () => void) => void): void };
 }
 
@@ -77,12 +76,14 @@ export class BrokerEvents implements EventSink {
     });
     aedes.on('keepaliveTimeout', (client) => this.cause(client, 'keepalive'));
     aedes.on('clientError', (client, err) => this.cause(client, errorReason(err)));
-    // Aedes closes a local client whose id connected on another node (its `$SYS/<node>/new/clients`
-    // listener, registered first, so the cause is noted before the socket's close). Per CONNECT in the cluster.
-    const internals = aedes as unknown as AedesTakeovers;
-    internals.mq.on('$SYS/+/new/clients', (packet, cb) => {
-      const client = internals.clients[packet.payload.toString()];
-      if (client !== undefined && packet.topic.split('/')[1] !== aedes.id) this.cause(client, 'takeover');
+    // Aedes closes a local client whose id connected on another node: its `$SYS/<node>/new/clients`
+    // listener, registered first, has closed and unregistered it by the time this one runs (the
+    // emitter calls both in one go), but the session is still in the registry until its socket's
+    // close: the closed one is the one taken over. Per CONNECT in the cluster, not per message.
+    (aedes as unknown as AedesEmitter).mq.on('$SYS/+/new/clients', (packet, cb) => {
+      if (packet.topic.split('/')[1] !== aedes.id) {
+        for (const s of registry.byClientId(packet.payload.toString())) if (s.client.closed) this.cause(s.client, 'takeover');
+      }
       cb();
     });
   }

@@ -318,6 +318,22 @@ describe('events and the log across two nodes (SPEC §6, §8)', () => {
     observer.end(true);
   });
 
+  test('a takeover from another node ends the old session with reason takeover (MQTT-3.1.4-2, SPEC §8)', async () => {
+    const master = await a.token({ ttl: 3600, access: { type: 1 } });
+    const t = await a.token({ ttl: 3600 });
+    const id = clientId('cross-take');
+    const old = await connect(b.mqttUrl, t.key, { clientId: id });
+    const fresh = await connect(a.mqttUrl, t.key, { clientId: id });
+    await closed(old);
+    const records = await eventually(async () => {
+      const r = await rest(a.httpUrl, 'GET', `/mqtt/logs?client_id=${id}&event=disconnected`, { key: master.key });
+      return r.body.result?.length === 1 ? r.body.result as BrokerEvent[] : null;
+    }, WAIT, 'the old session\'s disconnect');
+    expect(records[0]).toMatchObject({ node: b.nodeId, reason: 'takeover', token_id: t.id });
+    fresh.end(true);
+    old.end(true);
+  });
+
   test('a kick through node A of a session on node B: kicked (by) and disconnected come from node B', async () => {
     const master = await a.token({ ttl: 3600, access: { type: 1 } });
     const t = await b.token({ ttl: 3600 });
