@@ -3,6 +3,7 @@
 // Prints one JSON line. Loopback only, bounded in count.
 //   node dist/bench/broker.js            (npm run bench:broker)
 //   BENCH_ONLY=tcp,ws BENCH_ROUNDS=7 BENCH_MESSAGES=2000 to narrow or lengthen it
+//   BENCH_ONLY=events: QoS 0 throughput and connect rate with SPEC §8 events and log on and off
 import { cpus } from 'node:os';
 import mqtt from 'mqtt';
 import { Redis } from 'ioredis';
@@ -14,6 +15,9 @@ import { RedisStore } from '../src/store/redis-store.js';
 import type { TokenStore } from '../src/store/types.js';
 import type { AclEntry } from '../src/tokens/types.js';
 import { startRedisServer } from '../test/helpers/redis-server.js';
+import type { BrokerLog } from '../src/events/types.js';
+import { MemoryLog } from '../src/events/memory-log.js';
+import { RedisLog } from '../src/events/redis-log.js';
 import { PUBLISHERS, median, pairRatios, percentile, pool, rawConnect, round, startBareAedes, throughput } from './lib.js';
 
 const log = pino({ level: 'silent' });
@@ -23,8 +27,12 @@ const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 2000);
 // Throughput on a shared 2-core machine swings ±30 % between runs: interleave and take medians.
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
-async function startTokenmq(store: TokenStore, tcpNoDelay = false): Promise<{ broker: TokenBroker; port: number; wsPort: number; close(): Promise<void> }> {
-  const node = await startNode({ config: localConfig({ nodeId: 'bench', tcpNoDelay }), log, store, cluster: false, api: false, closeStore: false });
+async function startTokenmq(store: TokenStore, tcpNoDelay = false, events?: { brokerLog: BrokerLog } | false): Promise<{ broker: TokenBroker; port: number; wsPort: number; close(): Promise<void> }> {
+  // SPEC §8 events and log: on (a memory log, or the caller's) unless `false` switches them off.
+  const node = await startNode({
+    config: localConfig({ nodeId: 'bench', tcpNoDelay }), log, store, cluster: false, api: false, closeStore: false,
+    events: events !== false, brokerLog: events ? events.brokerLog : undefined,
+  });
   return { broker: node.broker, port: node.ports.mqtt, wsPort: node.ports.ws, close: () => node.close() };
 }
 
@@ -80,6 +88,7 @@ async function main(): Promise<void> {
   const result: Record<string, unknown> = { bench: 'broker', node: process.version, cores: cpus().length, rounds: ROUNDS };
   if (only('throughput')) await throughputPart(result);
   if (only('connect') || only('redis') || only('revocation')) await redisParts(result);
+  if (ONLY.includes('events')) await eventsPart(result);
   process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exit(0);
 }
@@ -229,6 +238,67 @@ async function redisParts(result: Record<string, unknown>): Promise<void> {
     await t.close();
     await store.close();
     redis.disconnect();
+  } finally {
+    await redisServer?.stop();
+  }
+}
+
+/**
+ * SPEC §8: what events and the log cost. QoS 0 throughput (memory store, memory log)
+ * and connect rate (Redis store, Redis log: each CONNECT and disconnect is a record),
+ * events on and off, interleaved per round; medians and per-round ratios (target ≥ 0.97,
+ * within the noise of a shared machine).
+ */
+async function eventsPart(result: Record<string, unknown>): Promise<void> {
+  const memStore = new MemoryStore();
+  const now = Math.floor(Date.now() / 1000);
+  const pubTokens = await memStore.create(Array.from({ length: PUBLISHERS }, (_, i) => ({ ttl: 3600, access: { type: 2 as const, acl: aclFor('pub', i) } })), now);
+  const [subToken] = await memStore.create([{ ttl: 3600, access: { type: 2, acl: aclFor('sub', 0) } }], now);
+  const keys = { pubKeys: pubTokens.map((p) => p.key), subKey: subToken!.key };
+  const run = async (on: boolean): Promise<number> => {
+    const t = await startTokenmq(memStore, false, on ? undefined : false);
+    try {
+      return await throughput({ pubUrl: `mqtt://127.0.0.1:${t.port}`, subUrl: `mqtt://127.0.0.1:${t.port}`, ...keys }, 0);
+    } finally {
+      await t.close();
+    }
+  };
+  const tp: Record<'on' | 'off', number[]> = { on: [], off: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const on of r % 2 === 0 ? [true, false] : [false, true]) tp[on ? 'on' : 'off'].push(await run(on));
+  }
+  result.events_publish_tcp_qos0 = {
+    deliveries_per_s_events_on: round(median(tp.on), 0), deliveries_per_s_events_off: round(median(tp.off), 0),
+    ...pairRatios(tp.on, tp.off), target: 0.97,
+    samples_on: tp.on.map((x) => round(x, 0)), samples_off: tp.off.map((x) => round(x, 0)),
+  };
+  await memStore.close();
+
+  const redisServer = process.env.REDIS_URL ? null : await startRedisServer();
+  const redisUrl = process.env.REDIS_URL ?? redisServer!.url;
+  try {
+    const prefix = `bench:${Date.now()}:`;
+    const store = new RedisStore({ url: redisUrl, prefix, logger: log, sweepIntervalMs: 3_600_000 });
+    // BENCH_EVENTS_LOG=memory: the same with the memory log, to tell publishing from the Redis writes.
+    const brokerLog: BrokerLog = process.env.BENCH_EVENTS_LOG === 'memory' ? new MemoryLog(100_000) : new RedisLog({ redisUrl, prefix, retention: 100_000, log });
+    const ckeys = (await store.create(Array.from({ length: 200 }, () => ({ ttl: 3600 })), Math.floor(Date.now() / 1000))).map((t) => t.key);
+    let k = 0;
+    const cr: Record<'on' | 'off', number[]> = { on: [], off: [] };
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const on of r % 2 === 0 ? [true, false] : [false, true]) {
+        const t = await startTokenmq(store, false, on ? { brokerLog } : false);
+        cr[on ? 'on' : 'off'].push((await connectRate(t.port, () => ckeys[k++ % ckeys.length]!)).perSecond);
+        await t.close();
+      }
+    }
+    await brokerLog.close();
+    result.events_connect_redis = {
+      concurrency: 50, connects: CONNECTS,
+      log: process.env.BENCH_EVENTS_LOG === 'memory' ? 'memory' : 'redis',
+      per_s_events_on: round(median(cr.on), 0), per_s_events_off: round(median(cr.off), 0),
+      ...pairRatios(cr.on, cr.off), target: 0.97, log_dropped: brokerLog.dropped,
+    };
+    await store.close();
   } finally {
     await redisServer?.stop();
   }

@@ -27,6 +27,8 @@ export interface Config {
   authFailWindow: number;
   /** Largest MQTT packet accepted, bytes. */
   maxPacketSize: number;
+  /** Records kept in the broker log (SPEC §8); 0 keeps none. */
+  logRetention: number;
   logLevel: string;
   metrics: boolean;
   /** Name of this node in session listings; defaults to a random id. */
@@ -61,6 +63,7 @@ const SETTINGS: Record<keyof Config, { env: string; kind: Kind }> = {
   authFailLimit: { env: 'AUTH_FAIL_LIMIT', kind: 'uint' },
   authFailWindow: { env: 'AUTH_FAIL_WINDOW', kind: 'uint' },
   maxPacketSize: { env: 'MAX_PACKET_SIZE', kind: 'uint' },
+  logRetention: { env: 'LOG_RETENTION', kind: 'uint' },
   logLevel: { env: 'LOG_LEVEL', kind: 'level' },
   metrics: { env: 'METRICS', kind: 'bool' },
   nodeId: { env: 'NODE_ID', kind: 'nodeid' },

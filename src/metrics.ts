@@ -13,6 +13,8 @@ export interface MetricsDeps {
   defaultMetrics?: boolean;
   /** Upper bound for the store's count() during a scrape, ms (default 1000). */
   storeTimeoutMs?: number;
+  /** SPEC §8: records the broker log had to drop (buffer full while Redis was down). */
+  brokerLog?: { readonly dropped: number };
 }
 
 export interface Metrics {
@@ -86,6 +88,10 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   mirroredCounter(registry, 'refused_subscribes_total', 'Subscriptions refused (SUBACK 0x80)', () => stats.refusedSubscribes);
   mirroredCounter(registry, 'sessions_dropped_total', 'Sessions closed by the broker (revocation, expiry, kick)', () => stats.dropped);
   mirroredCounter(registry, 'ws_dropped_total', 'QoS 0 deliveries dropped for WebSocket clients that read too slowly (send buffer at its cap)', () => stats.wsDropped);
+  const brokerLog = deps.brokerLog;
+  if (brokerLog) {
+    mirroredCounter(registry, 'log_dropped_total', 'Broker log records dropped before reaching the log (buffer full while Redis was down)', () => brokerLog.dropped);
+  }
   mirroredCounter(registry, 'store_errors_total', 'Token store operations that failed (broker and REST API)', () => stats.storeErrors);
 
   // Two unlabelled histograms: observe() without labels is prom-client's cheap path (REST auth runs per request).

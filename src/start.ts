@@ -15,6 +15,9 @@ import { TouchBatcher } from './access/touch-batcher.js';
 import { RedisSessionDirectory, createClusterParts, createTokenBroker, type ClusterParts, type TokenBroker } from './broker/index.js';
 import { buildApi } from './api/index.js';
 import { createMetrics } from './metrics.js';
+import type { BrokerLog } from './events/types.js';
+import { MemoryLog } from './events/memory-log.js';
+import { RedisLog } from './events/redis-log.js';
 
 type BootResult = Awaited<ReturnType<typeof ensureMasterToken>>;
 
@@ -39,6 +42,12 @@ export interface StartOptions {
   proxyHeaderTimeoutMs?: number;
   wsSendBufferCap?: number;
   tokenCacheMs?: number;
+  /** Records the Redis log keeps while Redis is away (RedisLog's default when unset). */
+  logBufferLimit?: number;
+  /** False: SPEC §8 events and the broker log off (bench: their cost). Default true. */
+  events?: boolean;
+  /** A broker log of the caller's (bench), left open at close; default: made from the config. */
+  brokerLog?: BrokerLog;
 }
 
 export interface TokenmqNode {
@@ -46,6 +55,8 @@ export interface TokenmqNode {
   gate: AccessGate;
   limiter: AuthLimiter;
   broker: TokenBroker;
+  /** SPEC §8 broker log: a memory ring, or the Redis stream the nodes share. */
+  brokerLog: BrokerLog;
   /** What the REST API was given (access/ports.ts). */
   apiPorts: ApiPorts;
   ports: { mqtt: number; ws: number; mqtts?: number; wss?: number; http?: number };
@@ -105,10 +116,16 @@ export async function startTokenmq(opts: StartOptions): Promise<TokenmqNode> {
     cluster = createClusterParts({ redisUrl: config.redisUrl, prefix: config.redisPrefix, log: brokerLog });
   }
   const redisUrl = config.redisUrl;
+  // SPEC §8: the broker log, shared by the nodes through Redis.
+  const eventLog: BrokerLog = opts.brokerLog ?? (redisUrl
+    ? new RedisLog({ redisUrl, prefix: config.redisPrefix, retention: config.logRetention, log: brokerLog, bufferLimit: opts.logBufferLimit })
+    : new MemoryLog(config.logRetention));
   const broker = await createTokenBroker({
     store,
     log: brokerLog,
     gate,
+    brokerLog: eventLog,
+    events: opts.events,
     nodeId: config.nodeId,
     maxPacketSize: config.maxPacketSize,
     heartbeatInterval: opts.heartbeatInterval,
@@ -134,10 +151,11 @@ export async function startTokenmq(opts: StartOptions): Promise<TokenmqNode> {
   const apiPorts: ApiPorts = {
     sessions: broker.sessions,
     health: broker.health,
-    metrics: config.metrics ? createMetrics({ broker, store }) : undefined,
+    metrics: config.metrics ? createMetrics({ broker, store, brokerLog: eventLog }) : undefined,
   };
   const api = opts.api === false ? undefined : await buildApi({
     store, gate, ports: apiPorts, log: log.child({ module: 'api' }), trustProxy, tokenCacheMs: opts.tokenCacheMs,
+    brokerLog: eventLog, events: broker.events,
   });
   let http: number | undefined;
   if (api) {
@@ -146,12 +164,14 @@ export async function startTokenmq(opts: StartOptions): Promise<TokenmqNode> {
   }
 
   return {
-    store, gate, limiter, broker, apiPorts, boot,
+    store, gate, limiter, broker, brokerLog: eventLog, apiPorts, boot,
     ports: { ...listening, ...(http !== undefined ? { http } : {}) },
     async close() {
       await api?.close();
       await broker.close();
       await touch.stop();
+      // After the broker: its sessions' `disconnected` records are written too (best effort).
+      if (!opts.brokerLog) await eventLog.close();
       await cluster?.close();
       if (opts.closeStore !== false) await store.close();
     },

@@ -26,10 +26,14 @@ export interface SessionView {
 export interface SessionDirectory {
   /** Live sessions on every node. */
   list(): Promise<SessionView[]>;
-  /** Closes sessions with these client ids wherever they are; resolves once the request is out. */
-  kick(clientIds: string[], reason: string): Promise<void>;
+  /** Closes sessions with these client ids wherever they are; resolves once the request is out. `by`: the kicking token (SPEC §8). */
+  kick(clientIds: string[], reason: string, by?: number): Promise<void>;
+  /** SPEC §8: the sessions of a node that died, reported once (by the node that notices). */
+  onNodeDown?(listener: NodeDownListener): void;
   close(): Promise<void>;
 }
+
+export type NodeDownListener = (node: string, sessions: SessionView[]) => void;
 
 /** `GET /health` (SPEC §5): whether this node's broker runs, and what it holds. */
 export interface BrokerHealth {

@@ -16,6 +16,8 @@ import { sessionsRoutes } from './sessions.js';
 import { systemRoutes } from './system.js';
 import { tokensRoutes } from './tokens.js';
 import { childTokensRoutes } from './child-tokens.js';
+import { logsRoutes } from './logs.js';
+import type { BrokerLog, EventSink } from '../events/types.js';
 
 export { ApiError } from './errors.js';
 
@@ -34,6 +36,10 @@ export interface ApiDeps {
   bodyLimit?: number;
   /** How long a key → token lookup is reused, ms (default 1000; 0: every request asks the store). */
   tokenCacheMs?: number;
+  /** SPEC §8 broker log; undefined: the log routes are not served. */
+  brokerLog?: BrokerLog;
+  /** SPEC §8 token events (default: the broker's). */
+  events?: EventSink;
 }
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -124,8 +130,9 @@ export async function buildApi(deps: ApiDeps) {
     onAuthDuration: metrics ? (seconds) => metrics.observeRestAuth(seconds) : undefined,
   });
 
-  await app.register(tokensRoutes, { prefix: '/platform/tokens', store: deps.store, cache, authenticate: auth.hook });
+  await app.register(tokensRoutes, { prefix: '/platform/tokens', store: deps.store, cache, authenticate: auth.hook, events: deps.events });
   await app.register(childTokensRoutes, { prefix: '/auth/tokens', store: deps.store, authenticate: auth.hook });
+  if (deps.brokerLog) await app.register(logsRoutes, { log: deps.brokerLog, authenticate: auth.hook });
   await app.register(sessionsRoutes, { prefix: '/mqtt/sessions', sessions: deps.ports.sessions, authenticate: auth.hook });
   await app.register(systemRoutes, { store: deps.store, gate: deps.gate, health: deps.ports.health, metrics, authenticate: auth.hook });
   return app;

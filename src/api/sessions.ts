@@ -79,7 +79,7 @@ export const sessionsRoutes: FastifyPluginAsync<SessionsRoutesOptions> = async (
   }, async (request) => {
     const sessions = await select(request.log, request.params.sel, request.query.token_id);
     const clientIds = [...new Set(sessions.map((s) => s.client_id))];
-    if (clientIds.length > 0) await directory(request.log, 'kick', () => directoryPort.kick(clientIds, KICK_REASON));
+    if (clientIds.length > 0) await directory(request.log, 'kick', () => directoryPort.kick(clientIds, KICK_REASON, request.auth?.token.id));
     request.log.info({ clientIds, by: request.auth?.token.id }, 'sessions closed');
     return { result: sessions.map((s) => ({ client_id: s.client_id, token_id: s.token_id, node: s.node })) };
   });

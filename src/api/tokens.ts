@@ -27,12 +27,15 @@ import {
   tokenSelector,
 } from './schemas.js';
 import { parseIdSelector, pickFields } from './select.js';
+import type { EventInput, EventSink } from '../events/types.js';
 
 export interface TokensRoutesOptions {
   store: TokenStore;
   /** Entries of changed or deleted tokens are dropped before the answer goes out. */
   cache: TokenCache;
   authenticate: onRequestAsyncHookHandler;
+  /** SPEC §8 token events, emitted by the node that made the change. */
+  events?: EventSink;
 }
 
 interface SelParams {
@@ -67,6 +70,11 @@ export function itemError(err: TokenValidationError, index: number): ApiError {
 
 export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app, opts) => {
   const { store, cache } = opts;
+  /** SPEC §8: one event per token, `by` the presenting token; never a key. */
+  const emit = (event: EventInput['event'], ids: readonly number[], request: FastifyRequest, fields?: string[]): void => {
+    const by = request.auth?.token.id;
+    for (const id of ids) opts.events?.emit({ event, token_id: id, ...(by === undefined ? {} : { by }), ...(fields ? { fields } : {}) });
+  };
   app.addHook('onRequest', opts.authenticate);
 
   /** Tokens of a selector that are still valid by time (SPEC §2: expired ones no longer appear). */
@@ -121,6 +129,7 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
     for (const input of inputs) assertMayGrant(request, input.access);
     const created = await store.create(inputs, now);
     request.log.info({ tokenIds: created.map((t) => t.id), by: request.auth?.token.id }, 'tokens created');
+    emit('token_created', created.map((t) => t.id), request);
     return { result: created };
   });
 
@@ -175,6 +184,7 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
       cache.invalidate(ids); // this node refuses a disabled token from the next request on
     }
     request.log.info({ tokenIds: updated.map((t) => t.id), fields: Object.keys(patch), by: request.auth?.token.id }, 'tokens changed');
+    emit('token_updated', updated.map((t) => t.id), request, Object.keys(patch));
     return { result: updated };
   });
 
@@ -211,6 +221,7 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
       cache.invalidate(ids);
     }
     request.log.info({ tokenIds: deleted, by: request.auth?.token.id }, 'tokens deleted');
+    emit('token_deleted', deleted, request);
     return { result: deleted.map((id) => ({ id })) };
   });
 };

@@ -11,6 +11,7 @@ import { connectionOf, setConnectMeta, takeConnect } from './client-slots.js';
 import { connectWill } from './aedes-internals.js';
 import { Session, type SessionRegistry } from './sessions.js';
 import type { BrokerStats, ConnectResult } from './stats.js';
+import type { BrokerEvents } from './events.js';
 
 const PREFIX = 'FlespiToken ';
 /** Reads of one CONNECT's token while it keeps changing under it; then the session is refreshed once registered. */
@@ -24,6 +25,8 @@ export interface AuthDeps {
   enforcement: Enforcement;
   stats: BrokerStats;
   log: Logger;
+  /** SPEC §8 `refused` events. */
+  events?: BrokerEvents;
 }
 
 /** SPEC §4: the username carries the key (optional `FlespiToken ` prefix); an empty username means the password does. */
@@ -40,7 +43,7 @@ function refusal(code: number, message: string): AuthenticateError {
   return err;
 }
 
-export function createPreConnect(deps: Pick<AuthDeps, 'log'>) {
+export function createPreConnect(deps: Pick<AuthDeps, 'log' | 'events'>) {
   return function preConnect(client: Client, packet: ConnectPacket, done: (err: Error | null, ok: boolean) => void): void {
     // SPEC §4, [MQTT-3.3.2-2]: a will topic must be a topic name (no wildcards, not empty, no NUL); Aedes
     // would publish it as is. A protocol violation: the connection closes without CONNACK.
@@ -48,6 +51,7 @@ export function createPreConnect(deps: Pick<AuthDeps, 'log'>) {
     if (willError !== null) {
       const ip = connectionOf(client)?.ip ?? '';
       deps.log.info({ clientId: packet.clientId, ip, reason: 'protocol_error' }, `connection closed: will topic ${willError}`);
+      deps.events?.refused({ clientId: packet.clientId, ip, transport: connectionOf(client)?.transport, reason: 'protocol_error' });
       return done(new Error(`invalid will topic: ${willError}`), false);
     }
     setConnectMeta(client, { keepalive: packet.keepalive ?? 0, emptyIdPersistent: !packet.clientId && packet.clean === false, packet });
@@ -76,6 +80,7 @@ export function createAuthenticate(deps: AuthDeps) {
       stats.onAuthDuration((performance.now() - started) / 1000);
       if (code === 0) return done(null, true);
       log.info({ clientId: client.id, ip, tokenId, code, reason: result }, `connect refused: ${reason}`);
+      deps.events?.refused({ clientId: client.id, ip, transport: conn?.transport, tokenId, code, reason: result });
       done(refusal(code, reason), false);
     };
 

@@ -140,7 +140,7 @@ export class Enforcement {
     this.unsubscribe = this.deps.store.onChange((id, kind) => {
       this.noteChange(id);
       if (!this.held.has(id)) return;
-      if (kind === 'deleted') this.closeAll(id, 'token deleted');
+      if (kind === 'deleted') this.closeAll(id, this.goneReason(id));
       else if (kind === 'updated') this.refresh(id);
     });
     // Events lost while the feed was down (SPEC §7): re-read every token this node holds,
@@ -280,6 +280,15 @@ export class Enforcement {
     session.client.close();
   }
 
+  /**
+   * A held token that is gone: deleted, or expired and swept by the store (SPEC §2), which
+   * sends the same change. Its deadline as last read tells them apart (SPEC §8 reasons).
+   */
+  private goneReason(id: number): string {
+    const h = this.held.get(id);
+    return h !== undefined && deadline(h) * 1000 <= Date.now() ? 'token expired' : 'token deleted';
+  }
+
   private closeAll(id: number, reason: string): void {
     for (const s of this.deps.registry.forToken(id)) this.close(s, reason);
   }
@@ -321,7 +330,7 @@ export class Enforcement {
     const h = this.held.get(id);
     if (!h) return;
     const now = Math.floor(Date.now() / 1000);
-    if (token === null) return this.closeAll(id, 'token deleted');
+    if (token === null) return this.closeAll(id, this.goneReason(id));
     if (!token.enabled) return this.closeAll(id, 'token disabled');
     if (!isValid(token, now)) return this.closeAll(id, 'token expired');
     let compiled: CompiledToken;

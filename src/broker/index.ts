@@ -20,12 +20,15 @@ import { startListeners, type ListenOptions, type Listeners } from './transports
 import { createPacketLimit } from './packet-limit.js';
 import { guardClientTable } from './client-table.js';
 import { clientTableOf } from './aedes-internals.js';
+import type { BrokerLog } from '../events/types.js';
+import { BrokerEvents, eventReason } from './events.js';
 
 export { BrokerStats, CONNECT_RESULTS } from './stats.js';
 export type { Session, SessionRegistry, SessionView, Transport } from './sessions.js';
 export type { ListenOptions } from './transports.js';
 export { LocalSessionDirectory, RedisSessionDirectory, type SessionDirectory } from './session-directory.js';
 export { createClusterParts, type ClusterParts } from './cluster.js';
+export { BrokerEvents } from './events.js';
 
 export interface BrokerDeps {
   store: TokenStore;
@@ -41,7 +44,11 @@ export interface BrokerDeps {
   /** Aedes' heartbeat (ms, default 60 s); its will sweeper for dead nodes runs every 4 heartbeats. */
   heartbeatInterval?: number;
   /** Cluster mode: a directory over every node's sessions (default: this node's registry). */
-  directory?: (registry: SessionRegistry, localKick: (clientId: string, reason: string) => number) => SessionDirectory;
+  directory?: (registry: SessionRegistry, localKick: (clientId: string, reason: string, by?: number) => number) => SessionDirectory;
+  /** SPEC §8 broker log (memory ring or Redis stream); none: events are only published. */
+  brokerLog?: BrokerLog;
+  /** False switches events and the log off (bench: their cost on the MQTT path). Default true. */
+  events?: boolean;
 }
 
 export interface TokenBroker {
@@ -53,11 +60,13 @@ export interface TokenBroker {
   stats: BrokerStats;
   /** `GET /health`'s view of this broker (a port: the API sees nothing else of it). */
   health: BrokerHealth;
+  /** SPEC §8 events of this node (the REST API emits token events through it). */
+  events: BrokerEvents;
   /** Hands a connected stream to Aedes (listeners call this; tests may too). */
   handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void;
   listen(opts: ListenOptions): Promise<Listeners['ports']>;
-  /** Closes the session(s) with this client id on this node; returns how many. */
-  kick(clientId: string, reason: string): number;
+  /** Closes the session(s) with this client id on this node; returns how many. `by`: the kicking token (SPEC §8). */
+  kick(clientId: string, reason: string, by?: number): number;
   /** Stops listeners, flushes `accessed`, closes sessions and Aedes (SPEC §1 shutdown). */
   close(): Promise<void>;
 }
@@ -74,6 +83,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   const stats = new BrokerStats();
   const enforcement = new Enforcement({ store: deps.store, gate: deps.gate, registry, stats, log });
   const authDeps = { registry, stats, log };
+  const events = new BrokerEvents({ nodeId: deps.nodeId, log, brokerLog: deps.brokerLog, enabled: deps.events });
   // Aedes 1.2 defects that tokenmq works around (aedes-fixes.ts).
   const deliveries = new DeliveryFixes();
   const decisions: SubscribeDecisions = new WeakMap();
@@ -85,14 +95,16 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     // then one offline copy per client, SUBSCRIBE stored once as granted (aedes-fixes.ts).
     persistence: fixPersistence(guardDollarTopics(deps.persistence ?? fixMemoryPersistence(createMemoryPersistence())), deliveries, decisions),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
-    preConnect: createPreConnect({ log }),
-    authenticate: createAuthenticate({ store: deps.store, registry, gate: deps.gate, enforcement, stats, log }),
+    preConnect: createPreConnect({ log, events }),
+    authenticate: createAuthenticate({ store: deps.store, registry, gate: deps.gate, enforcement, stats, log, events }),
     authorizePublish: createAuthorizePublish(authDeps),
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),
     authorizeForward: createAuthorizeForward(authDeps),
   });
   // A client closed mid-connect leaves no stored will behind (SPEC §4).
-  guardRegistration(aedes, log);
+  guardRegistration(aedes, log, (old) => events.cause(old, 'takeover'));
+  // Publishing, `connected`, and the causes Aedes reports (keepalive, client errors, remote takeovers).
+  events.attach(aedes, registry);
   // A client closing while its successor registers must not drop the successor's entry (MQTT-3.1.4-2).
   guardClientTable(aedes);
   recordSubscribeDecisions(aedes, decisions);
@@ -114,18 +126,28 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   });
   aedes.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'connection error'));
   enforcement.start();
+  // SPEC §8 `token_expired`, from the node whose store swept the token.
+  const stopExpired = deps.store.onExpired?.((ids) => events.tokensExpired(ids));
 
   let listeners: Listeners | null = null;
-  const kick = (clientId: string, reason: string): number => {
+  const kick = (clientId: string, reason: string, by?: number): number => {
     const found = registry.byClientId(clientId);
-    for (const s of found) enforcement.close(s, reason);
+    const kicked = eventReason(reason) === 'kicked';
+    for (const s of found) {
+      // SPEC §8: `kicked` filed under the kicked session's token, then its `disconnected`.
+      if (kicked && s.dropReason === null) events.kicked(s, by);
+      enforcement.close(s, reason);
+    }
     return found.length;
   };
-  const sessions = deps.directory ? deps.directory(registry, kick) : new LocalSessionDirectory(registry, kick);
+  const sessions: SessionDirectory = deps.directory ? deps.directory(registry, kick) : new LocalSessionDirectory(registry, kick);
+  // SPEC §8: sessions of a dead node get `disconnected` with `node_down` from the node that notices.
+  sessions.onNodeDown?.((_node, views) => events.nodeDown(views));
 
   // Per connection, only what must be: shared functions, no closures (issue 9: memory per session).
   const limitPacketSize = createPacketLimit(maxPacketSize, (client, announced) => {
     const ip = client ? (registry.get(client)?.conn ?? connectionOf(client))?.ip : undefined;
+    events.cause(client, 'packet_too_large');
     log.info({ clientId: client?.id, ip, announced, max: maxPacketSize }, 'connection closed: packet too large');
   });
   // The one 'close' listener tokenmq adds per connection (a third one would cost 150 B: see transports.ts).
@@ -134,7 +156,10 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     if (client === undefined) return;
     deliveries.closed(client);
     const session: Session | undefined = registry.remove(client);
-    if (session) enforcement.sessionEnded(session);
+    if (session) {
+      enforcement.sessionEnded(session);
+      events.disconnected(session);
+    }
   }
 
   function handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
@@ -161,6 +186,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     enforcement,
     stats,
     health,
+    events,
     handle,
     async listen(opts) {
       // A WebSocket message carries one MQTT packet (sometimes a few): bound it alike.
@@ -173,6 +199,8 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     },
     kick,
     async close() {
+      events.shutdown();
+      stopExpired?.();
       const stopped = listeners?.close();
       await enforcement.stop();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
@@ -193,11 +221,16 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
  * The series has stored the will by the time it registers, so this is where
  * it is undone.
  */
-function guardRegistration(aedes: Aedes, log: Logger): void {
+function guardRegistration(aedes: Aedes, log: Logger, onTakeover: (old: Client) => void): void {
   const internals = clientTableOf(aedes);
   const register = internals.registerClient.bind(aedes);
   internals.registerClient = (client: Client): void => {
-    if (!client.closed) return register(client);
+    if (!client.closed) {
+      // [MQTT-3.1.4-2]: Aedes closes the session this one takes over (SPEC §8 reason `takeover`).
+      const old = internals.clients[client.id];
+      if (old !== undefined && old !== client && !old.closed) onTakeover(old as unknown as Client);
+      return register(client);
+    }
     log.debug({ clientId: client.id }, 'connection closed before its session was registered');
     const live = internals.clients[client.id];
     // storeWill deleted the will stored under this client id on this node, a live takeover's included:

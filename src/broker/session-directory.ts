@@ -5,12 +5,13 @@
 // every node closes the matching sessions it holds.
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { SessionDirectory, SessionView } from '../access/ports.js';
+import type { NodeDownListener, SessionDirectory, SessionView } from '../access/ports.js';
 import type { Session, SessionRegistry } from './sessions.js';
 
-export type { SessionDirectory } from '../access/ports.js';
+export type { NodeDownListener, SessionDirectory } from '../access/ports.js';
 
-type LocalKick = (clientId: string, reason: string) => number;
+
+type LocalKick = (clientId: string, reason: string, by?: number) => number;
 
 export class LocalSessionDirectory implements SessionDirectory {
   constructor(private readonly registry: SessionRegistry, private readonly localKick: LocalKick) {}
@@ -19,8 +20,8 @@ export class LocalSessionDirectory implements SessionDirectory {
     return this.registry.all().map((s) => this.registry.view(s));
   }
 
-  async kick(clientIds: string[], reason: string): Promise<void> {
-    for (const id of clientIds) this.localKick(id, reason);
+  async kick(clientIds: string[], reason: string, by?: number): Promise<void> {
+    for (const id of clientIds) this.localKick(id, reason, by);
   }
 
   async close(): Promise<void> {}
@@ -39,7 +40,7 @@ export interface RedisDirectoryOptions {
   expireMs?: number;
 }
 
-interface KickMessage { clientIds: string[]; reason: string; from: string }
+interface KickMessage { clientIds: string[]; reason: string; from: string; by?: number }
 
 export class RedisSessionDirectory implements SessionDirectory {
   private readonly cmd: Redis;
@@ -57,6 +58,7 @@ export class RedisSessionDirectory implements SessionDirectory {
   private flushing: Promise<void> | null = null;
   /** The next heartbeat rewrites the whole snapshot (at start, after Redis came back or a write failed). */
   private fullSnapshot = true;
+  private readonly nodeDown: NodeDownListener[] = [];
 
   constructor(private readonly opts: RedisDirectoryOptions) {
     this.log = opts.log;
@@ -136,7 +138,40 @@ export class RedisSessionDirectory implements SessionDirectory {
     } catch {
       return;
     }
-    for (const id of msg.clientIds) if (typeof id === 'string') this.opts.localKick(id, msg.reason ?? 'kicked');
+    const by = typeof msg.by === 'number' ? msg.by : undefined;
+    for (const id of msg.clientIds) if (typeof id === 'string') this.opts.localKick(id, msg.reason ?? 'kicked', by);
+  }
+
+  onNodeDown(listener: NodeDownListener): void {
+    this.nodeDown.push(listener);
+  }
+
+  /**
+   * SPEC §8 `node_down`: a node whose heartbeat stopped for `expireMs - heartbeatMs`
+   * (its snapshot still there: it lives `expireMs`) is claimed by the one node whose
+   * ZREM removes it; that node reports the dead node's sessions and drops its snapshot.
+   */
+  private async sweepDeadNodes(): Promise<void> {
+    if (this.nodeDown.length === 0) return;
+    const cutoff = Date.now() - (this.expireMs - this.heartbeatMs);
+    const dead = await this.cmd.zrangebyscore(this.nodesKey, '-inf', cutoff);
+    for (const node of dead) {
+      if (node === this.opts.nodeId) continue;
+      const nodeKey = `${this.opts.prefix}node:${node}`;
+      const replies = await this.cmd.multi().zrem(this.nodesKey, node).hvals(nodeKey).del(nodeKey).exec();
+      const [claimed, values] = [replies?.[0]?.[1], replies?.[1]?.[1]];
+      if (claimed !== 1 || !Array.isArray(values)) continue;
+      const sessions: SessionView[] = [];
+      for (const v of values as string[]) {
+        try {
+          sessions.push(JSON.parse(v) as SessionView);
+        } catch {
+          // undecodable entry: nothing to report for it
+        }
+      }
+      this.log.warn({ node, sessions: sessions.length }, 'node down: its sessions are gone');
+      for (const listener of this.nodeDown) listener(node, sessions);
+    }
   }
 
   /** A session's listing entry; remembers the traffic it shows (see heartbeat). */
@@ -168,6 +203,7 @@ export class RedisSessionDirectory implements SessionDirectory {
     tx.zadd(this.nodesKey, Date.now(), this.opts.nodeId);
     try {
       await tx.exec();
+      await this.sweepDeadNodes();
     } catch (err) {
       this.fullSnapshot = true;
       this.log.debug({ err: (err as Error).message }, 'session heartbeat failed');
@@ -199,8 +235,8 @@ export class RedisSessionDirectory implements SessionDirectory {
     return out;
   }
 
-  async kick(clientIds: string[], reason: string): Promise<void> {
-    const msg: KickMessage = { clientIds, reason, from: this.opts.nodeId };
+  async kick(clientIds: string[], reason: string, by?: number): Promise<void> {
+    const msg: KickMessage = { clientIds, reason, from: this.opts.nodeId, ...(by === undefined ? {} : { by }) };
     await this.cmd.publish(this.kickChannel, JSON.stringify(msg));
   }
 

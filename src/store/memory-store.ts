@@ -39,6 +39,7 @@ export class MemoryStore implements TokenStore {
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private readonly feed: ChangeFeed;
+  private readonly expiredListeners = new Set<(ids: number[]) => void>();
   private closed = false;
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -188,6 +189,11 @@ export class MemoryStore implements TokenStore {
     return this.feed.add(listener);
   }
 
+  onExpired(listener: (ids: number[]) => void): () => void {
+    this.expiredListeners.add(listener);
+    return () => { this.expiredListeners.delete(listener); };
+  }
+
   /** In one process the feed never has a gap. */
   onResync(_listener: () => void): () => void {
     return () => {};
@@ -311,12 +317,25 @@ export class MemoryStore implements TokenStore {
     this.timer = undefined;
     this.timerAt = Infinity;
     const nowSec = Date.now() / 1000;
+    const expired: number[] = [];
     for (let head = this.deadlines.peek(); head !== undefined && head.at <= nowSec; head = this.deadlines.peek()) {
       this.deadlines.pop();
       const entry = this.byId.get(head.id);
       // A stale entry: the token was deleted or its deadline moved since.
-      if (entry && deadline(entry.token) === head.at) this.remove(head.id);
+      if (entry && deadline(entry.token) === head.at && this.remove(head.id)) expired.push(head.id);
     }
     this.schedule();
+    if (expired.length > 0) {
+      // As the change feed: never inside a store call, a throwing listener stops no other.
+      queueMicrotask(() => {
+        for (const listener of [...this.expiredListeners]) {
+          try {
+            listener(expired);
+          } catch {
+            // the listener's own problem
+          }
+        }
+      });
+    }
   }
 }

@@ -325,7 +325,7 @@ for _, id in ipairs(due) do
     redis.call('ZREM', ids, id)
   end
 end
-return #due
+return due
 `;
 
 /**
@@ -446,8 +446,10 @@ export class StoreScripts {
     return Array.isArray(reply) ? reply.map(Number) : [];
   }
 
-  async sweep(ids: string, masters: string, prefix: string, channel: string, batch: number): Promise<number> {
-    return Number(await this.invoke('tokenmqSweep', ids, masters, prefix, channel, batch));
+  /** The index entries swept (token ids, and any non-numeric entries removed). */
+  async sweep(ids: string, masters: string, prefix: string, channel: string, batch: number): Promise<string[]> {
+    const reply = await this.invoke('tokenmqSweep', ids, masters, prefix, channel, batch);
+    return Array.isArray(reply) ? reply.map(String) : [];
   }
 
   /** Null, or the id and field values (HASH_FIELDS order) of the token the key index names. */

@@ -79,6 +79,7 @@ export class RedisStore implements TokenStore {
   /** Set after the first subscription: a later one follows a gap (see onResync). */
   private feedWasUp = false;
   private readonly resyncListeners = new Set<() => void>();
+  private readonly expiredListeners = new Set<(ids: number[]) => void>();
   /** Connection errors are logged once per outage, not at every reconnect attempt. */
   private readonly outage = { command: false, subscriber: false };
 
@@ -304,12 +305,28 @@ export class RedisStore implements TokenStore {
   async sweep(): Promise<number> {
     let total = 0;
     for (;;) {
-      const removed = await this.call(() =>
+      const swept = await this.call(() =>
         this.scripts.sweep(this.keys.ids, this.keys.masters, this.prefix, this.keys.channel, SWEEP_BATCH),
       );
-      total += removed;
-      if (removed < SWEEP_BATCH) return total;
+      total += swept.length;
+      // The script is atomic: only the node that swept a token reports it (SPEC §8 `token_expired`).
+      const ids = swept.filter((id) => /^\d+$/.test(id)).map(Number);
+      if (ids.length > 0) {
+        for (const listener of [...this.expiredListeners]) {
+          try {
+            listener(ids);
+          } catch (err) {
+            this.logger.error({ err }, 'token expiry listener threw');
+          }
+        }
+      }
+      if (swept.length < SWEEP_BATCH) return total;
     }
+  }
+
+  onExpired(listener: (ids: number[]) => void): () => void {
+    this.expiredListeners.add(listener);
+    return () => { this.expiredListeners.delete(listener); };
   }
 
   /**

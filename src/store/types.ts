@@ -107,6 +107,11 @@ export interface TokenStore {
    * its sessions).
    */
   touch(ids: number[], now: number): Promise<number[]>;
+  /**
+   * SPEC §8 `token_expired`: tokens this process deleted because their time ran out,
+   * once across all nodes (the one whose sweep removed them). Returns an unsubscribe.
+   */
+  onExpired?(listener: (ids: number[]) => void): () => void;
   /** Token created/updated/deleted (including automatic expiry), on every node. Returns an unsubscribe. */
   onChange(listener: ChangeListener): () => void;
   /**

@@ -270,7 +270,8 @@ export class Rights {
     if (this.type === ACCESS_MASTER) return true;
     const clean = cleanPath(rawPath);
     if (clean === null || isPlatformPath(clean)) return false;
-    if (this.type === ACCESS_STANDARD) return true;
+    // SPEC §3: standard reaches all of /mqtt/* except the broker log.
+    if (this.type === ACCESS_STANDARD) return !isLogsPath(clean);
     if (bit === 0) return false;
     const wanted = bit === HEAD ? HEAD | GET : bit;
     for (const grant of this.restGrants) {
@@ -303,6 +304,12 @@ function cleanPath(path: string): string | null {
     if (segment === '' && i !== segments.length - 1) return null; // `//`; a trailing `/` is fine
   }
   return decoded.includes('\\') || decoded.includes('\0') ? null : decoded;
+}
+
+/** `/mqtt/logs` and below, in any letter case (SPEC §3: not for standard tokens). */
+function isLogsPath(path: string): boolean {
+  const head = path.slice(0, 11).toLowerCase();
+  return head === '/mqtt/logs' || head === '/mqtt/logs/';
 }
 
 /** `/platform` and below, in any letter case (routers may be case-insensitive). */

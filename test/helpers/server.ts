@@ -11,6 +11,7 @@ import { startTokenmq } from '../../src/start.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { TokenStore } from '../../src/store/types.js';
 import type { CreatedToken, Token, TokenInput } from '../../src/tokens/types.js';
+import type { BrokerLog } from '../../src/events/types.js';
 
 export interface TestServer {
   store: TokenStore;
@@ -18,6 +19,8 @@ export interface TestServer {
   broker: TokenBroker;
   gate: AccessGate;
   limiter: AuthLimiter;
+  /** SPEC §8 broker log (memory ring, or the Redis stream with a Redis store). */
+  brokerLog: BrokerLog;
   ports: { mqtt: number; ws: number; http: number; mqtts?: number; wss?: number };
   mqttUrl: string;
   wsUrl: string;
@@ -59,6 +62,12 @@ export interface TestServerOptions {
   wsSendBufferCap?: number;
   /** PEM cert and key: MQTTS and WSS listeners too, on ephemeral ports. */
   tls?: { cert: Buffer; key: Buffer };
+  /** LOG_RETENTION (default 100,000). */
+  logRetention?: number;
+  /** Records the Redis log holds while Redis is away (RedisLog default when unset). */
+  logBufferLimit?: number;
+  /** false: events and the log off (bench). */
+  events?: boolean;
 }
 
 export function uniquePrefix(): string {
@@ -79,24 +88,29 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     store = new MemoryStore();
   }
   const nodeId = `test-${randomBytes(3).toString('hex')}`;
+  // A Redis store (ours or the caller's): its Redis and prefix, for the cluster parts and the
+  // broker log's shared stream (SPEC §8), as main.ts wires them; `cluster` is passed on its own.
   let redisUrl = '';
   let redisPrefix = '';
-  if (opts.cluster) {
-    const prefix = (store as { prefix?: unknown }).prefix;
-    if (!process.env.REDIS_URL || typeof prefix !== 'string') throw new Error('cluster: true needs a RedisStore and REDIS_URL');
+  const prefix = (store as { prefix?: unknown }).prefix;
+  if (typeof prefix === 'string' && process.env.REDIS_URL) {
     redisUrl = process.env.REDIS_URL;
     redisPrefix = prefix;
+  } else if (opts.cluster) {
+    throw new Error('cluster: true needs a RedisStore and REDIS_URL');
   }
   const config: Config = {
     host: '127.0.0.1', mqttPort: 0, wsPort: 0, httpPort: 0, mqttsPort: 0, wssPort: 0, tlsCert: '', tlsKey: '',
     redisUrl, redisPrefix, masterToken: '', trustProxy: [], proxyProtocol: opts.proxyProtocol ?? false,
     tcpNoDelay: opts.tcpNoDelay ?? false, authFailLimit: opts.authFailLimit ?? 0, authFailWindow: opts.authFailWindow ?? 10,
     maxPacketSize: opts.maxPacketSize ?? 1024 * 1024, logLevel: 'silent', metrics: opts.metrics !== false, nodeId,
+    logRetention: opts.logRetention ?? 100_000,
   };
   const node = await startTokenmq({
     config, log, store, cluster: Boolean(opts.cluster), tls: opts.tls, trustProxy: opts.trustProxy,
     heartbeatInterval: opts.heartbeatInterval, proxyHeaderTimeoutMs: opts.proxyHeaderTimeoutMs,
     wsSendBufferCap: opts.wsSendBufferCap, tokenCacheMs: opts.tokenCacheMs,
+    logBufferLimit: opts.logBufferLimit, events: opts.events,
   });
   const { broker, ports } = node;
   const http = ports.http as number;
@@ -107,6 +121,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     gate: node.gate,
     limiter: node.limiter,
     ports: { mqtt: ports.mqtt, ws: ports.ws, mqtts: ports.mqtts, wss: ports.wss, http },
+    brokerLog: node.brokerLog,
     mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`,
     wsUrl: `ws://127.0.0.1:${ports.ws}/mqtt`,
     wssUrl: ports.wss ? `wss://127.0.0.1:${ports.wss}/mqtt` : undefined,

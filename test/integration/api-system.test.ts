@@ -79,8 +79,14 @@ describe.each(['memory', 'redis'] as const)('system routes with the %s store', (
     const doc = res.body;
     expect(doc.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ['/auth/check', '/auth/info', '/auth/tokens', '/health', '/metrics', '/mqtt/sessions/{sel}', '/platform/tokens', '/platform/tokens/{sel}'],
+      ['/auth/check', '/auth/info', '/auth/tokens', '/health', '/metrics', '/mqtt/logs', '/mqtt/sessions/{sel}', '/platform/tokens', '/platform/tokens/{sel}', '/platform/tokens/{sel}/logs'],
     );
+    // SPEC §8 log routes: their query and answer are schemas, not free text.
+    for (const path of ['/mqtt/logs', '/platform/tokens/{sel}/logs']) {
+      const get = doc.paths[path].get;
+      expect(get.parameters.map((p: { name: string }) => p.name)).toEqual(expect.arrayContaining(['since', 'event', 'client_id', 'limit']));
+      expect(get.responses['200'].content['application/json'].schema.properties.result.items.properties).toHaveProperty('reason');
+    }
     expect(Object.keys(doc.paths['/platform/tokens/{sel}']).sort()).toEqual(['delete', 'get', 'put']);
     expect(Object.keys(doc.paths['/mqtt/sessions/{sel}']).sort()).toEqual(['delete', 'get']);
     expect(doc.components.schemas.TokenInput).toMatchObject({ type: 'object', additionalProperties: false });

@@ -204,6 +204,16 @@ describe('REST rights (SPEC §3, §5)', () => {
     expect(standard.canRest('GET', '/PLATFORM/tokens/all')).toBe(false);
   });
 
+  test.each(['/mqtt/logs', '/mqtt/logs?limit=1', '/mqtt/logs/', '/MQTT/Logs', '/mqtt/%6Cogs', '/mqtt/logs/x'])(
+    'standard tokens may not read the broker log: %j (SPEC §3 "all of /mqtt/* except /mqtt/logs")',
+    (path) => {
+      const standard = compileRights({ type: ACCESS_STANDARD }, ctx);
+      expect(standard.canRest('GET', path)).toBe(false);
+      expect(standard.canRest('GET', '/mqtt/logsx')).toBe(true);
+      expect(compileRights({ type: ACCESS_MASTER }, ctx).canRest('GET', path)).toBe(true);
+    },
+  );
+
   test.each(['/%70latform/tokens/all', '//platform/tokens', '/mqtt/../platform/tokens', '/mqtt/%2e%2e/platform/tokens', '/mqtt/%zz', 'platform/tokens'])(
     'refuses the ambiguous path %j to a standard token',
     (path) => {
@@ -220,6 +230,12 @@ describe('REST rights (SPEC §3, §5)', () => {
     expect(rights.canRest('DELETE', '/mqtt/sessions/all')).toBe(false);
     expect(rights.canRest('GET', '/mqtt/sessionsx')).toBe(false);
     expect(rights.canRest('GET', '/mqtt')).toBe(false);
+  });
+
+  test('ACL: GET on mqtt/logs reads the broker log (SPEC §5)', () => {
+    expect(compileRights(acl({ uri: 'mqtt/logs', methods: ['GET'] }), ctx).canRest('GET', '/mqtt/logs?limit=5')).toBe(true);
+    expect(compileRights(acl({ uri: 'mqtt', methods: ['GET'] }), ctx).canRest('GET', '/mqtt/logs')).toBe(true);
+    expect(compileRights(acl({ uri: 'mqtt/sessions', methods: ['GET'] }), ctx).canRest('GET', '/mqtt/logs')).toBe(false);
   });
 
   test('ACL: uri mqtt covers all of /mqtt/* (SPEC §3)', () => {
