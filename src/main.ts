@@ -106,7 +106,10 @@ async function main(): Promise<void> {
     tcpNoDelay: config.tcpNoDelay,
   });
   const metrics = config.metrics ? createMetrics({ broker, store }) : undefined;
-  const api = await buildApi({ store, broker, limiter, log: log.child({ module: 'api' }), trustProxy, metrics });
+  const api = await buildApi({
+    store, broker, limiter, log: log.child({ module: 'api' }), trustProxy, metrics,
+    console: { wsUrl: config.consoleWsUrl, wsPort: ports.ws },
+  });
   await api.listen({ port: config.httpPort, host: config.host });
   const httpPort = (api.server.address() as { port: number }).port;
   log.info({ ...ports, http: httpPort, store: config.redisUrl ? 'redis' : 'memory' }, 'listening');

@@ -31,6 +31,8 @@ export interface ApiDeps {
   bodyLimit?: number;
   /** How long a key → token lookup is reused, ms (default 1000; 0: every request asks the store). */
   tokenCacheMs?: number;
+  /** The console at `GET /` (SPEC §9); unset: no console. */
+  console?: import('./console.js').ConsoleOptions;
 }
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -126,5 +128,6 @@ export async function buildApi(deps: ApiDeps) {
   await app.register(tokensRoutes, { prefix: '/platform/tokens', store: deps.store, cache, authenticate: auth.hook });
   await app.register(sessionsRoutes, { prefix: '/mqtt/sessions', broker: deps.broker, authenticate: auth.hook });
   await app.register(systemRoutes, { store: deps.store, broker: deps.broker, metrics, authenticate: auth.hook });
+  if (deps.console) await app.register((await import('./console.js')).consoleRoutes, deps.console);
   return app;
 }
