@@ -58,6 +58,8 @@ export interface TestServerOptions {
   wsSendBufferCap?: number;
   /** PEM cert and key: MQTTS and WSS listeners too, on ephemeral ports. */
   tls?: { cert: Buffer; key: Buffer };
+  /** Serve the console at `GET /` (SPEC §9); `wsUrl` stands for CONSOLE_WS_URL. */
+  console?: boolean | { wsUrl?: string };
 }
 
 export function uniquePrefix(): string {
@@ -102,6 +104,7 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     store, broker, limiter, log, trustProxy: opts.trustProxy,
     metrics: opts.metrics === false ? undefined : createMetrics({ broker, store }),
     tokenCacheMs: opts.tokenCacheMs,
+    console: opts.console ? { wsPort: ports.ws, ...(typeof opts.console === 'object' ? opts.console : {}) } : undefined,
   });
   await api.listen({ port: 0, host: '127.0.0.1' });
   const http = (api.server.address() as { port: number }).port;

@@ -20,6 +20,7 @@ function LiveEvents() {
     <h3>Live <code>${EVENTS}</code> <span class="note">${state || conn.state}</span></h3>
     <${ErrorLine} error=${conn.error} />
     <button type="button" class="secondary" aria-pressed=${msgs.paused} onClick=${msgs.togglePause}>${msgs.paused ? 'Resume' : 'Pause'}</button>
+    ${msgs.shown.length === 0 && html`<p class="empty">No events yet: they appear here as sessions connect, disconnect and tokens change.</p>`}
     <ol class="messages">${msgs.shown.map((m) => {
       let e = null;
       try { e = JSON.parse(payloadText(m.bytes, 'text')); } catch { /* shown raw */ }
@@ -57,6 +58,6 @@ export function EventsView({ token, features }) {
   return html`<section aria-labelledby="events-h">
     <h2 id="events-h">Events</h2>
     ${canWatchEvents(token) && html`<${LiveEvents} />`}
-    ${hasLog && html`<${Log} />`}
+    ${hasLog ? html`<${Log} />` : html`<p class="note">The broker log (GET /mqtt/logs) is not available to this token on this node.</p>`}
   </section>`;
 }

@@ -29,7 +29,11 @@ export function useMqtt(onMessage, prefix) {
     consoleConfig().then(({ wsUrl }) => {
       if (closed) return;
       const id = `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
-      const c = mqtt.connect(wsUrl, { username: storedKey(), password: '', clientId: id, clean: true, reconnectPeriod: 3000, protocolVersion: 4 });
+      const c = mqtt.connect(wsUrl, {
+        username: storedKey(), password: '', clientId: id, clean: true, reconnectPeriod: 3000, protocolVersion: 4,
+        // mqtt.js's default worker timers come from a blob: URL, which the CSP (script-src 'self') refuses.
+        timerVariant: 'native',
+      });
       client.current = c;
       c.on('connect', () => { setState('connected'); setError(''); });
       c.on('close', () => setState('disconnected'));
@@ -122,8 +126,9 @@ export function LiveView() {
     }
     setSubs((list) => list.map((s) => (s.filter === f ? { ...s, state } : s)));
   }
-  function remove(f) {
-    conn.unsubscribe(f);
+  function remove(f, subscribed) {
+    // A refused filter holds no subscription: nothing to send.
+    if (subscribed) conn.unsubscribe(f);
     setSubs((list) => list.filter((s) => s.filter !== f));
   }
 
@@ -138,7 +143,9 @@ export function LiveView() {
     </form>
     <ul class="sub-list" aria-label="subscriptions">${subs.map((s) => html`<li class=${s.state === 'refused' ? 'refused' : ''} data-filter=${s.filter}>
       <code>${s.filter}</code> <span class="sub-state">${s.state === 'refused' ? 'refused by the broker (SUBACK 0x80)' : s.state}</span>
-      <button type="button" class="secondary" aria-label=${`unsubscribe ${s.filter}`} onClick=${() => remove(s.filter)}>Unsubscribe</button></li>`)}</ul>
+      ${s.state === 'refused'
+        ? html`<button type="button" class="secondary" aria-label=${`remove ${s.filter}`} onClick=${() => remove(s.filter, false)}>Remove</button>`
+        : html`<button type="button" class="secondary" aria-label=${`unsubscribe ${s.filter}`} onClick=${() => remove(s.filter, true)}>Unsubscribe</button>`}</li>`)}</ul>
     <div class="row toolbar">
       <button type="button" class="secondary" aria-pressed=${msgs.paused} onClick=${msgs.togglePause}>${msgs.paused ? 'Resume' : 'Pause'}</button>
       <label>Payload <select value=${mode} onChange=${(e) => setMode(e.target.value)}><option value="text">text</option><option value="hex">hex</option></select></label>

@@ -1,0 +1,187 @@
+// The ops console (SPEC §9) in headless Chromium against a real node: login,
+// Tokens, Sessions, Live, kick, what an ACL token's console hides, where the
+// key lives. Screenshots of each view land in test-output/console/.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { MqttClient } from 'mqtt';
+import { launchBrowser, logIn, screenshot } from '../helpers/browser.js';
+import { closed, connect } from '../helpers/mqtt.js';
+import { rest } from '../helpers/rest.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+const UI_MS = 10_000;
+
+describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9)', (kind) => {
+  let srv: TestServer;
+  let master: string;
+  let browser: Browser;
+  const contexts: BrowserContext[] = [];
+  const devices: MqttClient[] = [];
+  const shot = (page: Page, name: string) => screenshot(page, `${kind}-${name}`);
+
+  async function newPage(viewport = { width: 1280, height: 800 }): Promise<Page> {
+    const context = await browser.newContext({ viewport });
+    contexts.push(context);
+    const page = await context.newPage();
+    // Any CSP violation or script error fails the test that caused it.
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' && !/status of 40[134]/.test(msg.text())) problems.push(msg.text());
+    });
+    (page as Page & { problems: string[] }).problems = problems;
+    return page;
+  }
+  const problemsOf = (page: Page) => (page as Page & { problems: string[] }).problems;
+
+  beforeAll(async () => {
+    srv = await startTestServer({ store: kind, console: true });
+    master = (await srv.token({ access: { type: 1 }, info: 'ops' })).key;
+    browser = await launchBrowser();
+  });
+  afterAll(async () => {
+    await Promise.all(devices.map((d) => d.endAsync(true)));
+    await Promise.all(contexts.map((c) => c.close()));
+    await browser?.close();
+    await srv?.close();
+  });
+
+  test('GET / serves the console with a strict CSP naming the WebSocket URL; no path escapes the console folder', async () => {
+    const page = await rest(srv.httpUrl, 'GET', '/');
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    const csp = page.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("default-src 'self'");
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).not.toContain('unsafe-inline');
+    expect(csp).toContain(`connect-src 'self' ws://127.0.0.1:${srv.ports.ws}/mqtt`);
+    expect(page.text).not.toMatch(/<script>|<script [^>]*>[^<]/); // no inline script
+    const js = await rest(srv.httpUrl, 'GET', '/console/app.js');
+    expect(js.headers.get('content-type')).toMatch(/^text\/javascript/);
+    const config = await rest(srv.httpUrl, 'GET', '/console/config.json');
+    expect(config.body).toEqual({ wsUrl: `ws://127.0.0.1:${srv.ports.ws}/mqtt` });
+    for (const path of ['/console/../package.json', '/console/%2e%2e/package.json', '/console/..%2f..%2fpackage.json', '/console/vendor/../../api.js', '/console/%2fetc%2fpasswd']) {
+      const res = await rest(srv.httpUrl, 'GET', path);
+      expect([res.status, path]).toEqual([404, path]);
+      expect(res.text).not.toContain('"name": "tokenmq"');
+    }
+  });
+
+  test('master: log in, create a token, see its device in Sessions, its message in Live, kick it; the key stays in sessionStorage only', async () => {
+    const page = await newPage();
+    await logIn(page, srv.httpUrl, master);
+    await shot(page, 'sessions-empty');
+
+    // Tokens: create one; its key is shown once.
+    await page.getByRole('link', { name: 'Tokens' }).click();
+    await page.getByRole('button', { name: 'New token' }).click();
+    await page.getByLabel('Info').fill('console device');
+    await page.getByRole('button', { name: 'Create' }).click();
+    const keyBox = page.getByTestId('new-key');
+    await keyBox.waitFor({ timeout: UI_MS });
+    const deviceKey = (await keyBox.textContent())!.trim();
+    expect(deviceKey).toMatch(/^[A-Za-z0-9]{64}$/);
+    await page.locator('tr[data-token-id]', { hasText: 'console device' }).waitFor({ timeout: UI_MS });
+    await shot(page, 'tokens');
+
+    // A real device with that key appears in Sessions.
+    const device = await connect(srv.mqttUrl, deviceKey, { clientId: `dev-${kind}-1` });
+    devices.push(device);
+    await page.getByRole('link', { name: 'Sessions' }).click();
+    const row = page.locator(`tr[data-client-id="dev-${kind}-1"]`);
+    await row.waitFor({ timeout: UI_MS });
+    await row.getByRole('button', { name: 'Subscriptions' }).click();
+    await page.getByText('no subscriptions').waitFor({ timeout: UI_MS });
+    await shot(page, 'sessions');
+
+    // Live: the device's message arrives, newest on top.
+    await page.getByRole('link', { name: 'Live' }).click();
+    await page.getByTestId('mqtt-state').getByText('connected', { exact: true }).waitFor({ timeout: UI_MS });
+    await page.getByLabel('Topic filter').fill('devices/#');
+    await page.getByRole('button', { name: 'Subscribe', exact: true }).click();
+    await page.locator('li[data-filter="devices/#"]', { hasText: 'granted QoS 0' }).waitFor({ timeout: UI_MS });
+    await device.publishAsync('devices/1/temp', '21.5');
+    await device.publishAsync('devices/1/temp', Buffer.from([0xde, 0xad, 0xbe, 0xef]));
+    const first = page.locator('.messages li').first();
+    await first.getByText('(binary, 4 bytes) de ad be ef').waitFor({ timeout: UI_MS });
+    await page.locator('.messages li', { hasText: '21.5' }).waitFor({ timeout: UI_MS });
+    await shot(page, 'live');
+
+    // Kick with confirmation: the device sees its connection close.
+    await page.getByRole('link', { name: 'Sessions' }).click();
+    await page.getByRole('button', { name: `Kick dev-${kind}-1` }).click();
+    const gone = closed(device, UI_MS);
+    await page.getByRole('button', { name: 'Confirm kick' }).click();
+    await gone;
+    await page.locator(`tr[data-client-id="dev-${kind}-1"]`).waitFor({ state: 'detached', timeout: UI_MS });
+
+    // SPEC §9: the key is kept in sessionStorage only: not in the URL, a cookie or localStorage.
+    expect(page.url()).not.toContain(master);
+    expect(await page.context().cookies()).toEqual([]);
+    const storage = await page.evaluate(() => ({ local: JSON.stringify(localStorage), session: JSON.stringify(sessionStorage) }));
+    expect(storage.local).not.toContain(master);
+    expect(storage.session).toContain(master);
+
+    // Events: a master token watches $tokenmq/events/# live.
+    await page.getByRole('link', { name: 'Events' }).click();
+    await page.getByText('subscribed').waitFor({ timeout: UI_MS });
+    await shot(page, 'events');
+    expect(problemsOf(page)).toEqual([]);
+  });
+
+  test('the ACL editor refuses a bad filter next to its field and shows the server reason', async () => {
+    const page = await newPage();
+    await logIn(page, srv.httpUrl, master);
+    await page.getByRole('link', { name: 'Tokens' }).click();
+    await page.getByRole('button', { name: 'New token' }).click();
+    await page.getByLabel('Access').selectOption({ label: 'ACL' });
+    await page.getByRole('button', { name: 'Add MQTT topic entry' }).click();
+    await page.getByLabel('Topic filter').fill('devices/#/x');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.getByText("topic filter '#' must be the whole last level").waitFor({ timeout: UI_MS });
+    // A reason only the server knows (ttl beyond its maximum) is shown as the server says it.
+    await page.getByLabel('Topic filter').fill('devices/#');
+    await page.getByLabel('TTL (s)').fill('99999999999');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.locator('.field-error', { hasText: 'ttl' }).waitFor({ timeout: UI_MS });
+    await shot(page, 'tokens-acl-editor');
+  });
+
+  test('an ACL token sees only what it may use; a filter outside its ACL is shown as refused', async () => {
+    const acl = await srv.token({ info: 'dashboard', access: { type: 2, acl: [{ uri: 'mqtt', topic: 'devices/42/#', actions: ['subscribe'] }] } });
+    const page = await newPage();
+    await logIn(page, srv.httpUrl, acl.key);
+    const nav = page.getByRole('navigation', { name: 'Views' });
+    await expect(nav.getByRole('link').allTextContents()).resolves.toEqual(['Live']);
+    await page.getByTestId('mqtt-state').getByText('connected', { exact: true }).waitFor({ timeout: UI_MS });
+    await page.getByLabel('Topic filter').fill('test/x');
+    await page.getByRole('button', { name: 'Subscribe', exact: true }).click();
+    await page.locator('li[data-filter="test/x"]', { hasText: 'refused' }).waitFor({ timeout: UI_MS });
+    await page.getByLabel('Topic filter').fill('#');
+    await page.getByRole('button', { name: 'Subscribe', exact: true }).click();
+    await page.locator('li[data-filter="#"]', { hasText: 'granted' }).waitFor({ timeout: UI_MS });
+    const publisher = await connect(srv.mqttUrl, master);
+    devices.push(publisher);
+    await publisher.publishAsync('other/1', 'not for the dashboard');
+    await publisher.publishAsync('devices/42/state', 'on');
+    await page.locator('.messages li', { hasText: 'devices/42/state' }).waitFor({ timeout: UI_MS });
+    expect(await page.locator('.messages li').count()).toBe(1);
+    await shot(page, 'live-acl');
+
+    // A sessions-only ACL token: Sessions without Kick, no Tokens.
+    const viewer = await srv.token({
+      info: 'viewer',
+      access: { type: 2, acl: [{ uri: 'mqtt/sessions', methods: ['GET'] }, { uri: 'mqtt', topic: 'x/#', actions: ['subscribe'] }] },
+    });
+    const device = await connect(srv.mqttUrl, master, { clientId: `seen-${kind}` });
+    devices.push(device);
+    const page2 = await newPage({ width: 390, height: 844 });
+    await logIn(page2, srv.httpUrl, viewer.key);
+    await expect(page2.getByRole('navigation', { name: 'Views' }).getByRole('link').allTextContents()).resolves.toEqual(['Sessions', 'Live']);
+    await page2.locator(`tr[data-client-id="seen-${kind}"]`).waitFor({ timeout: UI_MS });
+    expect(await page2.getByRole('button', { name: /^Kick/ }).count()).toBe(0);
+    await shot(page2, 'sessions-phone-acl');
+    expect(problemsOf(page)).toEqual([]);
+    expect(problemsOf(page2)).toEqual([]);
+  });
+});
