@@ -120,6 +120,7 @@ export function SessionsView({ token, features }) {
             </tr>
             ${open === s.client_id && html`<tr class="detail"><td colspan="8"><${Subscriptions} clientId=${s.client_id} features=${features} /></td></tr>`}`)}
         </tbody>
-      </table></div>`}
+      </table></div>
+      ${rows.length > 10 && html`<${Pager} offset=${offset} limit=${PAGE} total=${page.total} onChange=${setOffset} />`}`}
   </section>`;
 }
