@@ -118,7 +118,7 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     // SPEC §9: the key is kept in sessionStorage only: not in the URL, a cookie or localStorage.
     expect(page.url()).not.toContain(master);
     expect(await page.context().cookies()).toEqual([]);
-    const storage = await page.evaluate(() => ({ local: JSON.stringify(localStorage), session: JSON.stringify(sessionStorage) }));
+    const storage = await page.evaluate<{ local: string; session: string }>('({ local: JSON.stringify(localStorage), session: JSON.stringify(sessionStorage) })');
     expect(storage.local).not.toContain(master);
     expect(storage.session).toContain(master);
 
