@@ -94,7 +94,14 @@ function securityHeaders(reply: FastifyReply, wsUrl: string): FastifyReply {
 }
 
 export const consoleRoutes: FastifyPluginAsync<ConsoleOptions> = async (app, opts) => {
-  const assets = loadAssets(opts.root ?? packageRoot());
+  let assets: Map<string, Asset>;
+  try {
+    assets = loadAssets(opts.root ?? packageRoot());
+  } catch (err) {
+    // A package installed without its console files still runs the broker: GET / answers 404 and says why here.
+    app.log.error({ err: err instanceof Error ? err.message : String(err) }, 'console files not found: the console is off');
+    assets = new Map();
+  }
 
   function send(request: FastifyRequest, reply: FastifyReply, name: string) {
     const asset = assets.get(name);
