@@ -2,6 +2,7 @@
 // Tokens, Sessions, Live, kick, what an ACL token's console hides, where the
 // key lives. Screenshots of each view land in test-output/console/.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { request as httpRequest } from 'node:http';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { MqttClient } from 'mqtt';
 import { launchBrowser, logIn, screenshot } from '../helpers/browser.js';
@@ -69,6 +70,9 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
 
   test('master: log in, create a token, see its device in Sessions, its message in Live, kick it; the key stays in sessionStorage only', async () => {
     const page = await newPage();
+    await page.goto(`${srv.httpUrl}/`);
+    await page.getByLabel('Token key').waitFor();
+    await shot(page, 'login');
     await logIn(page, srv.httpUrl, master);
     await shot(page, 'sessions-empty');
 
@@ -150,7 +154,12 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
   test('an ACL token sees only what it may use; a filter outside its ACL is shown as refused', async () => {
     const acl = await srv.token({ info: 'dashboard', access: { type: 2, acl: [{ uri: 'mqtt', topic: 'devices/42/#', actions: ['subscribe'] }] } });
     const page = await newPage();
-    await logIn(page, srv.httpUrl, acl.key);
+    // Keyboard only: the key field has the focus on load, Enter submits.
+    await page.goto(`${srv.httpUrl}/`);
+    await page.getByLabel('Token key').waitFor();
+    await page.keyboard.type(acl.key);
+    await page.keyboard.press('Enter');
+    await page.getByRole('navigation', { name: 'Views' }).waitFor();
     const nav = page.getByRole('navigation', { name: 'Views' });
     await expect(nav.getByRole('link').allTextContents()).resolves.toEqual(['Live']);
     await page.getByTestId('mqtt-state').getByText('connected', { exact: true }).waitFor({ timeout: UI_MS });
@@ -181,7 +190,46 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     await page2.locator(`tr[data-client-id="seen-${kind}"]`).waitFor({ timeout: UI_MS });
     expect(await page2.getByRole('button', { name: /^Kick/ }).count()).toBe(0);
     await shot(page2, 'sessions-phone-acl');
+    await page2.getByRole('link', { name: 'Live' }).click();
+    await page2.getByTestId('mqtt-state').getByText('connected', { exact: true }).waitFor({ timeout: UI_MS });
+    await shot(page2, 'live-phone-acl');
     expect(problemsOf(page)).toEqual([]);
     expect(problemsOf(page2)).toEqual([]);
+  });
+});
+
+describe('console WebSocket URL and CSP (SPEC §1 CONSOLE_WS_URL)', () => {
+  test('CONSOLE_WS_URL is what the page is told and the only WebSocket its CSP allows', async () => {
+    const srv = await startTestServer({ console: { wsUrl: 'wss://mq.example.com/mqtt' } });
+    try {
+      const page = await rest(srv.httpUrl, 'GET', '/');
+      expect(page.headers.get('content-security-policy')).toContain("connect-src 'self' wss://mq.example.com/mqtt;");
+      expect((await rest(srv.httpUrl, 'GET', '/console/config.json')).body).toEqual({ wsUrl: 'wss://mq.example.com/mqtt' });
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test('unset: the Host header names the WebSocket host, and a Host that is not a plain host cannot write into the CSP', async () => {
+    const srv = await startTestServer({ console: true });
+    const get = (host: string) => new Promise<{ csp: string; body: string }>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port: srv.ports.http, path: '/console/config.json', headers: { host } }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => { body += c.toString(); });
+        res.on('end', () => resolve({ csp: String(res.headers['content-security-policy']), body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    try {
+      const named = await get('console.example.com:8080');
+      expect(JSON.parse(named.body)).toEqual({ wsUrl: `ws://console.example.com:${srv.ports.ws}/mqtt` });
+      expect(named.csp).toContain(`connect-src 'self' ws://console.example.com:${srv.ports.ws}/mqtt;`);
+      const evil = await get("x.example; script-src 'unsafe-inline' *");
+      expect(evil.csp).not.toContain('unsafe-inline');
+      expect(evil.csp).toContain(`connect-src 'self' ws://127.0.0.1:${srv.ports.ws}/mqtt;`);
+    } finally {
+      await srv.close();
+    }
   });
 });
