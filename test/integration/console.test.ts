@@ -1,7 +1,7 @@
 // The ops console (SPEC §9) in headless Chromium against a real node: login,
 // Tokens, Sessions, Live, kick, what an ACL token's console hides, where the
 // key lives. Screenshots of each view land in test-output/console/.
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { request as httpRequest } from 'node:http';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { MqttClient } from 'mqtt';
@@ -11,6 +11,8 @@ import { rest } from '../helpers/rest.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const UI_MS = 10_000;
+// A browser walk through several views on a 2-core machine shared with other suites.
+jest.setTimeout(60_000);
 
 describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9)', (kind) => {
   let srv: TestServer;
@@ -36,7 +38,8 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
   const problemsOf = (page: Page) => (page as Page & { problems: string[] }).problems;
 
   beforeAll(async () => {
-    srv = await startTestServer({ store: kind, console: true });
+    // Redis: cluster mode as main.ts wires it, so Sessions reads the Redis session directory of every node.
+    srv = await startTestServer({ store: kind, cluster: kind === 'redis', console: true });
     master = (await srv.token({ access: { type: 1 }, info: 'ops' })).key;
     browser = await launchBrowser();
   });
@@ -91,12 +94,19 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     // A real device with that key appears in Sessions.
     const device = await connect(srv.mqttUrl, deviceKey, { clientId: `dev-${kind}-1` });
     devices.push(device);
+    await device.subscribeAsync('devices/1/cmd', { qos: 1 });
     await page.getByRole('link', { name: 'Sessions' }).click();
     const row = page.locator(`tr[data-client-id="dev-${kind}-1"]`);
     await row.waitFor({ timeout: UI_MS });
     await row.getByRole('button', { name: 'Subscriptions' }).click();
-    await page.getByText('no subscriptions').waitFor({ timeout: UI_MS });
+    await page.locator('ul.subs li', { hasText: 'devices/1/cmd' }).getByText('QoS 1').waitFor({ timeout: UI_MS });
+    // Filter by token id: only that token's sessions stay.
+    const deviceTokenId = (await srv.store.get('all')).find((t) => t.info === 'console device')!.id;
+    await page.getByLabel('Token id').fill(String(deviceTokenId));
+    await page.locator('table.sessions tbody tr[data-client-id]').nth(1).waitFor({ state: 'detached', timeout: UI_MS });
+    await expect(page.locator('table.sessions tbody tr[data-client-id]').allTextContents()).resolves.toEqual([expect.stringContaining(`dev-${kind}-1`)]);
     await shot(page, 'sessions');
+    await page.getByLabel('Token id').fill('');
 
     // Live: the device's message arrives, newest on top.
     await page.getByRole('link', { name: 'Live' }).click();
@@ -110,6 +120,15 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     await first.getByText('(binary, 4 bytes) de ad be ef').waitFor({ timeout: UI_MS });
     await page.locator('.messages li', { hasText: '21.5' }).waitFor({ timeout: UI_MS });
     await shot(page, 'live');
+    // Pause: the list stays still; Resume shows what came meanwhile. Hex shows the bytes.
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await device.publishAsync('devices/1/temp', 'while paused');
+    await page.getByRole('status').getByText('paused').waitFor();
+    expect(await page.locator('.messages li').count()).toBe(2);
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await page.locator('.messages li').first().getByText('while paused').waitFor({ timeout: UI_MS });
+    await page.getByLabel('Payload').selectOption('hex');
+    await page.locator('.messages li').nth(1).getByText('de ad be ef', { exact: true }).waitFor();
 
     // Kick with confirmation: the device sees its connection close.
     await page.getByRole('link', { name: 'Sessions' }).click();
@@ -125,6 +144,11 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     const storage = await page.evaluate<{ local: string; session: string }>('({ local: JSON.stringify(localStorage), session: JSON.stringify(sessionStorage) })');
     expect(storage.local).not.toContain(master);
     expect(storage.session).toContain(master);
+
+    // Views whose API this node lacks are hidden (SPEC §9): Retained needs GET /mqtt/messages/{filter}.
+    const doc = (await rest(srv.httpUrl, 'GET', '/openapi.json')).body as { paths: Record<string, unknown> };
+    const expected = ['Sessions', 'Tokens', 'Live', ...('/mqtt/messages/{filter}' in doc.paths ? ['Retained'] : []), 'Events'];
+    await expect(page.getByRole('navigation', { name: 'Views' }).getByRole('link').allTextContents()).resolves.toEqual(expected);
 
     // Events: a master token watches $tokenmq/events/# live.
     await page.getByRole('link', { name: 'Events' }).click();
@@ -149,6 +173,25 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     await page.getByRole('button', { name: 'Create' }).click();
     await page.locator('.field-error', { hasText: 'ttl' }).waitFor({ timeout: UI_MS });
     await shot(page, 'tokens-acl-editor');
+    await page.getByRole('button', { name: 'Cancel' }).click();
+
+    // Edit, disable, enable, delete (with confirmation) of a stored token.
+    const t = await srv.token({ info: 'to change' });
+    const row = page.locator(`tr[data-token-id="${t.id}"]`);
+    await row.waitFor({ timeout: UI_MS });
+    await page.getByRole('button', { name: `disable token ${t.id}` }).click();
+    await row.getByText('no', { exact: true }).waitFor({ timeout: UI_MS });
+    expect((await srv.store.get([t.id]))[0]!.enabled).toBe(false);
+    await page.getByRole('button', { name: `enable token ${t.id}` }).click();
+    await row.getByText('yes', { exact: true }).waitFor({ timeout: UI_MS });
+    await page.getByRole('button', { name: `edit token ${t.id}` }).click();
+    await page.getByLabel('Info').fill('changed');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await row.getByText('changed', { exact: true }).waitFor({ timeout: UI_MS });
+    await page.getByRole('button', { name: `Delete token ${t.id}` }).click();
+    await page.getByRole('button', { name: 'Confirm delete' }).click();
+    await row.waitFor({ state: 'detached', timeout: UI_MS });
+    expect(await srv.store.get([t.id])).toEqual([]);
   });
 
   test('an ACL token sees only what it may use; a filter outside its ACL is shown as refused', async () => {

@@ -29,7 +29,7 @@ function Subscriptions({ clientId, features }) {
   if (error) return html`<${ErrorLine} error=${error} />`;
   if (!subs) return html`<span class="note">loading…</span>`;
   if (subs.length === 0) return html`<span class="note">no subscriptions</span>`;
-  return html`<ul class="subs">${subs.map((s) => html`<li><code>${s.topic}</code> <span class="note">QoS ${s.qos}</span></li>`)}</ul>`;
+  return html`<ul class="subs" aria-label=${`subscriptions of ${clientId}`}>${subs.map((s) => html`<li><code>${s.topic}</code> <span class="note">QoS ${s.qos}</span></li>`)}</ul>`;
 }
 
 export function SessionsView({ token, features }) {
@@ -118,7 +118,8 @@ export function SessionsView({ token, features }) {
                 ${mayKick && html`<${ConfirmButton} label="Kick" confirmLabel="Confirm kick" what=${s.client_id} onConfirm=${() => kick(s.client_id)} />`}
               </td>
             </tr>
-            ${open === s.client_id && html`<tr class="detail"><td colspan="8"><${Subscriptions} clientId=${s.client_id} features=${features} /></td></tr>`}`)}
+            ${open === s.client_id && html`<tr class="detail"><td colspan="8"><span class="note">Subscriptions of <code>${s.client_id}</code>:</span>
+              <${Subscriptions} clientId=${s.client_id} features=${features} /></td></tr>`}`)}
         </tbody>
       </table></div>
       ${rows.length > 10 && html`<${Pager} offset=${offset} limit=${PAGE} total=${page.total} onChange=${setOffset} />`}`}
