@@ -42,6 +42,11 @@ export async function api(method, path, body, key = storedKey()) {
   }
   if (!res.ok) {
     const reason = parsed?.errors?.[0]?.reason ?? `HTTP ${res.status}`;
+    // The logged-in token stopped working (deleted, disabled, expired): back to the login, the key forgotten.
+    if (res.status === 401 && key !== null && key === storedKey()) {
+      forgetKey();
+      dispatchEvent(new CustomEvent('tokenmq-logout', { detail: reason }));
+    }
     throw new ApiFailure(res.status, reason);
   }
   return parsed;

@@ -24,9 +24,9 @@ function viewsFor(token, features) {
   return views;
 }
 
-function Login({ onLogin }) {
+function Login({ onLogin, notice }) {
   const [key, setKey] = useState('');
-  const [error, setError] = useState('');
+  const [error, setError] = useState(notice ?? '');
   const [busy, setBusy] = useState(false);
   async function submit(event) {
     event.preventDefault();
@@ -47,7 +47,7 @@ function Login({ onLogin }) {
       <h1>tokenmq console</h1>
       <form onSubmit=${submit} autocomplete="off">
         <label for="login-key">Token key</label>
-        <input id="login-key" name="key" type="password" value=${key} onInput=${(e) => setKey(e.target.value)}
+        <input id="login-key" name="key" type="password" autocomplete="off" value=${key} onInput=${(e) => setKey(e.target.value)}
           required autofocus spellcheck="false" aria-describedby="login-note" />
         <p id="login-note" class="note">Kept only in this tab (sessionStorage); closing the tab forgets it.</p>
         ${error && html`<p class="error" role="alert">${error}</p>`}
@@ -89,6 +89,15 @@ function App() {
   const [token, setToken] = useState(null);
   const [features, setFeatures] = useState(null);
   const [checking, setChecking] = useState(Boolean(storedKey()));
+  const [notice, setNotice] = useState('');
+  useEffect(() => {
+    const onLogout = (event) => {
+      setNotice(`Logged out: ${event.detail}`);
+      setToken(null);
+    };
+    addEventListener('tokenmq-logout', onLogout);
+    return () => removeEventListener('tokenmq-logout', onLogout);
+  }, []);
   useEffect(() => {
     loadFeatures().then(setFeatures);
     if (!storedKey()) return;
@@ -98,7 +107,7 @@ function App() {
       .finally(() => setChecking(false));
   }, []);
   if (!features || checking) return html`<p class="empty">Loading…</p>`;
-  if (!token) return html`<${Login} onLogin=${setToken} />`;
+  if (!token) return html`<${Login} notice=${notice} onLogin=${(t) => { setNotice(''); setToken(t); }} />`;
   return html`<${Shell} token=${token} features=${features} onLogout=${() => { forgetKey(); setToken(null); }} />`;
 }
 

@@ -39,7 +39,8 @@ export function usePoll(fn, ms, deps) {
     let timer;
     const tick = async () => {
       try {
-        await fn();
+        // A hidden tab does not poll; it catches up when shown again (next tick).
+        if (!document.hidden) await fn();
       } finally {
         if (!stopped) timer = setTimeout(tick, ms);
       }

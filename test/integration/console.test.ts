@@ -236,6 +236,12 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     await page2.getByRole('link', { name: 'Live' }).click();
     await page2.getByTestId('mqtt-state').getByText('connected', { exact: true }).waitFor({ timeout: UI_MS });
     await shot(page2, 'live-phone-acl');
+
+    // The token is disabled while logged in: the console goes back to the login with the API's reason, the key forgotten.
+    await srv.store.update([viewer.id], { enabled: false }, Math.floor(Date.now() / 1000));
+    await page2.getByRole('link', { name: 'Sessions' }).click();
+    await page2.getByRole('alert').getByText('Logged out: token disabled').waitFor({ timeout: UI_MS });
+    expect(await page2.evaluate<string>('JSON.stringify(sessionStorage)')).not.toContain(viewer.key);
     expect(problemsOf(page)).toEqual([]);
     expect(problemsOf(page2)).toEqual([]);
   });
