@@ -4,10 +4,10 @@ export const MASTER: 1;
 export const ACL: 2;
 interface ConsoleToken {
   id?: number;
-  access?: { type: number; acl?: Record<string, unknown>[] };
+  access?: { type: number; acl?: readonly object[] };
 }
 export function canRest(token: ConsoleToken, method: string, path: string): boolean;
-export function mqttEntries(token: ConsoleToken, action: string): Record<string, unknown>[];
+export function mqttEntries(token: ConsoleToken, action: string): object[];
 export function canSubscribeAnything(token: ConsoleToken): boolean;
 export function canWatchEvents(token: ConsoleToken): boolean;
 export function accessName(type: number | undefined): string;
