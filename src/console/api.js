@@ -96,6 +96,12 @@ export function textFilter(text) {
   return (value) => String(value).includes(t);
 }
 
+/** The same meaning for a server-side mask (SPEC §5 selectors): plain text becomes `*text*`. */
+export function asMask(text) {
+  const t = text.trim();
+  return /[*?]/.test(t) ? t : `*${t}*`;
+}
+
 export function formatTime(unixSeconds) {
   if (!unixSeconds) return '—';
   return new Date(unixSeconds * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');

@@ -7,7 +7,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { MqttClient } from 'mqtt';
 import { launchBrowser, logIn, screenshot } from '../helpers/browser.js';
 import { closed, connect } from '../helpers/mqtt.js';
-import { rest } from '../helpers/rest.js';
+import { eventually, rest } from '../helpers/rest.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const UI_MS = 10_000;
@@ -282,3 +282,120 @@ describe('console WebSocket URL and CSP (SPEC §1 CONSOLE_WS_URL)', () => {
     }
   });
 });
+
+// Views and parameters for routes SPEC §5 defines that this node may not have yet:
+// the browser is told they exist (/openapi.json) and gets SPEC-shaped answers,
+// so the console's use of them is checked before the routes land.
+describe('console against SPEC §5 routes a node may not have yet (answers stubbed in the browser)', () => {
+  let srv: TestServer;
+  let browser: Browser;
+  let context: BrowserContext;
+
+  beforeAll(async () => {
+    srv = await startTestServer({ console: true });
+    browser = await launchBrowser();
+  });
+  afterAll(async () => {
+    await context?.close();
+    await browser?.close();
+    await srv?.close();
+  });
+
+  test('Sessions and Tokens page on the server, Retained browses and deletes, Events reads the log, Tokens mints children', async () => {
+    const master = (await srv.token({ access: { type: 1 } })).key;
+    context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    const extra: Record<string, Record<string, { parameters?: unknown[] }>> = {
+      '/mqtt/messages/{filter}': { get: {}, delete: {} },
+      '/mqtt/logs': { get: {} },
+      '/auth/tokens': { post: {} },
+    };
+    const query = (name: string) => ({ parameters: [{ in: 'query', name }] });
+    await page.route('**/openapi.json', async (route) => {
+      const doc = await (await route.fetch()).json() as { paths: Record<string, Record<string, { parameters?: unknown[] }>> };
+      for (const [path, ops] of Object.entries(extra)) doc.paths[path] = ops;
+      doc.paths['/mqtt/sessions/{sel}']!.get!.parameters = ['fields', 'token_id', 'client_id', 'ip', 'limit', 'offset'].map((n) => query(n).parameters[0]);
+      doc.paths['/platform/tokens/{sel}']!.get!.parameters = ['fields', 'limit', 'offset'].map((n) => query(n).parameters[0]);
+      await route.fulfill({ json: doc });
+    });
+    const asked: string[] = [];
+    await page.route(/\/mqtt\/sessions\/all\?/, async (route) => {
+      asked.push(route.request().url());
+      const u = new URL(route.request().url());
+      const offset = Number(u.searchParams.get('offset'));
+      const result = Array.from({ length: 50 }, (_, i) => ({
+        client_id: `paged-${offset + i}`, token_id: 9, ip: '10.0.0.1', transport: 'ws', node: 'n1', connected: 1764300000, msgs_in: 1, msgs_out: 2,
+      }));
+      await route.fulfill({ json: { result, pagination: { offset, limit: 50, total: 12345 } } });
+    });
+    await page.route(/\/platform\/tokens\/[^/]+\?limit=/, async (route) => {
+      asked.push(route.request().url());
+      await route.fulfill({ json: { result: [{ id: 77, info: 'paged token', enabled: true, expire: 0, ttl: 60, created: 1, accessed: 1764300000, access: { type: 0 } }], pagination: { offset: 0, limit: 25, total: 3000 } } });
+    });
+    let deleted = '';
+    await page.route(/\/mqtt\/messages\//, async (route) => {
+      if (route.request().method() === 'DELETE') {
+        deleted = decodeURIComponent(new URL(route.request().url()).pathname.split('/').pop()!);
+        await route.fulfill({ json: { result: [deleted] } });
+      } else {
+        await route.fulfill({ json: { result: [
+          { topic: 'devices/1/state', payload: Buffer.from('on').toString('base64'), qos: 1, size: 2 },
+          { topic: 'devices/2/raw', payload: Buffer.from([1, 2, 255]).toString('base64'), qos: 0, size: 3 },
+        ] } });
+      }
+    });
+    await page.route(/\/mqtt\/logs/, (route) => route.fulfill({ json: { result: [
+      { time: 1764300000.5, event: 'kicked', node: 'n1', client_id: 'dev-1', token_id: 9, ip: '10.0.0.1', reason: 'closed via REST API', by: 1 },
+      { time: 1764299990.1, event: 'connected', node: 'n1', client_id: 'dev-1', token_id: 9, ip: '10.0.0.1', transport: 'tcp' },
+    ] } }));
+    let minted: unknown = null;
+    await page.route(/\/auth\/tokens$/, async (route) => {
+      minted = route.request().postDataJSON();
+      await route.fulfill({ json: { result: [{ id: 99, key: 'K'.repeat(64), info: 'child', enabled: true, ttl: 600, expire: 0, access: { type: 2, acl: [] } }] } });
+    });
+
+    await logIn(page, srv.httpUrl, master);
+    await expect(page.getByRole('navigation', { name: 'Views' }).getByRole('link').allTextContents())
+      .resolves.toEqual(['Sessions', 'Tokens', 'Live', 'Retained', 'Events']);
+
+    // Sessions: the server pages and filters (SPEC §5 limit/offset/client_id masks).
+    await page.locator('tr[data-client-id="paged-0"]').waitFor({ timeout: UI_MS });
+    await page.getByText('1–50 of 12345').first().waitFor();
+    await page.getByRole('button', { name: 'Next' }).first().click();
+    await page.locator('tr[data-client-id="paged-50"]').waitFor({ timeout: UI_MS });
+    await page.getByLabel('Client id').fill('dev');
+    await eventually(() => asked.some((u) => new URL(u).searchParams.get('client_id') === '*dev*' && new URL(u).searchParams.get('offset') === '0'));
+
+    // Tokens: server paging with an info mask; mint a child token.
+    await page.getByRole('link', { name: 'Tokens' }).click();
+    await page.locator('tr[data-token-id="77"]').waitFor({ timeout: UI_MS });
+    await page.getByText('1–25 of 3000').waitFor();
+    await page.getByLabel('Filter').fill('truck');
+    await eventually(() => asked.some((u) => decodeURIComponent(new URL(u).pathname).endsWith('/platform/tokens/info=*truck*')));
+    await page.getByRole('button', { name: 'Mint child token' }).click();
+    await page.getByLabel('Info').fill('child');
+    await page.getByLabel('TTL (s)').fill('600');
+    await page.getByRole('button', { name: 'Add MQTT topic entry' }).click();
+    await page.getByLabel('Topic filter').fill('devices/1/#');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.getByTestId('new-key').getByText('K'.repeat(64)).waitFor({ timeout: UI_MS });
+    expect(minted).toEqual({ info: 'child', ips: '', ttl: 600, expire: 0, access: { type: 2, acl: [{ uri: 'mqtt', topic: 'devices/1/#', actions: ['subscribe'] }] } });
+    await screenshot(page, 'stub-tokens-mint');
+
+    // Retained: browse by filter, text and hex, delete with confirmation.
+    await page.getByRole('link', { name: 'Retained' }).click();
+    await page.getByRole('button', { name: 'Show' }).click();
+    await page.locator('tr', { hasText: 'devices/1/state' }).getByText('on', { exact: true }).waitFor({ timeout: UI_MS });
+    await page.locator('tr', { hasText: 'devices/2/raw' }).getByText('(binary, 3 bytes) 01 02 ff').waitFor();
+    await screenshot(page, 'stub-retained');
+    await page.getByRole('button', { name: 'Delete devices/1/state' }).click();
+    await page.getByRole('button', { name: 'Confirm delete' }).click();
+    await eventually(() => deleted === 'devices/1/state');
+
+    // Events: the broker log beside the live events.
+    await page.getByRole('link', { name: 'Events' }).click();
+    await page.locator('tr', { hasText: 'kicked' }).getByText('closed via REST API').waitFor({ timeout: UI_MS });
+    await screenshot(page, 'stub-events');
+  });
+});
+

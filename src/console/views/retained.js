@@ -1,6 +1,6 @@
 // Retained (SPEC §9): browse retained messages by filter and delete them,
 // through GET/DELETE /mqtt/messages/{filter} (hidden where the node lacks them).
-import { html, useState } from '../vendor/htm-preact.js';
+import { html, useEffect, useState } from '../vendor/htm-preact.js';
 import { api } from '../api.js';
 import { canRest, filterProblem } from '../access.js';
 import { ConfirmButton, ErrorLine, Pager, payloadText } from '../ui.js';
@@ -32,6 +32,8 @@ export function RetainedView({ token, features }) {
       setError(err.message);
     }
   }
+  // Opening the view shows what `#` holds at once.
+  useEffect(() => { load(); }, []);
   async function remove(topic) {
     try {
       await api('DELETE', `/mqtt/messages/${encodeURIComponent(topic)}`);

@@ -2,7 +2,7 @@
 // id, token id or IP; kick with confirmation; a session's subscriptions.
 // One page of rows in the DOM, never the whole listing.
 import { html, useState } from '../vendor/htm-preact.js';
-import { api, formatTime, textFilter } from '../api.js';
+import { api, asMask, formatTime, textFilter } from '../api.js';
 import { canRest } from '../access.js';
 import { ConfirmButton, ErrorLine, Pager, usePoll } from '../ui.js';
 
@@ -49,8 +49,8 @@ export function SessionsView({ token, features }) {
       if (tokenId !== '' && /^\d+$/.test(tokenId)) q.set('token_id', tokenId);
       if (serverPaging) {
         // SPEC §5 listing parameters, where this node has them.
-        if (filters.client.trim()) q.set('client_id', filters.client.trim());
-        if (filters.ip.trim()) q.set('ip', filters.ip.trim());
+        if (filters.client.trim()) q.set('client_id', asMask(filters.client));
+        if (filters.ip.trim()) q.set('ip', asMask(filters.ip));
         q.set('limit', String(PAGE));
         q.set('offset', String(offset));
         const body = await api('GET', `/mqtt/sessions/all?${q}`);

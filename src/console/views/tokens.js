@@ -2,7 +2,7 @@
 // enables/disables, edits and deletes tokens; any token may mint a child
 // token where the node has POST /auth/tokens. A new key is shown once.
 import { html, useState } from '../vendor/htm-preact.js';
-import { api, formatTime, textFilter } from '../api.js';
+import { api, asMask, formatTime, textFilter } from '../api.js';
 import { ACL, MASTER, STANDARD, accessName, canRest, filterProblem } from '../access.js';
 import { ConfirmButton, ErrorLine, Pager, usePoll } from '../ui.js';
 
@@ -181,15 +181,26 @@ export function TokensView({ token, features }) {
   const [created, setCreated] = useState(null);
   const [tick, setTick] = useState(0);
 
+  const serverPaging = features.takes('GET', '/platform/tokens/{sel}', 'limit');
+  const [page, setPage] = useState({ rows: [], total: 0 });
   usePoll(async () => {
     if (!isMaster) return;
     try {
-      setList((await api('GET', '/platform/tokens/all')).result);
+      if (serverPaging) {
+        // SPEC §5 paging and selectors where the node has them: an id, or `info=<mask>`.
+        const f = filter.trim();
+        const sel = f === '' ? 'all' : /^\d+$/.test(f) ? f : `info=${asMask(f)}`;
+        const body = await api('GET', `/platform/tokens/${encodeURIComponent(sel)}?limit=${PAGE}&offset=${offset}`);
+        setPage({ rows: body.result, total: body.pagination?.total ?? body.result.length });
+        setList(body.result);
+      } else {
+        setList((await api('GET', '/platform/tokens/all')).result);
+      }
       setError('');
     } catch (err) {
       setError(err.message);
     }
-  }, 5000, [tick]);
+  }, 5000, [tick, serverPaging ? filter : '', serverPaging ? offset : 0]);
   const reload = () => setTick(tick + 1);
 
   async function change(t, patch) {
@@ -210,7 +221,9 @@ export function TokensView({ token, features }) {
   }
 
   const match = textFilter(filter);
-  const rows = (list ?? []).filter((t) => match(`${t.id} ${t.info}`) || match(t.info) || String(t.id) === filter.trim());
+  const filtered = serverPaging ? page.rows : (list ?? []).filter((t) => match(t.info) || String(t.id) === filter.trim());
+  const total = serverPaging ? page.total : filtered.length;
+  const shown = serverPaging ? filtered : filtered.slice(offset, offset + PAGE);
   return html`<section aria-labelledby="tokens-h">
     <h2 id="tokens-h">Tokens</h2>
     <${ErrorLine} error=${error} />
@@ -225,11 +238,11 @@ export function TokensView({ token, features }) {
         <label>Filter <input name="token_filter" value=${filter} placeholder="id, info or mask (truck*)" onInput=${(e) => { setFilter(e.target.value); setOffset(0); }} /></label>
       </form>
       ${list === null ? html`<p class="empty">Loading…</p>` : html`
-        <${Pager} offset=${offset} limit=${PAGE} total=${rows.length} onChange=${setOffset} />
+        <${Pager} offset=${offset} limit=${PAGE} total=${total} onChange=${setOffset} />
         <div class="table-wrap"><table class="tokens">
           <thead><tr><th scope="col">Id</th><th scope="col">Info</th><th scope="col">Access</th><th scope="col">Enabled</th>
             <th scope="col">Expire / TTL</th><th scope="col">Accessed</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
-          <tbody>${rows.slice(offset, offset + PAGE).map((t) => html`<tr key=${t.id} data-token-id=${t.id}>
+          <tbody>${shown.map((t) => html`<tr key=${t.id} data-token-id=${t.id}>
             <td data-label="Id">${t.id}</td>
             <td data-label="Info">${t.info}</td>
             <td data-label="Access">${accessName(t.access?.type)}${t.access?.type === ACL ? ` (${t.access.acl?.length ?? 0})` : ''}</td>
