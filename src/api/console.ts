@@ -108,8 +108,9 @@ export const consoleRoutes: FastifyPluginAsync<ConsoleOptions> = async (app, opt
     if (!asset) {
       return reply.code(404).send({ errors: [{ code: 404, reason: `no console file ${name.slice(0, 64)}` }] });
     }
-    // index.html is small and names the others: always fresh; the rest may be cached briefly.
-    void reply.header('cache-control', name === 'index.html' ? 'no-store' : 'public, max-age=300');
+    // The console's own files change with each release: revalidated (no mix of old and new modules);
+    // the vendor builds are large and change only with their package: cached for an hour.
+    void reply.header('cache-control', name.startsWith('vendor/') ? 'public, max-age=3600' : 'no-cache');
     return securityHeaders(reply, consoleWsUrl(opts, request)).type(asset.type).send(asset.body);
   }
 

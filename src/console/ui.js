@@ -2,14 +2,14 @@
 import { html, useEffect, useRef, useState } from './vendor/htm-preact.js';
 
 /** A button that asks again before acting: the first press shows "confirm" and "cancel". */
-export function ConfirmButton({ label, confirmLabel, onConfirm, disabled, what }) {
+export function ConfirmButton({ label, confirmLabel, onConfirm, disabled, what, title }) {
   const [asking, setAsking] = useState(false);
   const yes = useRef(null);
   useEffect(() => {
     if (asking) yes.current?.focus();
   }, [asking]);
   if (!asking) {
-    return html`<button type="button" class="danger" disabled=${disabled} aria-label=${what ? `${label} ${what}` : label}
+    return html`<button type="button" class="danger" disabled=${disabled} title=${title} aria-label=${what ? `${label} ${what}` : label}
       onClick=${() => setAsking(true)}>${label}</button>`;
   }
   return html`<span class="confirm" role="group" aria-label=${`confirm ${label}`}>

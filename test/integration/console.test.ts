@@ -157,6 +157,23 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     expect(problemsOf(page)).toEqual([]);
   });
 
+  test("a client id with ',' (read as a list by the sessions selector) shows its own subscriptions and cannot be kicked alone", async () => {
+    const listed = await connect(srv.mqttUrl, master, { clientId: `x-${kind},y` });
+    const bystander = await connect(srv.mqttUrl, master, { clientId: `x-${kind}` });
+    devices.push(listed, bystander);
+    await listed.subscribeAsync('only/xy');
+    await bystander.subscribeAsync('only/x');
+    const page = await newPage();
+    await logIn(page, srv.httpUrl, master);
+    const row = page.locator(`tr[data-client-id="x-${kind},y"]`);
+    await row.waitFor({ timeout: UI_MS });
+    expect(await row.getByRole('button', { name: `Kick x-${kind},y` }).isDisabled()).toBe(true);
+    await row.getByRole('button', { name: 'Subscriptions' }).click();
+    const subs = page.getByRole('list', { name: `subscriptions of x-${kind},y` });
+    await subs.getByText('only/xy').waitFor({ timeout: UI_MS });
+    expect(await subs.getByText('only/x', { exact: true }).count()).toBe(0);
+  });
+
   test('the ACL editor refuses a bad filter next to its field and shows the server reason', async () => {
     const page = await newPage();
     await logIn(page, srv.httpUrl, master);

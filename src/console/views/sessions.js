@@ -10,7 +10,7 @@ const PAGE = 50;
 const POLL_MS = 2000;
 const LIST_FIELDS = 'client_id,token_id,ip,transport,node,connected,msgs_in,msgs_out';
 
-function Subscriptions({ clientId, features }) {
+function Subscriptions({ clientId, tokenId, features }) {
   const [subs, setSubs] = useState(null);
   const [error, setError] = useState('');
   usePoll(async () => {
@@ -19,7 +19,13 @@ function Subscriptions({ clientId, features }) {
       // SPEC §5 subscriptions route when this node has it; else the session object's own list.
       const body = features.has('GET', '/mqtt/sessions/{sel}/subscriptions')
         ? await api('GET', `/mqtt/sessions/${sel}/subscriptions`)
-        : { result: (await api('GET', `/mqtt/sessions/${sel}?fields=subscriptions`)).result.flatMap((s) => s.subscriptions ?? []) };
+        : {
+          // The sessions selector reads ',' as a list: such a client id is found among its token's sessions.
+          result: (await api('GET', clientId.includes(',')
+            ? `/mqtt/sessions/all?token_id=${tokenId}&fields=client_id,subscriptions`
+            : `/mqtt/sessions/${sel}?fields=client_id,subscriptions`)).result
+            .filter((s) => s.client_id === clientId).flatMap((s) => s.subscriptions ?? []),
+        };
       setSubs(body.result);
       setError('');
     } catch (err) {
@@ -115,11 +121,12 @@ export function SessionsView({ token, features }) {
               <td class="actions">
                 <button type="button" class="secondary" aria-expanded=${open === s.client_id}
                   onClick=${() => setOpen(open === s.client_id ? null : s.client_id)}>Subscriptions</button>
-                ${mayKick && html`<${ConfirmButton} label="Kick" confirmLabel="Confirm kick" what=${s.client_id} onConfirm=${() => kick(s.client_id)} />`}
+                ${mayKick && html`<${ConfirmButton} label="Kick" confirmLabel="Confirm kick" what=${s.client_id} onConfirm=${() => kick(s.client_id)}
+                  disabled=${s.client_id.includes(',')} title=${s.client_id.includes(',') ? "the API reads ',' in a selector as a list: this session cannot be kicked alone" : undefined} />`}
               </td>
             </tr>
             ${open === s.client_id && html`<tr class="detail"><td colspan="8"><span class="note">Subscriptions of <code>${s.client_id}</code>:</span>
-              <${Subscriptions} clientId=${s.client_id} features=${features} /></td></tr>`}`)}
+              <${Subscriptions} clientId=${s.client_id} tokenId=${s.token_id} features=${features} /></td></tr>`}`)}
         </tbody>
       </table></div>
       ${rows.length > 10 && html`<${Pager} offset=${offset} limit=${PAGE} total=${page.total} onChange=${setOffset} />`}`}
