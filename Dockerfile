@@ -18,6 +18,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY config ./config
+# The console (SPEC §9): its static files and MQTT.js's browser build (mqtt is a devDependency).
+COPY src/console ./src/console
+COPY --from=build /app/node_modules/mqtt/dist/mqtt.esm.js ./node_modules/mqtt/dist/mqtt.esm.js
 USER node
 EXPOSE 1883 8083 8080 8883 8084
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

@@ -33,6 +33,8 @@ export interface Config {
   metrics: boolean;
   /** Name of this node in session listings; defaults to a random id. */
   nodeId: string;
+  /** SPEC §1, §9: the MQTT-over-WebSocket URL the console uses; empty: the page's host with WS_PORT. */
+  consoleWsUrl: string;
 }
 
 export class ConfigError extends Error {
@@ -42,7 +44,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'port' | 'string' | 'bool' | 'uint' | 'level' | 'cidrs' | 'url' | 'key' | 'nodeid';
+type Kind = 'port' | 'string' | 'bool' | 'uint' | 'level' | 'cidrs' | 'url' | 'key' | 'nodeid' | 'wsurl';
 
 /** Setting → its environment variable and how to read it. */
 const SETTINGS: Record<keyof Config, { env: string; kind: Kind }> = {
@@ -67,6 +69,7 @@ const SETTINGS: Record<keyof Config, { env: string; kind: Kind }> = {
   logLevel: { env: 'LOG_LEVEL', kind: 'level' },
   metrics: { env: 'METRICS', kind: 'bool' },
   nodeId: { env: 'NODE_ID', kind: 'nodeid' },
+  consoleWsUrl: { env: 'CONSOLE_WS_URL', kind: 'wsurl' },
 };
 
 // Control characters (C0 and DEL), built from code points so that no control character sits in the source.
@@ -123,6 +126,14 @@ function parse(name: string, kind: Kind, raw: unknown): unknown {
       const s = String(text ?? '');
       if (/[:/+#\s]/.test(s) || NODE_ID_CONTROL.test(s)) {
         throw new ConfigError(name, `'${s.replace(NODE_ID_CONTROL_ALL, '?')}' must not contain ':', '/', '+', '#', spaces or control characters`);
+      }
+      return s;
+    }
+    case 'wsurl': {
+      // It goes into the console's Content-Security-Policy (connect-src): a bare ws(s) URL, nothing that could end the directive.
+      const s = String(text ?? '');
+      if (s && !/^wss?:\/\/[A-Za-z0-9.\-[\]:]+(\/[A-Za-z0-9._~\-/]*)?$/.test(s)) {
+        throw new ConfigError(name, `'${s.replace(NODE_ID_CONTROL_ALL, '?')}' is not a ws:// or wss:// URL`);
       }
       return s;
     }

@@ -48,6 +48,8 @@ export interface StartOptions {
   events?: boolean;
   /** A broker log of the caller's (bench), left open at close; default: made from the config. */
   brokerLog?: BrokerLog;
+  /** The console at `GET /` (SPEC §9), default on with `config.consoleWsUrl`; false: none. */
+  console?: false | { wsUrl?: string };
 }
 
 export interface TokenmqNode {
@@ -156,6 +158,7 @@ export async function startTokenmq(opts: StartOptions): Promise<TokenmqNode> {
   const api = opts.api === false ? undefined : await buildApi({
     store, gate, ports: apiPorts, log: log.child({ module: 'api' }), trustProxy, tokenCacheMs: opts.tokenCacheMs,
     brokerLog: eventLog, events: broker.events,
+    console: opts.console === false ? undefined : { wsUrl: opts.console?.wsUrl ?? config.consoleWsUrl, wsPort: listening.ws },
   });
   let http: number | undefined;
   if (api) {

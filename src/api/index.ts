@@ -40,6 +40,8 @@ export interface ApiDeps {
   brokerLog?: BrokerLog;
   /** SPEC §8 token events (default: the broker's). */
   events?: EventSink;
+  /** The console at `GET /` (SPEC §9); unset: no console. */
+  console?: import('./console.js').ConsoleOptions;
 }
 
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -135,5 +137,6 @@ export async function buildApi(deps: ApiDeps) {
   if (deps.brokerLog) await app.register(logsRoutes, { log: deps.brokerLog, authenticate: auth.hook });
   await app.register(sessionsRoutes, { prefix: '/mqtt/sessions', sessions: deps.ports.sessions, authenticate: auth.hook });
   await app.register(systemRoutes, { store: deps.store, gate: deps.gate, health: deps.ports.health, metrics, authenticate: auth.hook });
+  if (deps.console) await app.register((await import('./console.js')).consoleRoutes, deps.console);
   return app;
 }

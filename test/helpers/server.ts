@@ -68,6 +68,8 @@ export interface TestServerOptions {
   logBufferLimit?: number;
   /** false: events and the log off (bench). */
   events?: boolean;
+  /** Serve the console at `GET /` (SPEC §9); `wsUrl` stands for CONSOLE_WS_URL. */
+  console?: boolean | { wsUrl?: string };
 }
 
 export function uniquePrefix(): string {
@@ -104,13 +106,14 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
     redisUrl, redisPrefix, masterToken: '', trustProxy: [], proxyProtocol: opts.proxyProtocol ?? false,
     tcpNoDelay: opts.tcpNoDelay ?? false, authFailLimit: opts.authFailLimit ?? 0, authFailWindow: opts.authFailWindow ?? 10,
     maxPacketSize: opts.maxPacketSize ?? 1024 * 1024, logLevel: 'silent', metrics: opts.metrics !== false, nodeId,
-    logRetention: opts.logRetention ?? 100_000,
+    logRetention: opts.logRetention ?? 100_000, consoleWsUrl: '',
   };
   const node = await startTokenmq({
     config, log, store, cluster: Boolean(opts.cluster), tls: opts.tls, trustProxy: opts.trustProxy,
     heartbeatInterval: opts.heartbeatInterval, proxyHeaderTimeoutMs: opts.proxyHeaderTimeoutMs,
     wsSendBufferCap: opts.wsSendBufferCap, tokenCacheMs: opts.tokenCacheMs,
     logBufferLimit: opts.logBufferLimit, events: opts.events,
+    console: opts.console ? (typeof opts.console === 'object' ? opts.console : {}) : false,
   });
   const { broker, ports } = node;
   const http = ports.http as number;

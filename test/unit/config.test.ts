@@ -56,3 +56,17 @@ describe('NODE_ID (SPEC §1, §6)', () => {
     }
   });
 });
+
+describe('CONSOLE_WS_URL (SPEC §1, §9)', () => {
+  test('unset by default; a ws:// or wss:// URL is taken as is', () => {
+    expect(loadConfig({}, DEFAULTS).consoleWsUrl).toBe('');
+    expect(loadConfig({ CONSOLE_WS_URL: 'wss://mq.example.com/mqtt' }, DEFAULTS).consoleWsUrl).toBe('wss://mq.example.com/mqtt');
+    expect(loadConfig({ CONSOLE_WS_URL: 'ws://[2001:db8::1]:8083/mqtt' }, DEFAULTS).consoleWsUrl).toBe('ws://[2001:db8::1]:8083/mqtt');
+  });
+
+  test('refuses what is not a bare ws(s) URL: it goes into the console CSP header', () => {
+    for (const bad of ['http://mq.example.com/mqtt', 'wss://mq.example.com/mqtt; script-src *', "wss://a 'unsafe-inline'", 'mq.example.com']) {
+      expect(configError({ CONSOLE_WS_URL: bad }).variable).toBe('CONSOLE_WS_URL');
+    }
+  });
+});
