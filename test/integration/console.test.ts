@@ -221,7 +221,9 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     await page.keyboard.press('Enter');
     await page.getByRole('navigation', { name: 'Views' }).waitFor();
     const nav = page.getByRole('navigation', { name: 'Views' });
-    await expect(nav.getByRole('link').allTextContents()).resolves.toEqual(['Live']);
+    // Tokens: any valid token may mint a child token (POST /auth/tokens); nothing else of it (no listing).
+    await expect(nav.getByRole('link').allTextContents()).resolves.toEqual(['Tokens', 'Live']);
+    await nav.getByRole('link', { name: 'Live' }).click();
     await page.getByTestId('mqtt-state').getByText('connected', { exact: true }).waitFor({ timeout: UI_MS });
     await page.getByLabel('Topic filter').fill('test/x');
     await page.getByRole('button', { name: 'Subscribe', exact: true }).click();
@@ -237,7 +239,7 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     expect(await page.locator('.messages li').count()).toBe(1);
     await shot(page, 'live-acl');
 
-    // A sessions-only ACL token: Sessions without Kick, no Tokens.
+    // A sessions-only ACL token: Sessions without Kick; Tokens only to mint a child.
     const viewer = await srv.token({
       info: 'viewer',
       access: { type: 2, acl: [{ uri: 'mqtt/sessions', methods: ['GET'] }, { uri: 'mqtt', topic: 'x/#', actions: ['subscribe'] }] },
@@ -246,7 +248,7 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     devices.push(device);
     const page2 = await newPage({ width: 390, height: 844 });
     await logIn(page2, srv.httpUrl, viewer.key);
-    await expect(page2.getByRole('navigation', { name: 'Views' }).getByRole('link').allTextContents()).resolves.toEqual(['Sessions', 'Live']);
+    await expect(page2.getByRole('navigation', { name: 'Views' }).getByRole('link').allTextContents()).resolves.toEqual(['Sessions', 'Tokens', 'Live']);
     await page2.locator(`tr[data-client-id="seen-${kind}"]`).waitFor({ timeout: UI_MS });
     expect(await page2.getByRole('button', { name: /^Kick/ }).count()).toBe(0);
     await shot(page2, 'sessions-phone-acl');
