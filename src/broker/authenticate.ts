@@ -3,12 +3,14 @@
 import type { AuthenticateError, Client, ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
 import { isExpired, isKeyShaped, topicError, type Token } from '../tokens/index.js';
+import { ACCESS_MASTER } from '../tokens/types.js';
 import { StoreDataError, StoreUnavailableError, type TokenStore } from '../store/types.js';
 import type { AuthLimiter } from './auth-limiter.js';
 import type { CompiledToken, Enforcement, LookupWatch } from './enforcement.js';
 import { connectionOf, setConnectMeta, takeConnect } from './client-slots.js';
 import { Session, type SessionRegistry } from './sessions.js';
 import type { BrokerStats, ConnectResult } from './stats.js';
+import type { ClientOwnership } from './client-ownership.js';
 
 const CONNACK_IDENTIFIER_REJECTED = 2;
 const CONNACK_SERVER_UNAVAILABLE = 3;
@@ -26,6 +28,7 @@ export interface AuthDeps {
   enforcement: Enforcement;
   stats: BrokerStats;
   log: Logger;
+  ownership: ClientOwnership;
 }
 
 /** SPEC §4: the username carries the key (optional `FlespiToken ` prefix); an empty username means the password does. */
@@ -62,7 +65,7 @@ export function createPreConnect(deps: Pick<AuthDeps, 'log'>) {
 }
 
 export function createAuthenticate(deps: AuthDeps) {
-  const { store, registry, limiter, enforcement, stats, log } = deps;
+  const { store, registry, limiter, enforcement, stats, log, ownership } = deps;
 
   return function authenticate(
     client: Client,
@@ -112,7 +115,7 @@ export function createAuthenticate(deps: AuthDeps) {
       finish(result, code, reason, tokenId);
     };
 
-    const admit = (token: Token | null): void => {
+    const admit = (token: Token | null): Promise<void> | void => {
       if (client.closed) return; // gone while we waited: nothing to register
       const now = Math.floor(Date.now() / 1000);
       if (!token) {
@@ -144,12 +147,19 @@ export function createAuthenticate(deps: AuthDeps) {
       if (will && !session.rights.canPublish(will.topic, session)) {
         return answer('will_denied', CONNACK_NOT_AUTHORIZED, 'will topic not allowed', token.id);
       }
-      // Still changed after the re-reads: admit on this reading and let the store decide right away.
-      const unsettled = watch.changed(token.id);
-      registry.add(session);
-      enforcement.tokenInUse(token, compiled);
-      if (unsettled) enforcement.refresh(token.id);
-      answer('ok', 0, 'ok', token.id);
+      // SPEC §4: a client id held by another token's live or stored session is refused; master takes over.
+      // The last check before the session exists, so that no refused CONNECT leaves a claim behind.
+      return ownership.claim(client.id, token.id, client.clean, token.access.type === ACCESS_MASTER).then((claim) => {
+        if (!claim.ok) return answer('client_id_rejected', CONNACK_IDENTIFIER_REJECTED, 'client id held by another token', token.id);
+        if (client.closed) return ownership.abandon(client.id, claim.nonce, client.clean);
+        // Still changed after the re-reads: admit on this reading and let the store decide right away.
+        const unsettled = watch.changed(token.id);
+        registry.add(session);
+        ownership.bind(session, claim.nonce);
+        enforcement.tokenInUse(token, compiled);
+        if (unsettled) enforcement.refresh(token.id);
+        answer('ok', 0, 'ok', token.id);
+      });
     };
 
     // SPEC §2: a stored token this node cannot read never stops it: CONNACK 5, an error naming the id.
