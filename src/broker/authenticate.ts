@@ -142,6 +142,10 @@ export function createAuthenticate(deps: AuthDeps) {
       } catch (err) {
         return unreadable(token.id, err);
       }
+      // SPEC §2: client id checks (CONNACK 2) come before limits (CONNACK 5).
+      if (!compiled.clientIds.allows(client.id)) {
+        return answer('client_id_rejected', CONNACK_IDENTIFIER_REJECTED, 'client id not in token clientids', token.id);
+      }
       if (!session.ipMatcher.allows(ip)) return answer('ip_denied', CONNACK_NOT_AUTHORIZED, 'address not in token ips', token.id);
       if (!session.rights.hasMqtt) return answer('no_mqtt_rights', CONNACK_NOT_AUTHORIZED, 'token has no MQTT rights', token.id);
       if (will && !session.rights.canPublish(will.topic, session)) {

@@ -17,7 +17,8 @@
 // every session of the token.
 import type { Logger } from 'pino';
 import {
-  compileIpMasks, compileSharedRights, deadline, isValid, touchInterval, type IpMatcher, type Rights, type Token,
+  compileClientIdMasks, compileIpMasks, compileSharedRights, deadline, isValid, touchInterval,
+  type ClientIdMatcher, type IpMatcher, type Rights, type Token,
 } from '../tokens/index.js';
 import { StoreUnavailableError, type TokenStore } from '../store/types.js';
 import { DeadlineQueue } from '../store/deadline-queue.js';
@@ -40,6 +41,8 @@ export interface CompiledToken {
   /** Shared by every session (and token) with this access; a session takes `rights.forSession(session)`. */
   rights: Rights;
   ipMatcher: IpMatcher;
+  /** SPEC §2 `clientids`, with this token's id filled in. */
+  clientIds: ClientIdMatcher;
   /** `${token_id}` as the sessions compare it: one string per token. */
   tokenIdText: string;
 }
@@ -56,6 +59,7 @@ class Held implements CompiledToken {
   created: number;
   accessed: number;
   ips: string;
+  clientids: string;
   /** Next periodic touch, epoch ms. */
   nextTouch = 0;
   /** When to re-read the token (its deadline, or a retry), epoch ms. */
@@ -67,6 +71,7 @@ class Held implements CompiledToken {
     token: Token,
     public rights: Rights,
     public ipMatcher: IpMatcher,
+    public clientIds: ClientIdMatcher,
     readonly tokenIdText: string,
   ) {
     this.enabled = token.enabled;
@@ -75,6 +80,7 @@ class Held implements CompiledToken {
     this.created = token.created;
     this.accessed = token.accessed;
     this.ips = token.ips;
+    this.clientids = token.clientids;
   }
 
   /** Takes a new reading of the token's clocks and `ips`. */
@@ -85,6 +91,7 @@ class Held implements CompiledToken {
     this.created = token.created;
     this.accessed = token.accessed;
     this.ips = token.ips;
+    this.clientids = token.clientids;
   }
 }
 
@@ -230,7 +237,8 @@ export class Enforcement {
       ? prior
       : this.rightsByAccess.get(JSON.stringify(token.access), () => compileSharedRights(token.access));
     const ipMatcher = h !== undefined && h.ips === token.ips ? h.ipMatcher : this.ipMatchers.get(token.ips, () => compileIpMasks(token.ips));
-    return { rights, ipMatcher, tokenIdText: h?.tokenIdText ?? String(token.id) };
+    const clientIds = h !== undefined && h.clientids === token.clientids ? h.clientIds : compileClientIdMasks(token.clientids, token.id);
+    return { rights, ipMatcher, clientIds, tokenIdText: h?.tokenIdText ?? String(token.id) };
   }
 
   /** Distinct compiled rights and IP matchers alive on this node (tests). */
@@ -243,7 +251,7 @@ export class Enforcement {
     const id = token.id;
     let h = this.held.get(id);
     if (!h) {
-      h = new Held(token, compiled.rights, compiled.ipMatcher, compiled.tokenIdText);
+      h = new Held(token, compiled.rights, compiled.ipMatcher, compiled.clientIds, compiled.tokenIdText);
       this.held.set(id, h);
     } else if (differs(h, token, compiled.rights)) {
       // The new session was admitted on another reading than the ones already held:
@@ -339,10 +347,16 @@ export class Enforcement {
     h.read(token);
     h.rights = compiled.rights;
     h.ipMatcher = compiled.ipMatcher;
+    h.clientIds = compiled.clientIds;
     for (const s of this.deps.registry.forToken(id)) {
       s.ipMatcher = compiled.ipMatcher;
       if (!s.ipMatcher.allows(s.conn.ip)) {
         this.close(s, 'address no longer in token ips');
+        continue;
+      }
+      // SPEC §4: a session whose client id `clientids` no longer admits is closed.
+      if (!compiled.clientIds.allows(s.clientId)) {
+        this.close(s, 'client id no longer in token clientids');
         continue;
       }
       // Same compiled access already: nothing to do (also catches a session admitted
@@ -534,5 +548,6 @@ function sameData(a: unknown, b: unknown): boolean {
 
 /** Whether a reading of a token differs from the held one in anything its sessions depend on (`accessed` aside). */
 function differs(a: Held, b: Token, rights: Rights): boolean {
-  return a.enabled !== b.enabled || a.expire !== b.expire || a.ttl !== b.ttl || a.ips !== b.ips || a.rights !== rights;
+  return a.enabled !== b.enabled || a.expire !== b.expire || a.ttl !== b.ttl || a.ips !== b.ips || a.clientids !== b.clientids
+    || a.rights !== rights;
 }

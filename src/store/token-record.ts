@@ -33,6 +33,8 @@ export function copyPatch(patch: TokenPatch): TokenPatch {
   if (patch.access !== undefined) out.access = copyAccess(patch.access);
   if (patch.ips !== undefined) out.ips = patch.ips;
   if (patch.metadata !== undefined) out.metadata = { ...patch.metadata };
+  if (patch.clientids !== undefined) out.clientids = patch.clientids;
+  if (patch.limits !== undefined) out.limits = { ...patch.limits };
   return out;
 }
 
@@ -65,6 +67,8 @@ export function cloneToken(token: Token): Token {
     access: copyAccess(token.access),
     ips: token.ips,
     metadata: { ...token.metadata },
+    clientids: token.clientids,
+    limits: { sessions: token.limits.sessions, publish_rate: token.limits.publish_rate },
   };
 }
 

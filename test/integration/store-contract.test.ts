@@ -29,7 +29,10 @@ describe.each(backends(tracker))('%s (TokenStore contract)', (_name, open) => {
       expect(b!.key).toMatch(/^[A-Za-z0-9]{64}$/);
       expect(a!.key).not.toBe(b!.key);
       expect(b!.id).toBeGreaterThan(a!.id);
-      expect(a).toEqual({ ...ACL_INPUT, id: a!.id, key: a!.key, enabled: true, expire: 0, created: now, accessed: now });
+      expect(a).toEqual({
+        ...ACL_INPUT, id: a!.id, key: a!.key, enabled: true, expire: 0, created: now, accessed: now,
+        clientids: '', limits: { sessions: 0, publish_rate: 0 },
+      });
       expect(b).toMatchObject({
         info: '', enabled: true, expire: 0, ttl: 60, access: { type: ACCESS_STANDARD }, ips: '', metadata: {}, created: now, accessed: now,
       });
@@ -145,6 +148,54 @@ describe.each(backends(tracker))('%s (TokenStore contract)', (_name, open) => {
         expect(await store.findByKey(gone.key)).toBeNull();
       }
       expect((await store.get('all')).map((t) => t.id)).toEqual([keep!.id]);
+    });
+  });
+
+  describe('clientids and limits (SPEC §2, §5 PUT)', () => {
+    test('are stored, read back by key and id, and replaced whole by an update', async () => {
+      const store = await open();
+      const now = nowSec();
+      const [a] = await store.create([{ ttl: 60, clientids: 'dev-${token_id}-*, x?', limits: { sessions: 3, publish_rate: 0 } }], now);
+      expect(a).toMatchObject({ clientids: 'dev-${token_id}-*, x?', limits: { sessions: 3, publish_rate: 0 } });
+      expect(await store.findByKey(a!.key)).toMatchObject({ clientids: 'dev-${token_id}-*, x?', limits: { sessions: 3, publish_rate: 0 } });
+      const [b] = await store.update([a!.id], { limits: { sessions: 0, publish_rate: 50 } }, now);
+      expect(b).toMatchObject({ clientids: 'dev-${token_id}-*, x?', limits: { sessions: 0, publish_rate: 50 } });
+      expect((await store.get([a!.id]))[0]).toEqual(b);
+    });
+  });
+
+  describe('client id ownership records (SPEC §4)', () => {
+    const claim = (clientId: string, tokenId: number, nonce: string, extra: { persistent?: boolean; override?: boolean } = {}) =>
+      ({ clientId, tokenId, nonce, node: 'n1', persistent: extra.persistent ?? false, override: extra.override ?? false });
+
+    test('one token holds a client id; another is refused, master overrides; release is compare-and-delete', async () => {
+      const store = await open();
+      const [a, b] = await store.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
+      expect(await store.owners.claim(claim('dev', a!.id, 'n-1'))).toEqual({ ok: true, orphan: false });
+      expect(await store.owners.claim(claim('dev', b!.id, 'n-2'))).toEqual({ ok: false, owner: a!.id });
+      // Same token again (takeover): a new nonce; the old one can no longer release.
+      expect(await store.owners.claim(claim('dev', a!.id, 'n-3'))).toEqual({ ok: true, orphan: false });
+      await store.owners.release('dev', 'n-1');
+      expect(await store.owners.owner('dev')).toBe(a!.id);
+      await store.owners.release('dev', 'n-3');
+      expect(await store.owners.owner('dev')).toBeNull();
+      expect(await store.owners.claim(claim('dev', b!.id, 'n-4', { persistent: true }))).toEqual({ ok: true, orphan: false });
+      expect(await store.owners.claim(claim('dev', a!.id, 'n-5', { override: true }))).toEqual({ ok: true, orphan: false });
+      expect(await store.owners.owner('dev')).toBe(a!.id);
+    });
+
+    test('dropToken removes a token\'s records once; a record of a deleted token is an orphan anyone may claim', async () => {
+      const store = await open();
+      const [a, b] = await store.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
+      await store.owners.claim(claim('one', a!.id, 'x1', { persistent: true }));
+      await store.owners.claim(claim('two', a!.id, 'x2', { persistent: true }));
+      await store.owners.claim(claim('three', b!.id, 'x3'));
+      expect((await store.owners.dropToken(a!.id)).sort()).toEqual(['one', 'two']);
+      expect(await store.owners.dropToken(a!.id)).toEqual([]);
+      expect(await store.owners.owner('three')).toBe(b!.id);
+      await store.owners.claim(claim('kept', b!.id, 'x4', { persistent: true }));
+      await store.delete([b!.id]);
+      expect(await store.owners.claim(claim('kept', a!.id, 'x5'))).toEqual({ ok: true, orphan: true });
     });
   });
 
