@@ -151,15 +151,15 @@ export function createAuthenticate(deps: AuthDeps) {
       if (will && !session.rights.canPublish(will.topic, session)) {
         return answer('will_denied', CONNACK_NOT_AUTHORIZED, 'will topic not allowed', token.id);
       }
-      // SPEC §4: a client id held by another token's live or stored session is refused; master takes over.
-      // The last check before the session exists, so that no refused CONNECT leaves a claim behind.
-      return ownership.claim(client.id, token.id, client.clean, token.access.type === ACCESS_MASTER).then((claim) => {
-        if (!claim.ok) return answer('client_id_rejected', CONNACK_IDENTIFIER_REJECTED, 'client id held by another token', token.id);
-        if (client.closed) return ownership.abandon(client.id, claim.nonce, client.clean);
+      // SPEC §2 limits.sessions and §4 client id ownership: the last checks, so that no CONNECT refused
+      // for another reason holds a claim. Master takes over any client id.
+      return ownership.admit(client.id, token.id, client.clean, token.access.type === ACCESS_MASTER, token.limits.sessions).then((admission) => {
+        if (!admission.ok) return answer(admission.reason, admission.code, admission.message, token.id);
+        if (client.closed) return ownership.abandon(admission.claim);
         // Still changed after the re-reads: admit on this reading and let the store decide right away.
         const unsettled = watch.changed(token.id);
         registry.add(session);
-        ownership.bind(session, claim.nonce);
+        ownership.bind(session, admission.claim);
         enforcement.tokenInUse(token, compiled);
         if (unsettled) enforcement.refresh(token.id);
         answer('ok', 0, 'ok', token.id);

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Aedes } from 'aedes';
 import type { Logger } from 'pino';
-import type { TokenStore } from '../store/types.js';
+import type { SessionSlot, TokenStore } from '../store/types.js';
 import type { Session } from './sessions.js';
 
 /** The part of Aedes' persistence a wipe uses (aedes-persistence and aedes-persistence-redis alike). */
@@ -18,9 +18,22 @@ interface WipePersistence {
   outgoingClearMessageId(client: { id: string }, packet: unknown): Promise<unknown>;
 }
 
-export type ClaimOutcome =
-  | { ok: true; nonce: string }
-  | { ok: false; owner: number };
+/** What an admitted CONNECT holds until its session ends (or is given up). */
+export interface Claim {
+  readonly clientId: string;
+  readonly clean: boolean;
+  readonly slot: SessionSlot;
+  /** What the claims replaced (undo). */
+  readonly ownerPrevious: string | null;
+  readonly slotPrevious: string | null;
+}
+
+export type Admission =
+  | { ok: true; claim: Claim }
+  | { ok: false; code: 2 | 5; reason: 'client_id_rejected' | 'session_limit'; message: string };
+
+const HELD_BY_OTHER: Admission = { ok: false, code: 2, reason: 'client_id_rejected', message: 'client id held by another token' };
+const LIMIT_REACHED: Admission = { ok: false, code: 5, reason: 'session_limit', message: 'token limits.sessions reached' };
 
 export interface OwnershipDeps {
   store: TokenStore;
@@ -30,7 +43,7 @@ export interface OwnershipDeps {
 
 export class ClientOwnership {
   /** Claims of this node's sessions, for their release; a WeakMap so sessions.ts stays as it is. */
-  private readonly nonces = new WeakMap<Session, string>();
+  private readonly claims = new WeakMap<Session, Claim>();
   private readonly nonceBase = `${randomBytes(6).toString('hex')}:`;
   private seq = 0;
   private persistence: WipePersistence | null = null;
@@ -52,44 +65,82 @@ export class ClientOwnership {
   }
 
   /**
-   * Claims `clientId` for `tokenId`. Rejects like the store does
-   * (StoreUnavailableError: CONNACK 3). A record of a token that no longer
-   * exists is taken over, and its stored session wiped first, so a new owner
-   * never inherits a deleted token's queue.
+   * SPEC §2 and §4 for one CONNECT, the last checks before its session exists:
+   * a slot of the token's `limits.sessions`, then the client id's ownership.
+   * Refusals in SPEC order: client id (CONNACK 2) before limits (CONNACK 5).
+   * Rejects like the store does (StoreUnavailableError: CONNACK 3). A record of
+   * a token that no longer exists is taken over, and its stored session wiped
+   * first, so a new owner never inherits a deleted token's queue.
    */
-  async claim(clientId: string, tokenId: number, clean: boolean, master: boolean): Promise<ClaimOutcome> {
+  async admit(clientId: string, tokenId: number, clean: boolean, master: boolean, sessionLimit: number): Promise<Admission> {
+    const owners = this.deps.store.owners;
     const nonce = `${this.nonceBase}${++this.seq}`;
-    const result = await this.deps.store.owners.claim({
-      clientId, tokenId, nonce, node: this.deps.nodeId, persistent: !clean, override: master,
-    });
-    if (!result.ok) return result;
-    if (result.orphan) await this.wipe(clientId);
-    return { ok: true, nonce };
+    const slot: SessionSlot = { tokenId, clientId, nonce, node: this.deps.nodeId };
+    // The slot first: its refusal changes nothing, whereas a taken-over ownership record would have to be put back.
+    const slotClaim = await owners.claimSlot(slot, sessionLimit);
+    if (slotClaim === null) {
+      const owner = await owners.owner(clientId);
+      if (owner !== null && owner !== tokenId && !master) return HELD_BY_OTHER;
+      return LIMIT_REACHED;
+    }
+    let owned;
+    try {
+      owned = await owners.claim({ clientId, tokenId, nonce, node: this.deps.nodeId, persistent: !clean, override: master });
+    } catch (err) {
+      this.undoSlot(slot, slotClaim.previous);
+      throw err;
+    }
+    if (!owned.ok) {
+      // Another token holds the client id, so this token had no session with it: the slot was free.
+      this.undoSlot(slot, slotClaim.previous);
+      return HELD_BY_OTHER;
+    }
+    const claim: Claim = { clientId, clean, slot, ownerPrevious: owned.previous, slotPrevious: slotClaim.previous };
+    if (owned.orphan) {
+      try {
+        await this.wipe(clientId);
+      } catch (err) {
+        this.abandon(claim);
+        throw err;
+      }
+    }
+    return { ok: true, claim };
   }
 
-  /** The claim is now this session's: released when it ends, if clean. */
-  bind(session: Session, nonce: string): void {
-    this.nonces.set(session, nonce);
+  /** The claim is now this session's: released when it ends. */
+  bind(session: Session, claim: Claim): void {
+    this.claims.set(session, claim);
   }
 
-  /** A claim whose session never came to be (client gone mid-connect). */
-  abandon(clientId: string, nonce: string, clean: boolean): void {
-    if (clean) this.release(clientId, nonce);
+  /** Claims whose session never came to be (client gone mid-connect): put back what they replaced. */
+  abandon(claim: Claim): void {
+    this.undoSlot(claim.slot, claim.slotPrevious);
+    this.deps.store.owners.undo(claim.clientId, claim.slot.nonce, claim.ownerPrevious).catch((err: unknown) => this.failed('undo', claim.clientId, err));
   }
 
-  /** A session ended: a clean one gives its client id back (unless a newer claim holds it: compare-and-delete). */
+  /**
+   * A session ended: its slot is freed and, when clean, its client id given
+   * back (unless a newer claim holds them: compare-and-delete).
+   */
   sessionEnded(session: Session): void {
-    const nonce = this.nonces.get(session);
-    if (nonce === undefined || !session.clean) return;
-    this.nonces.delete(session);
-    this.release(session.clientId, nonce);
+    const claim = this.claims.get(session);
+    if (claim === undefined) return;
+    this.claims.delete(session);
+    this.deps.store.owners.releaseSlot(claim.slot).catch((err: unknown) => this.failed('slot release', claim.clientId, err));
+    if (claim.clean) this.release(claim.clientId, claim.slot.nonce);
+  }
+
+  private undoSlot(slot: SessionSlot, previous: string | null): void {
+    this.deps.store.owners.undoSlot(slot, previous).catch((err: unknown) => this.failed('slot undo', slot.clientId, err));
+  }
+
+  private failed(what: string, clientId: string, err: unknown): void {
+    // Left behind: a claim of a live node; it goes stale when the node stops (store/redis-owners.ts).
+    this.deps.log.warn({ clientId, err: err instanceof Error ? err.message : String(err) }, `client id claim: ${what} failed`);
   }
 
   private release(clientId: string, nonce: string): void {
-    this.deps.store.owners.release(clientId, nonce).catch((err: unknown) => {
-      // Left behind: the record names a live token's clean claim of this node; a restart of the node makes it stale.
-      this.deps.log.warn({ clientId, err: err instanceof Error ? err.message : String(err) }, 'could not release client id');
-    });
+    this.deps.store.owners.release(clientId, nonce).catch((err: unknown) => this.failed('release', clientId, err));
   }
 
   /** SPEC §4: deleting a token deletes the persistent sessions it owns. */

@@ -4,7 +4,7 @@
 /** Why a CONNECT ended as it did (label values of tokenmq_connects_total). */
 export const CONNECT_RESULTS = [
   'ok', 'bad_key', 'expired', 'disabled', 'ip_denied', 'no_mqtt_rights', 'will_denied',
-  'store_unavailable', 'rate_limited', 'client_id_rejected', 'token_unreadable',
+  'store_unavailable', 'rate_limited', 'client_id_rejected', 'token_unreadable', 'session_limit',
 ] as const;
 export type ConnectResult = (typeof CONNECT_RESULTS)[number];
 

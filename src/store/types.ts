@@ -1,7 +1,7 @@
 import type { ChangeKind, CreatedToken, Token, TokenInput, TokenPatch } from '../tokens/types.js';
 import type { ClientOwners } from './owners.js';
 
-export type { ClaimResult, ClientOwners, OwnerClaim } from './owners.js';
+export type { ClaimResult, ClientOwners, OwnerClaim, SessionSlot } from './owners.js';
 
 export type ChangeListener = (id: number, kind: ChangeKind) => void;
 

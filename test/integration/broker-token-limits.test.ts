@@ -4,13 +4,14 @@
 // that no longer admits a live session closes it within 1 s on every node.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { MqttClient } from 'mqtt';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { ACCESS_MASTER, type TokenInput } from '../../src/tokens/types.js';
 import { clientId, closed, connect, refusedCode } from '../helpers/mqtt.js';
 import { rest } from '../helpers/rest.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { within } from '../helpers/wait.js';
+import { eventually, within } from '../helpers/wait.js';
 
 async function secondNode(srv: TestServer): Promise<TestServer> {
   const log = pino({ level: 'silent' });
@@ -83,5 +84,89 @@ describe.each(modes)('token clientids and limits %s', (_mode, start) => {
       await within(new Promise((resolve) => setTimeout(resolve, 300)), 1000);
       expect(stays.connected).toBe(true);
     });
+  });
+
+  describe('limits.sessions (SPEC §2)', () => {
+    const tryOpen = async (i: number, key: string, id: string): Promise<MqttClient | number> => {
+      try {
+        return await open(node(i), key, { clientId: id });
+      } catch (err) {
+        const code = (err as { code?: number }).code;
+        if (typeof code === 'number') return code;
+        throw err;
+      }
+    };
+
+    test('a CONNECT beyond the limit gets CONNACK 5 on every node; a takeover of its own client id does not count', async () => {
+      const t = await token({ limits: { sessions: 2, publish_rate: 0 } });
+      const a = await open(node(0), t.key, { clientId: clientId('a') });
+      await open(node(1), t.key, { clientId: clientId('b') });
+      for (const i of [0, 1]) expect(await refusedCode(node(i).mqttUrl, t.key, { clientId: clientId('c') })).toBe(5);
+      const aClosed = closed(a);
+      const again = await open(node(1), t.key, { clientId: a.options.clientId! });
+      await aClosed;
+      expect(again.connected).toBe(true);
+      expect(await refusedCode(node(0).mqttUrl, t.key, { clientId: clientId('d') })).toBe(5);
+      // A late disconnect of the session taken over freed nothing: the count is still 2.
+      expect(await node(0).store.owners.slotCount(t.id)).toBe(2);
+      // A session that ends frees its slot.
+      await again.endAsync();
+      const next = await eventually(async () => {
+        const r = await tryOpen(0, t.key, clientId('e'));
+        return typeof r === 'number' ? null : r;
+      }, 5000, 'slot freed');
+      expect(next.connected).toBe(true);
+    });
+
+    test('lowering the limit below the live count refuses new CONNECTs and closes no live session', async () => {
+      const t = await token({ limits: { sessions: 0, publish_rate: 0 } });
+      const live = [
+        await open(node(0), t.key, { clientId: clientId('l') }),
+        await open(node(1), t.key, { clientId: clientId('l') }),
+        await open(node(0), t.key, { clientId: clientId('l') }),
+      ];
+      await put(t.id, { limits: { sessions: 1 } });
+      expect(await refusedCode(node(1).mqttUrl, t.key, { clientId: clientId('l') })).toBe(5);
+      await within(new Promise((resolve) => setTimeout(resolve, 500)), 2000);
+      expect(live.every((c) => c.connected)).toBe(true);
+    });
+
+    test('no over-admission under a burst of 100 parallel CONNECTs split over the nodes', async () => {
+      const limit = 10;
+      const t = await token({ limits: { sessions: limit, publish_rate: 0 } });
+      const results = await Promise.all(Array.from({ length: 100 }, (_, i) => tryOpen(i % 2, t.key, clientId('burst'))));
+      const admitted = results.filter((r) => typeof r !== 'number');
+      const refused = results.filter((r) => typeof r === 'number');
+      expect(admitted).toHaveLength(limit);
+      expect(new Set(refused)).toEqual(new Set([5]));
+      expect(await node(0).store.owners.slotCount(t.id)).toBe(limit);
+    });
+  });
+});
+
+describe('limits.sessions across nodes on Redis (SPEC §2, §6)', () => {
+  test('the slots of a node that died are freed once the count is full; a live node\'s are not', async () => {
+    const prefix = `test:${Math.random().toString(16).slice(2)}:`;
+    const url = process.env.REDIS_URL!;
+    const live = new RedisStore({ url, prefix });
+    const dying = new RedisStore({ url, prefix });
+    const redis = new Redis(url);
+    try {
+      const [t] = await live.create([{ ttl: 60 }], Math.floor(Date.now() / 1000));
+      const slot = (clientId: string, node: string) => ({ tokenId: t!.id, clientId, nonce: `${clientId}-n`, node });
+      expect(await dying.owners.claimSlot(slot('x', 'dead-node'), 2)).not.toBeNull();
+      expect(await live.owners.claimSlot(slot('y', 'live-node'), 2)).not.toBeNull();
+      expect(await live.owners.claimSlot(slot('z', 'live-node'), 2)).toBeNull();
+      // The node dies: it stops renewing its liveness key, which expires.
+      await dying.close();
+      await redis.del(`${prefix}owner-node:dead-node`);
+      expect(await live.owners.claimSlot(slot('z', 'live-node'), 2)).not.toBeNull();
+      expect(await live.owners.claimSlot(slot('w', 'live-node'), 2)).toBeNull();
+      expect(await live.owners.slotCount(t!.id)).toBe(2);
+    } finally {
+      redis.disconnect();
+      await live.close();
+      await dying.close();
+    }
   });
 });

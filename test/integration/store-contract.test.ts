@@ -171,16 +171,16 @@ describe.each(backends(tracker))('%s (TokenStore contract)', (_name, open) => {
     test('one token holds a client id; another is refused, master overrides; release is compare-and-delete', async () => {
       const store = await open();
       const [a, b] = await store.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
-      expect(await store.owners.claim(claim('dev', a!.id, 'n-1'))).toEqual({ ok: true, orphan: false });
+      expect(await store.owners.claim(claim('dev', a!.id, 'n-1'))).toMatchObject({ ok: true, orphan: false });
       expect(await store.owners.claim(claim('dev', b!.id, 'n-2'))).toEqual({ ok: false, owner: a!.id });
       // Same token again (takeover): a new nonce; the old one can no longer release.
-      expect(await store.owners.claim(claim('dev', a!.id, 'n-3'))).toEqual({ ok: true, orphan: false });
+      expect(await store.owners.claim(claim('dev', a!.id, 'n-3'))).toMatchObject({ ok: true, orphan: false });
       await store.owners.release('dev', 'n-1');
       expect(await store.owners.owner('dev')).toBe(a!.id);
       await store.owners.release('dev', 'n-3');
       expect(await store.owners.owner('dev')).toBeNull();
-      expect(await store.owners.claim(claim('dev', b!.id, 'n-4', { persistent: true }))).toEqual({ ok: true, orphan: false });
-      expect(await store.owners.claim(claim('dev', a!.id, 'n-5', { override: true }))).toEqual({ ok: true, orphan: false });
+      expect(await store.owners.claim(claim('dev', b!.id, 'n-4', { persistent: true }))).toMatchObject({ ok: true, orphan: false });
+      expect(await store.owners.claim(claim('dev', a!.id, 'n-5', { override: true }))).toMatchObject({ ok: true, orphan: false });
       expect(await store.owners.owner('dev')).toBe(a!.id);
     });
 
@@ -195,7 +195,7 @@ describe.each(backends(tracker))('%s (TokenStore contract)', (_name, open) => {
       expect(await store.owners.owner('three')).toBe(b!.id);
       await store.owners.claim(claim('kept', b!.id, 'x4', { persistent: true }));
       await store.delete([b!.id]);
-      expect(await store.owners.claim(claim('kept', a!.id, 'x5'))).toEqual({ ok: true, orphan: true });
+      expect(await store.owners.claim(claim('kept', a!.id, 'x5'))).toMatchObject({ ok: true, orphan: true });
     });
   });
 
