@@ -139,6 +139,7 @@ export function createAuthenticate(deps: AuthDeps) {
           client, client.id, token.id, compiled.tokenIdText, compiled.rights.forSession(ctx), compiled.ipMatcher,
           conn, now, client.clean, connect?.keepalive ?? 0, Boolean(will),
         );
+        session.publishRate = token.limits.publish_rate;
       } catch (err) {
         return unreadable(token.id, err);
       }

@@ -350,6 +350,8 @@ export class Enforcement {
     h.clientIds = compiled.clientIds;
     for (const s of this.deps.registry.forToken(id)) {
       s.ipMatcher = compiled.ipMatcher;
+      // SPEC §5 PUT takes effect on live sessions: the next held PUBLISH goes at the new rate.
+      s.publishRate = token.limits.publish_rate;
       if (!s.ipMatcher.allows(s.conn.ip)) {
         this.close(s, 'address no longer in token ips');
         continue;

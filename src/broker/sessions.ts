@@ -27,6 +27,8 @@ export class Session implements RightsContext {
   dropReason: string | null = null;
   /** In the registry (SessionRegistry only). */
   registered = false;
+  /** SPEC §2 limits.publish_rate of its token (0 = unlimited), kept current by enforcement. */
+  publishRate = 0;
 
   constructor(
     readonly client: Client,
