@@ -87,6 +87,21 @@ describe.each(modes)('token clientids and limits %s', (_mode, start) => {
     });
   });
 
+  test('POST and PUT /platform/tokens take clientids and limits; bad ones are a 400 that changes nothing (SPEC §5)', async () => {
+    const created = await rest(node(0).httpUrl, 'POST', '/platform/tokens', {
+      key: masterKey, body: { ttl: 60, clientids: 'a-*', limits: { sessions: 2 } },
+    });
+    expect(created.status).toBe(200);
+    const t = created.body.result[0];
+    expect(t).toMatchObject({ clientids: 'a-*', limits: { sessions: 2, publish_rate: 0 } });
+    for (const body of [{ limits: { sessions: -1 } }, { limits: { other: 1 } }, { clientids: 'x-${clientid}' }, { clientids: 7 }]) {
+      const res = await rest(node(0).httpUrl, 'PUT', `/platform/tokens/${t.id}`, { key: masterKey, body });
+      expect(res.status).toBe(400);
+    }
+    const got = await rest(node(1).httpUrl, 'GET', `/platform/tokens/${t.id}`, { key: masterKey });
+    expect(got.body.result[0]).toMatchObject({ clientids: 'a-*', limits: { sessions: 2, publish_rate: 0 } });
+  });
+
   describe('limits.sessions (SPEC §2)', () => {
     const tryOpen = async (i: number, key: string, id: string): Promise<MqttClient | number> => {
       try {
