@@ -129,10 +129,10 @@ export class MemoryOwners implements ClientOwners {
   }
 
   async dropToken(tokenId: number): Promise<string[]> {
+    this.slots.delete(tokenId);
     const owned = this.byToken.get(tokenId);
     if (owned === undefined) return [];
     this.byToken.delete(tokenId);
-    this.slots.delete(tokenId);
     const out: string[] = [];
     for (const id of owned) {
       if (this.byClient.get(id)?.tokenId !== tokenId) continue;

@@ -199,6 +199,25 @@ describe.each(backends(tracker))('%s (TokenStore contract)', (_name, open) => {
     });
   });
 
+  describe('session slots (SPEC §2 limits.sessions)', () => {
+    test('counted per client id, takeover keeps one slot, release is compare-and-delete, dropToken clears them', async () => {
+      const store = await open();
+      const [a] = await store.create([{ ttl: 60 }], nowSec());
+      const slot = (clientId: string, nonce: string) => ({ tokenId: a!.id, clientId, nonce, node: 'n1' });
+      expect(await store.owners.claimSlot(slot('x', '1'), 2)).toEqual({ previous: null });
+      expect(await store.owners.claimSlot(slot('y', '2'), 2)).not.toBeNull();
+      expect(await store.owners.claimSlot(slot('z', '3'), 2)).toBeNull();
+      expect(await store.owners.claimSlot(slot('x', '4'), 2)).not.toBeNull();
+      await store.owners.releaseSlot(slot('x', '1'));
+      expect(await store.owners.slotCount(a!.id)).toBe(2);
+      await store.owners.releaseSlot(slot('x', '4'));
+      expect(await store.owners.slotCount(a!.id)).toBe(1);
+      expect(await store.owners.claimSlot(slot('z', '5'), 0)).not.toBeNull();
+      await store.owners.dropToken(a!.id);
+      expect(await store.owners.slotCount(a!.id)).toBe(0);
+    });
+  });
+
   describe('delete', () => {
     test('returns the ids that existed; the token and its key are gone', async () => {
       const store = await open();
