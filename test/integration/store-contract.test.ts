@@ -184,6 +184,22 @@ describe.each(backends(tracker))('%s (TokenStore contract)', (_name, open) => {
       expect(await store.owners.owner('dev')).toBe(a!.id);
     });
 
+    test('undo of an aborted CONNECT puts back the persistent record it replaced; with none, removes its own', async () => {
+      const store = await open();
+      const [a, b] = await store.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
+      await store.owners.claim(claim('dev', a!.id, 'p1', { persistent: true }));
+      const taken = await store.owners.claim(claim('dev', a!.id, 'c2'));
+      expect(taken).toMatchObject({ ok: true });
+      await store.owners.undo('dev', 'c2', taken.ok ? taken.previous : null);
+      // The clean claim's release would now find nothing of its own; the persistent record stays the owner's.
+      await store.owners.release('dev', 'c2');
+      expect(await store.owners.owner('dev')).toBe(a!.id);
+      expect(await store.owners.claim(claim('dev', b!.id, 'x'))).toMatchObject({ ok: false, owner: a!.id });
+      const fresh = await store.owners.claim(claim('new', a!.id, 'f1'));
+      await store.owners.undo('new', 'f1', fresh.ok ? fresh.previous : null);
+      expect(await store.owners.owner('new')).toBeNull();
+    });
+
     test('dropToken removes a token\'s records once; a record of a deleted token is an orphan anyone may claim', async () => {
       const store = await open();
       const [a, b] = await store.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
