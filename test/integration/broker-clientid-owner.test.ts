@@ -115,6 +115,23 @@ describe.each(modes)('client id ownership (SPEC §4) %s', (_mode, start) => {
     expect(await node(0).store.owners.owner(id)).toBe(own.id);
   });
 
+  test('two tokens racing for one client id on two nodes: exactly one is admitted, the other gets CONNACK 2', async () => {
+    const [a, b] = [await token(), await token()];
+    const attempt = async (i: number, key: string, id: string): Promise<number> => {
+      try {
+        await open(node(i), key, { clientId: id, clean: i === 0 });
+        return 0;
+      } catch (err) {
+        return (err as { code?: number }).code ?? -1;
+      }
+    };
+    for (let round = 0; round < 20; round++) {
+      const id = clientId('race');
+      const codes = await Promise.all([attempt(0, a.key, id), attempt(1, b.key, id)]);
+      expect(codes.sort()).toEqual([0, 2]);
+    }
+  });
+
   test('master may take over another token\'s session', async () => {
     const victim = await token();
     const master = await token(true);
