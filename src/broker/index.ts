@@ -13,6 +13,7 @@ import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscrib
 import { createMemoryPersistence, guardDollarTopics } from './dollar-guard.js';
 import { DeliveryFixes, fixMemoryPersistence, fixPersistence, recordSubscribeDecisions, type SubscribeDecisions } from './aedes-fixes.js';
 import { Enforcement } from './enforcement.js';
+import { ClientOwnership } from './client-ownership.js';
 import { SessionRegistry, type ConnectionInfo, type Session } from './sessions.js';
 import { LocalSessionDirectory, type SessionDirectory } from './session-directory.js';
 import { BrokerStats } from './stats.js';
@@ -74,6 +75,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   const stats = new BrokerStats();
   const enforcement = new Enforcement({ store: deps.store, gate: deps.gate, registry, stats, log });
   const authDeps = { registry, stats, log };
+  const ownership = new ClientOwnership({ store: deps.store, nodeId: deps.nodeId, log });
   // Aedes 1.2 defects that tokenmq works around (aedes-fixes.ts).
   const deliveries = new DeliveryFixes();
   const decisions: SubscribeDecisions = new WeakMap();
@@ -86,7 +88,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     persistence: fixPersistence(guardDollarTopics(deps.persistence ?? fixMemoryPersistence(createMemoryPersistence())), deliveries, decisions),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
     preConnect: createPreConnect({ log }),
-    authenticate: createAuthenticate({ store: deps.store, registry, gate: deps.gate, enforcement, stats, log }),
+    authenticate: createAuthenticate({ store: deps.store, registry, gate: deps.gate, enforcement, stats, log, ownership }),
     authorizePublish: createAuthorizePublish(authDeps),
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),
     authorizeForward: createAuthorizeForward(authDeps),
@@ -114,6 +116,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   });
   aedes.on('connectionError', (_client, err) => log.debug({ err: err.message }, 'connection error'));
   enforcement.start();
+  ownership.start(aedes);
 
   let listeners: Listeners | null = null;
   const kick = (clientId: string, reason: string): number => {
@@ -134,7 +137,10 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     if (client === undefined) return;
     deliveries.closed(client);
     const session: Session | undefined = registry.remove(client);
-    if (session) enforcement.sessionEnded(session);
+    if (session) {
+      enforcement.sessionEnded(session);
+      ownership.sessionEnded(session);
+    }
   }
 
   function handle(stream: Duplex, info: ConnectionInfo, req?: IncomingMessage): void {
@@ -175,6 +181,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     async close() {
       const stopped = listeners?.close();
       await enforcement.stop();
+      ownership.stop();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       listeners?.destroyConnections();
       await stopped;

@@ -19,3 +19,4 @@ export { TopicTrie, type MatchContext } from './topic-trie.js';
 export { compileIpMasks, normalizeIp, type IpMatcher } from './ips.js';
 export { isKeyShaped, KEY_MIN_LENGTH, KEY_MAX_LENGTH } from './key-shape.js';
 export { containmentFailure, filterCovers, type ContainmentFailure, type ParentAccess } from './containment.js';
+export { compileClientIdMasks, parseClientIdMasks, type ClientIdMatcher } from './clientids.js';
