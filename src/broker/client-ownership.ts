@@ -66,8 +66,9 @@ export class ClientOwnership {
 
   /**
    * SPEC §2 and §4 for one CONNECT, the last checks before its session exists:
-   * a slot of the token's `limits.sessions`, then the client id's ownership.
-   * Refusals in SPEC order: client id (CONNACK 2) before limits (CONNACK 5).
+   * the client id's ownership, then a slot of the token's `limits.sessions`,
+   * checked and claimed in one store call (owners.ts `admit`). Refusals in SPEC
+   * order: client id (CONNACK 2) before limits (CONNACK 5).
    * Rejects like the store does (StoreUnavailableError: CONNACK 3). A record of
    * a token that no longer exists is taken over, and its stored session wiped
    * first, so a new owner never inherits a deleted token's queue.
@@ -76,27 +77,11 @@ export class ClientOwnership {
     const owners = this.deps.store.owners;
     const nonce = `${this.nonceBase}${++this.seq}`;
     const slot: SessionSlot = { tokenId, clientId, nonce, node: this.deps.nodeId };
-    // The slot first: its refusal changes nothing, whereas a taken-over ownership record would have to be put back.
-    const slotClaim = await owners.claimSlot(slot, sessionLimit);
-    if (slotClaim === null) {
-      const owner = await owners.owner(clientId);
-      if (owner !== null && owner !== tokenId && !master) return HELD_BY_OTHER;
-      return LIMIT_REACHED;
-    }
-    let owned;
-    try {
-      owned = await owners.claim({ clientId, tokenId, nonce, node: this.deps.nodeId, persistent: !clean, override: master });
-    } catch (err) {
-      this.undoSlot(slot, slotClaim.previous);
-      throw err;
-    }
-    if (!owned.ok) {
-      // Another token holds the client id, so this token had no session with it: the slot was free.
-      this.undoSlot(slot, slotClaim.previous);
-      return HELD_BY_OTHER;
-    }
-    const claim: Claim = { clientId, clean, slot, ownerPrevious: owned.previous, slotPrevious: slotClaim.previous };
-    if (owned.orphan) {
+    // One store call (Redis: one script) checks and claims both; a refusal wrote nothing.
+    const admitted = await owners.admit({ clientId, tokenId, nonce, node: this.deps.nodeId, persistent: !clean, override: master }, sessionLimit);
+    if (!admitted.ok) return admitted.refused === 'owner' ? HELD_BY_OTHER : LIMIT_REACHED;
+    const claim: Claim = { clientId, clean, slot, ownerPrevious: admitted.ownerPrevious, slotPrevious: admitted.slotPrevious };
+    if (admitted.orphan) {
       try {
         await this.wipe(clientId);
       } catch (err) {
@@ -126,8 +111,7 @@ export class ClientOwnership {
     const claim = this.claims.get(session);
     if (claim === undefined) return;
     this.claims.delete(session);
-    this.deps.store.owners.releaseSlot(claim.slot).catch((err: unknown) => this.failed('slot release', claim.clientId, err));
-    if (claim.clean) this.release(claim.clientId, claim.slot.nonce);
+    this.deps.store.owners.endSession(claim.slot, claim.clean).catch((err: unknown) => this.failed('release', claim.clientId, err));
   }
 
   private undoSlot(slot: SessionSlot, previous: string | null): void {
@@ -137,10 +121,6 @@ export class ClientOwnership {
   private failed(what: string, clientId: string, err: unknown): void {
     // Left behind: a claim of a live node; it goes stale when the node stops (store/redis-owners.ts).
     this.deps.log.warn({ clientId, err: err instanceof Error ? err.message : String(err) }, `client id claim: ${what} failed`);
-  }
-
-  private release(clientId: string, nonce: string): void {
-    this.deps.store.owners.release(clientId, nonce).catch((err: unknown) => this.failed('release', clientId, err));
   }
 
   /** SPEC §4: deleting a token deletes the persistent sessions it owns. */

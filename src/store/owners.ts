@@ -66,7 +66,32 @@ export interface ClientOwners {
   undoSlot(slot: SessionSlot, previous: string | null): Promise<void>;
   /** Slots held by the token (tests). */
   slotCount(tokenId: number): Promise<number>;
+
+  /**
+   * One CONNECT's claims at once (Redis: one script, so one round trip per
+   * CONNECT): the client id's ownership as `claim`, then a session slot as
+   * `claimSlot` under `limit`. SPEC §2 order: a client id held by another
+   * token refuses before the limit does. A refusal writes nothing, so there
+   * is nothing to undo. The slot is taken even when `limit` is 0 (unlimited):
+   * a limit set later on a token with live sessions must see them (SPEC §2
+   * "Lowering a limit below the live count refuses new CONNECTs").
+   */
+  admit(claim: OwnerClaim, limit: number): Promise<AdmitResult>;
+  /**
+   * A session ended (one round trip): frees its slot and, when `releaseOwner`
+   * (a clean session), its client id record, each only if it still names this
+   * claim (compare-and-delete).
+   */
+  endSession(slot: SessionSlot, releaseOwner: boolean): Promise<void>;
 }
+
+export type AdmitResult =
+  /** Both claimed; `orphan`/`ownerPrevious` as ClaimResult, `slotPrevious` as SlotClaim. */
+  | { ok: true; orphan: boolean; ownerPrevious: string | null; slotPrevious: string | null }
+  /** SPEC §4: held by another token (CONNACK 2). */
+  | { ok: false; refused: 'owner'; owner: number }
+  /** SPEC §2: the token's `limits.sessions` are all taken (CONNACK 5). */
+  | { ok: false; refused: 'limit' };
 
 /** A granted slot: `previous` is the holder it replaced (a takeover), null when it was free. */
 export interface SlotClaim {
@@ -144,6 +169,31 @@ export class MemoryOwners implements ClientOwners {
 
   async owner(clientId: string): Promise<number | null> {
     return this.byClient.get(clientId)?.tokenId ?? null;
+  }
+
+  async admit(c: OwnerClaim, limit: number): Promise<AdmitResult> {
+    // Both checks before any write, in one synchronous run: nothing to undo on refusal.
+    const cur = this.byClient.get(c.clientId);
+    if (cur !== undefined && cur.tokenId !== c.tokenId && !c.override && this.exists(cur.tokenId)) {
+      return { ok: false, refused: 'owner', owner: cur.tokenId };
+    }
+    if (!this.slotFree(c.tokenId, c.clientId, limit)) return { ok: false, refused: 'limit' };
+    // Neither awaits: both run to completion here, before any other caller.
+    const owned = this.claim(c);
+    const slot = this.claimSlot({ tokenId: c.tokenId, clientId: c.clientId, nonce: c.nonce, node: c.node }, 0);
+    const [o, sl] = await Promise.all([owned, slot]);
+    if (!o.ok || sl === null) throw new Error('owners: claim refused after its checks passed');
+    return { ok: true, orphan: o.orphan, ownerPrevious: o.previous, slotPrevious: sl.previous };
+  }
+
+  async endSession(slot: SessionSlot, releaseOwner: boolean): Promise<void> {
+    await this.releaseSlot(slot);
+    if (releaseOwner) await this.release(slot.clientId, slot.nonce);
+  }
+
+  private slotFree(tokenId: number, clientId: string, limit: number): boolean {
+    const held = this.slots.get(tokenId);
+    return limit <= 0 || held === undefined || held.has(clientId) || held.size < limit;
   }
 
   async claimSlot(slot: SessionSlot, limit: number): Promise<SlotClaim | null> {

@@ -14,7 +14,7 @@
 // liveness key (SPEC §6: a node that died must not keep client ids forever).
 // A persistent session's record stays whatever its node: the session is stored.
 import type { Redis } from 'ioredis';
-import type { ClaimResult, ClientOwners, OwnerClaim, SessionSlot, SlotClaim } from './owners.js';
+import type { AdmitResult, ClaimResult, ClientOwners, OwnerClaim, SessionSlot, SlotClaim } from './owners.js';
 
 const NODE_TTL_MS = 15_000;
 const NODE_RENEW_MS = 5_000;
@@ -106,7 +106,57 @@ const RELEASE_SLOT = `
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0`;
 
+// One CONNECT's claims in one script (owners.ts `admit`): CLAIM's check, then
+// CLAIM_SLOT's, then both writes. A refusal writes nothing but the liveness key
+// and the removal of dead nodes' slots.
+// KEYS: owner, owned(new token), slots.
+// ARGV: token, nonce, node, pers, override, prefix, clientId, nodeTtl, limit.
+// Returns {0, orphan, owner previous, slot previous} | {1, owner} | {2}.
+const ADMIT = `
+local p = ARGV[6]
+redis.call('SET', p .. 'owner-node:' .. ARGV[3], '1', 'PX', ARGV[8])
+local cur = redis.call('HMGET', KEYS[1], 'tok', 'nonce', 'node', 'pers')
+local orphan, previous, from = 0, '', nil
+if cur[1] == ARGV[1] then
+  previous = tostring(cur[2]) .. '|' .. tostring(cur[3]) .. '|' .. tostring(cur[4])
+elseif cur[1] then
+  local gone = redis.call('EXISTS', p .. 'token:' .. cur[1]) == 0
+  local dead = cur[4] ~= '1' and redis.call('EXISTS', p .. 'owner-node:' .. tostring(cur[3])) == 0
+  -- SPEC §4 before §2: CONNACK 2 wins over CONNACK 5.
+  if not gone and not dead and ARGV[5] ~= '1' then return {1, cur[1]} end
+  if gone then orphan = 1 end
+  from = cur[1]
+end
+local limit = tonumber(ARGV[9])
+if limit > 0 and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 0 and redis.call('HLEN', KEYS[3]) >= limit then
+  local all = redis.call('HGETALL', KEYS[3])
+  for i = 1, #all, 2 do
+    local node = string.match(all[i + 1], '^(.*)|[^|]*$')
+    if node == nil or redis.call('EXISTS', p .. 'owner-node:' .. node) == 0 then redis.call('HDEL', KEYS[3], all[i]) end
+  end
+  if redis.call('HLEN', KEYS[3]) >= limit then return {2} end
+end
+local slotPrevious = redis.call('HGET', KEYS[3], ARGV[7]) or ''
+redis.call('HSET', KEYS[3], ARGV[7], ARGV[3] .. '|' .. ARGV[2])
+if from then redis.call('SREM', p .. 'owned:' .. from, ARGV[7]) end
+redis.call('HSET', KEYS[1], 'tok', ARGV[1], 'nonce', ARGV[2], 'node', ARGV[3], 'pers', ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[7])
+return {0, tostring(orphan), previous, slotPrevious}`;
+
+// A session ended: RELEASE_SLOT, then (clean session) RELEASE, in one script.
+// KEYS: slots, owner. ARGV: clientId, node|nonce, nonce, prefix, release owner ('1'/'0').
+const END_SESSION = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if ARGV[5] ~= '1' then return 0 end
+local cur = redis.call('HMGET', KEYS[2], 'tok', 'nonce')
+if cur[2] ~= ARGV[3] then return 0 end
+redis.call('DEL', KEYS[2])
+if cur[1] then redis.call('SREM', ARGV[4] .. 'owned:' .. cur[1], ARGV[1]) end
+return 1`;
+
 interface OwnerCommands {
+  tokenmqOwnerAdmit(owner: string, owned: string, slots: string, ...argv: string[]): Promise<[number, string?, string?, string?]>;
+  tokenmqOwnerEnd(slots: string, owner: string, ...argv: string[]): Promise<number>;
   tokenmqOwnerClaim(owner: string, owned: string, ...argv: string[]): Promise<[number, string, string?]>;
   tokenmqOwnerUndo(owner: string, nonce: string, prefix: string, clientId: string, previous: string): Promise<number>;
   tokenmqOwnerRelease(owner: string, nonce: string, prefix: string, clientId: string): Promise<number>;
@@ -134,7 +184,28 @@ export class RedisOwners implements ClientOwners {
     client.defineCommand('tokenmqSlotRelease', { numberOfKeys: 1, lua: RELEASE_SLOT });
     client.defineCommand('tokenmqOwnerUndo', { numberOfKeys: 1, lua: UNDO });
     client.defineCommand('tokenmqSlotUndo', { numberOfKeys: 1, lua: UNDO_SLOT });
+    client.defineCommand('tokenmqOwnerAdmit', { numberOfKeys: 3, lua: ADMIT });
+    client.defineCommand('tokenmqOwnerEnd', { numberOfKeys: 2, lua: END_SESSION });
     this.redis = client as Redis & OwnerCommands;
+  }
+
+  async admit(c: OwnerClaim, limit: number): Promise<AdmitResult> {
+    this.keepAlive(c.node);
+    const [code, a, b, d] = await this.call(() => this.redis.tokenmqOwnerAdmit(
+      this.ownerKey(c.clientId), `${this.prefix}owned:${c.tokenId}`, this.slotsKey(c.tokenId),
+      String(c.tokenId), c.nonce, c.node, c.persistent ? '1' : '0', c.override ? '1' : '0', this.prefix, c.clientId,
+      String(NODE_TTL_MS), String(limit),
+    ));
+    if (code === 1) return { ok: false, refused: 'owner', owner: Number(a) };
+    if (code === 2) return { ok: false, refused: 'limit' };
+    return { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: d ? d : null };
+  }
+
+  async endSession(slot: SessionSlot, releaseOwner: boolean): Promise<void> {
+    await this.call(() => this.redis.tokenmqOwnerEnd(
+      this.slotsKey(slot.tokenId), this.ownerKey(slot.clientId),
+      slot.clientId, `${slot.node}|${slot.nonce}`, slot.nonce, this.prefix, releaseOwner ? '1' : '0',
+    ));
   }
 
   async claim(c: OwnerClaim): Promise<ClaimResult> {

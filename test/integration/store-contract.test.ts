@@ -238,6 +238,44 @@ describe.each(backends(tracker))('%s (TokenStore contract)', (_name, open) => {
       await store.owners.dropToken(a!.id);
       expect(await store.owners.slotCount(a!.id)).toBe(0);
     });
+
+    test('admit checks ownership (CONNACK 2) before the limit (CONNACK 5), writes nothing on refusal, counts unlimited sessions', async () => {
+      const store = await open();
+      const [a, b] = await store.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
+      const c = (clientId: string, tokenId: number, nonce: string, extra: { persistent?: boolean; override?: boolean } = {}) =>
+        ({ clientId, tokenId, nonce, node: 'n1', persistent: extra.persistent ?? false, override: extra.override ?? false });
+      const slot = (clientId: string, tokenId: number, nonce: string) => ({ tokenId, clientId, nonce, node: 'n1' });
+      // limit 0 = unlimited, still counted: a limit set later sees the live sessions (SPEC §2).
+      expect(await store.owners.admit(c('x', a!.id, '1'), 0)).toEqual({ ok: true, orphan: false, ownerPrevious: null, slotPrevious: null });
+      expect(await store.owners.admit(c('y', a!.id, '2'), 0)).toMatchObject({ ok: true });
+      expect(await store.owners.slotCount(a!.id)).toBe(2);
+      // Limit lowered below the live count: a new client id is refused, and nothing was written.
+      expect(await store.owners.admit(c('z', a!.id, '3'), 1)).toEqual({ ok: false, refused: 'limit' });
+      expect(await store.owners.owner('z')).toBeNull();
+      expect(await store.owners.slotCount(a!.id)).toBe(2);
+      // A takeover of the token's own client id keeps its one slot, whatever the limit.
+      const again = await store.owners.admit(c('x', a!.id, '4'), 1);
+      expect(again).toMatchObject({ ok: true, slotPrevious: expect.any(String), ownerPrevious: expect.any(String) });
+      // Held by another token AND over its limit: the client id refusal wins; b gets no slot, x stays a's.
+      await store.owners.admit(c('w', b!.id, '5'), 0);
+      expect(await store.owners.admit(c('x', b!.id, '6'), 1)).toEqual({ ok: false, refused: 'owner', owner: a!.id });
+      expect(await store.owners.slotCount(b!.id)).toBe(1);
+      expect(await store.owners.owner('x')).toBe(a!.id);
+      // Master override takes the client id.
+      expect(await store.owners.admit(c('y', b!.id, '7', { override: true }), 0)).toMatchObject({ ok: true });
+      expect(await store.owners.owner('y')).toBe(b!.id);
+      // endSession: compare-and-delete of slot and (clean) record; the stale claim '1' frees nothing.
+      await store.owners.endSession(slot('x', a!.id, '1'), true);
+      expect(await store.owners.owner('x')).toBe(a!.id);
+      expect(await store.owners.slotCount(a!.id)).toBe(2);
+      await store.owners.endSession(slot('x', a!.id, '4'), true);
+      expect(await store.owners.owner('x')).toBeNull();
+      expect(await store.owners.slotCount(a!.id)).toBe(1);
+      // A persistent session's record outlives it: only the slot goes.
+      await store.owners.admit(c('p', b!.id, '8', { persistent: true }), 0);
+      await store.owners.endSession(slot('p', b!.id, '8'), false);
+      expect(await store.owners.owner('p')).toBe(b!.id);
+    });
   });
 
   describe('delete', () => {
