@@ -116,7 +116,9 @@ export function createAuthenticate(deps: AuthDeps) {
         ? 'will_denied' : null),
       async (grant) => {
         const { token } = grant;
-        const admission = await ownership.admit(client.id, token.id, client.clean, token.access.type === ACCESS_MASTER, token.limits.sessions);
+        // SPEC §2 parent: a child's session counts toward its own limits.sessions and each ancestor's.
+        const counts = [token, ...(grant.ancestors ?? [])].map((t) => ({ tokenId: t.id, limit: t.limits.sessions }));
+        const admission = await ownership.admit(client.id, token.id, client.clean, token.access.type === ACCESS_MASTER, counts);
         if (!admission.ok) return admission.reason;
         claim = admission.claim;
         return null;
@@ -167,6 +169,8 @@ export function createAuthenticate(deps: AuthDeps) {
       // The rights and matcher this token's live sessions hold, when unchanged (enforcement.ts).
       compile: (token) => (compiledToken = enforcement.compile(token)),
       checks,
+      // SPEC §2 parent: each ancestor's `clientids` must admit this client id too.
+      clientId: client.id,
       stillWanted: () => !client.closed,
     })
       .then(admit)

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { Aedes } from 'aedes';
 import type { Logger } from 'pino';
 import type { SessionSlot, TokenStore } from '../store/types.js';
+import type { SlotLimit } from '../store/owners.js';
 import type { Session } from './sessions.js';
 
 /** The part of Aedes' persistence a wipe uses (aedes-persistence and aedes-persistence-redis alike). */
@@ -22,10 +23,13 @@ interface WipePersistence {
 export interface Claim {
   readonly clientId: string;
   readonly clean: boolean;
-  readonly slot: SessionSlot;
-  /** What the claims replaced (undo). */
+  /** The nonce of all its claims. */
+  readonly nonce: string;
+  /** One per counted token: its own, then each ancestor's (SPEC §2 parent). */
+  readonly slots: readonly SessionSlot[];
+  /** What the claims replaced (undo), slotPrevious one per slot. */
   readonly ownerPrevious: string | null;
-  readonly slotPrevious: string | null;
+  readonly slotPrevious: readonly (string | null)[];
 }
 
 export type Admission =
@@ -73,14 +77,15 @@ export class ClientOwnership {
    * a token that no longer exists is taken over, and its stored session wiped
    * first, so a new owner never inherits a deleted token's queue.
    */
-  async admit(clientId: string, tokenId: number, clean: boolean, master: boolean, sessionLimit: number): Promise<Admission> {
+  async admit(clientId: string, tokenId: number, clean: boolean, master: boolean, counts: readonly SlotLimit[]): Promise<Admission> {
     const owners = this.deps.store.owners;
     const nonce = `${this.nonceBase}${++this.seq}`;
-    const slot: SessionSlot = { tokenId, clientId, nonce, node: this.deps.nodeId };
-    // One store call (Redis: one script) checks and claims both; a refusal wrote nothing.
-    const admitted = await owners.admit({ clientId, tokenId, nonce, node: this.deps.nodeId, persistent: !clean, override: master }, sessionLimit);
+    const node = this.deps.nodeId;
+    // One store call (Redis: one script) checks and claims all; a refusal wrote nothing.
+    const admitted = await owners.admit({ clientId, tokenId, nonce, node, persistent: !clean, override: master }, counts);
     if (!admitted.ok) return admitted.refused === 'owner' ? HELD_BY_OTHER : LIMIT_REACHED;
-    const claim: Claim = { clientId, clean, slot, ownerPrevious: admitted.ownerPrevious, slotPrevious: admitted.slotPrevious };
+    const slots = counts.map((c): SessionSlot => ({ tokenId: c.tokenId, clientId, nonce, node }));
+    const claim: Claim = { clientId, clean, nonce, slots, ownerPrevious: admitted.ownerPrevious, slotPrevious: admitted.slotPrevious };
     if (admitted.orphan) {
       try {
         await this.wipe(clientId);
@@ -99,8 +104,8 @@ export class ClientOwnership {
 
   /** Claims whose session never came to be (client gone mid-connect): put back what they replaced. */
   abandon(claim: Claim): void {
-    this.undoSlot(claim.slot, claim.slotPrevious);
-    this.deps.store.owners.undo(claim.clientId, claim.slot.nonce, claim.ownerPrevious).catch((err: unknown) => this.failed('undo', claim.clientId, err));
+    claim.slots.forEach((slot, i) => this.undoSlot(slot, claim.slotPrevious[i] ?? null));
+    this.deps.store.owners.undo(claim.clientId, claim.nonce, claim.ownerPrevious).catch((err: unknown) => this.failed('undo', claim.clientId, err));
   }
 
   /**
@@ -111,7 +116,7 @@ export class ClientOwnership {
     const claim = this.claims.get(session);
     if (claim === undefined) return;
     this.claims.delete(session);
-    this.deps.store.owners.endSession(claim.slot, claim.clean).catch((err: unknown) => this.failed('release', claim.clientId, err));
+    this.deps.store.owners.endSession(claim.slots, claim.clean).catch((err: unknown) => this.failed('release', claim.clientId, err));
   }
 
   private undoSlot(slot: SessionSlot, previous: string | null): void {

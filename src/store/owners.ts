@@ -70,28 +70,36 @@ export interface ClientOwners {
   /**
    * One CONNECT's claims at once (Redis: one script, so one round trip per
    * CONNECT): the client id's ownership as `claim`, then a session slot as
-   * `claimSlot` under `limit`. SPEC §2 order: a client id held by another
-   * token refuses before the limit does. A refusal writes nothing, so there
-   * is nothing to undo. The slot is taken even when `limit` is 0 (unlimited):
-   * a limit set later on a token with live sessions must see them (SPEC §2
+   * `claimSlot` in each of `slots` (the token's own count, then each
+   * ancestor's: SPEC §2 a child's sessions count toward each ancestor's
+   * `limits.sessions`). SPEC §2 order: a client id held by another token
+   * refuses before any limit does. A refusal writes nothing, so there is
+   * nothing to undo. A slot is taken even when its limit is 0 (unlimited): a
+   * limit set later on a token with live sessions must see them (SPEC §2
    * "Lowering a limit below the live count refuses new CONNECTs").
    */
-  admit(claim: OwnerClaim, limit: number): Promise<AdmitResult>;
+  admit(claim: OwnerClaim, slots: readonly SlotLimit[]): Promise<AdmitResult>;
   /**
-   * A session ended (one round trip): frees its slot and, when `releaseOwner`
-   * (a clean session), its client id record, each only if it still names this
-   * claim (compare-and-delete).
+   * A session ended (one round trip): frees its slots (all of one client id,
+   * nonce and node) and, when `releaseOwner` (a clean session), its client id
+   * record, each only if it still names this claim (compare-and-delete).
    */
-  endSession(slot: SessionSlot, releaseOwner: boolean): Promise<void>;
+  endSession(slots: readonly SessionSlot[], releaseOwner: boolean): Promise<void>;
+}
+
+/** A token's session count that a CONNECT takes a slot of, and its `limits.sessions` (0 = unlimited). */
+export interface SlotLimit {
+  tokenId: number;
+  limit: number;
 }
 
 export type AdmitResult =
-  /** Both claimed; `orphan`/`ownerPrevious` as ClaimResult, `slotPrevious` as SlotClaim. */
-  | { ok: true; orphan: boolean; ownerPrevious: string | null; slotPrevious: string | null }
+  /** All claimed; `orphan`/`ownerPrevious` as ClaimResult, `slotPrevious` as SlotClaim's, one per slot in order. */
+  | { ok: true; orphan: boolean; ownerPrevious: string | null; slotPrevious: (string | null)[] }
   /** SPEC §4: held by another token (CONNACK 2). */
   | { ok: false; refused: 'owner'; owner: number }
-  /** SPEC §2: the token's `limits.sessions` are all taken (CONNACK 5). */
-  | { ok: false; refused: 'limit' };
+  /** SPEC §2: the `limits.sessions` of this token (`tokenId`: it or an ancestor) are all taken (CONNACK 5). */
+  | { ok: false; refused: 'limit'; tokenId: number };
 
 /** A granted slot: `previous` is the holder it replaced (a takeover), null when it was free. */
 export interface SlotClaim {
@@ -171,24 +179,28 @@ export class MemoryOwners implements ClientOwners {
     return this.byClient.get(clientId)?.tokenId ?? null;
   }
 
-  async admit(c: OwnerClaim, limit: number): Promise<AdmitResult> {
-    // Both checks before any write, in one synchronous run: nothing to undo on refusal.
+  async admit(c: OwnerClaim, slots: readonly SlotLimit[]): Promise<AdmitResult> {
+    // Every check before any write, in one synchronous run: nothing to undo on refusal.
     const cur = this.byClient.get(c.clientId);
     if (cur !== undefined && cur.tokenId !== c.tokenId && !c.override && this.exists(cur.tokenId)) {
       return { ok: false, refused: 'owner', owner: cur.tokenId };
     }
-    if (!this.slotFree(c.tokenId, c.clientId, limit)) return { ok: false, refused: 'limit' };
-    // Neither awaits: both run to completion here, before any other caller.
+    for (const s of slots) {
+      if (!this.slotFree(s.tokenId, c.clientId, s.limit)) return { ok: false, refused: 'limit', tokenId: s.tokenId };
+    }
+    // None of these awaits: they all run to completion here, before any other caller.
     const owned = this.claim(c);
-    const slot = this.claimSlot({ tokenId: c.tokenId, clientId: c.clientId, nonce: c.nonce, node: c.node }, 0);
-    const [o, sl] = await Promise.all([owned, slot]);
-    if (!o.ok || sl === null) throw new Error('owners: claim refused after its checks passed');
-    return { ok: true, orphan: o.orphan, ownerPrevious: o.previous, slotPrevious: sl.previous };
+    const taken = slots.map((s) => this.claimSlot({ tokenId: s.tokenId, clientId: c.clientId, nonce: c.nonce, node: c.node }, 0));
+    const o = await owned;
+    const prev = await Promise.all(taken);
+    if (!o.ok || prev.includes(null)) throw new Error('owners: claim refused after its checks passed');
+    return { ok: true, orphan: o.orphan, ownerPrevious: o.previous, slotPrevious: prev.map((p) => p?.previous ?? null) };
   }
 
-  async endSession(slot: SessionSlot, releaseOwner: boolean): Promise<void> {
-    await this.releaseSlot(slot);
-    if (releaseOwner) await this.release(slot.clientId, slot.nonce);
+  async endSession(slots: readonly SessionSlot[], releaseOwner: boolean): Promise<void> {
+    for (const slot of slots) await this.releaseSlot(slot);
+    const first = slots[0];
+    if (releaseOwner && first !== undefined) await this.release(first.clientId, first.nonce);
   }
 
   private slotFree(tokenId: number, clientId: string, limit: number): boolean {

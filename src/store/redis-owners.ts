@@ -14,7 +14,7 @@
 // liveness key (SPEC §6: a node that died must not keep client ids forever).
 // A persistent session's record stays whatever its node: the session is stored.
 import type { Redis } from 'ioredis';
-import type { AdmitResult, ClaimResult, ClientOwners, OwnerClaim, SessionSlot, SlotClaim } from './owners.js';
+import type { AdmitResult, ClaimResult, ClientOwners, OwnerClaim, SessionSlot, SlotClaim, SlotLimit } from './owners.js';
 
 const NODE_TTL_MS = 15_000;
 const NODE_RENEW_MS = 5_000;
@@ -107,11 +107,12 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL'
 return 0`;
 
 // One CONNECT's claims in one script (owners.ts `admit`): CLAIM's check, then
-// CLAIM_SLOT's, then both writes. A refusal writes nothing but the liveness key
-// and the removal of dead nodes' slots.
-// KEYS: owner, owned(new token), slots.
-// ARGV: token, nonce, node, pers, override, prefix, clientId, nodeTtl, limit.
-// Returns {0, orphan, owner previous, slot previous} | {1, owner} | {2}.
+// CLAIM_SLOT's in each slots hash (the token's, then its ancestors'), then all
+// the writes. A refusal writes nothing but the liveness key and the removal of
+// dead nodes' slots.
+// KEYS: owner, owned(new token), then one slots hash per counted token.
+// ARGV: token, nonce, node, pers, override, prefix, clientId, nodeTtl, then one limit per slots hash.
+// Returns {0, orphan, owner previous, slot previous...} | {1, owner} | {2, 0-based index of the full hash}.
 const ADMIT = `
 local p = ARGV[6]
 redis.call('SET', p .. 'owner-node:' .. ARGV[3], '1', 'PX', ARGV[8])
@@ -127,36 +128,44 @@ elseif cur[1] then
   if gone then orphan = 1 end
   from = cur[1]
 end
-local limit = tonumber(ARGV[9])
-if limit > 0 and redis.call('HEXISTS', KEYS[3], ARGV[7]) == 0 and redis.call('HLEN', KEYS[3]) >= limit then
-  local all = redis.call('HGETALL', KEYS[3])
-  for i = 1, #all, 2 do
-    local node = string.match(all[i + 1], '^(.*)|[^|]*$')
-    if node == nil or redis.call('EXISTS', p .. 'owner-node:' .. node) == 0 then redis.call('HDEL', KEYS[3], all[i]) end
+local cid = ARGV[7]
+for k = 3, #KEYS do
+  local slots, limit = KEYS[k], tonumber(ARGV[6 + k])
+  if limit > 0 and redis.call('HEXISTS', slots, cid) == 0 and redis.call('HLEN', slots) >= limit then
+    local all = redis.call('HGETALL', slots)
+    for i = 1, #all, 2 do
+      local node = string.match(all[i + 1], '^(.*)|[^|]*$')
+      if node == nil or redis.call('EXISTS', p .. 'owner-node:' .. node) == 0 then redis.call('HDEL', slots, all[i]) end
+    end
+    if redis.call('HLEN', slots) >= limit then return {2, tostring(k - 3)} end
   end
-  if redis.call('HLEN', KEYS[3]) >= limit then return {2} end
 end
-local slotPrevious = redis.call('HGET', KEYS[3], ARGV[7]) or ''
-redis.call('HSET', KEYS[3], ARGV[7], ARGV[3] .. '|' .. ARGV[2])
-if from then redis.call('SREM', p .. 'owned:' .. from, ARGV[7]) end
+local out = {0, tostring(orphan), previous}
+for k = 3, #KEYS do
+  out[#out + 1] = redis.call('HGET', KEYS[k], cid) or ''
+  redis.call('HSET', KEYS[k], cid, ARGV[3] .. '|' .. ARGV[2])
+end
+if from then redis.call('SREM', p .. 'owned:' .. from, cid) end
 redis.call('HSET', KEYS[1], 'tok', ARGV[1], 'nonce', ARGV[2], 'node', ARGV[3], 'pers', ARGV[4])
-redis.call('SADD', KEYS[2], ARGV[7])
-return {0, tostring(orphan), previous, slotPrevious}`;
+redis.call('SADD', KEYS[2], cid)
+return out`;
 
-// A session ended: RELEASE_SLOT, then (clean session) RELEASE, in one script.
-// KEYS: slots, owner. ARGV: clientId, node|nonce, nonce, prefix, release owner ('1'/'0').
+// A session ended: RELEASE_SLOT in each slots hash, then (clean session) RELEASE, in one script.
+// KEYS: owner, then the slots hashes. ARGV: clientId, node|nonce, nonce, prefix, release owner ('1'/'0').
 const END_SESSION = `
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+for k = 2, #KEYS do
+  if redis.call('HGET', KEYS[k], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[k], ARGV[1]) end
+end
 if ARGV[5] ~= '1' then return 0 end
-local cur = redis.call('HMGET', KEYS[2], 'tok', 'nonce')
+local cur = redis.call('HMGET', KEYS[1], 'tok', 'nonce')
 if cur[2] ~= ARGV[3] then return 0 end
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[1])
 if cur[1] then redis.call('SREM', ARGV[4] .. 'owned:' .. cur[1], ARGV[1]) end
 return 1`;
 
 interface OwnerCommands {
-  tokenmqOwnerAdmit(owner: string, owned: string, slots: string, ...argv: string[]): Promise<[number, string?, string?, string?]>;
-  tokenmqOwnerEnd(slots: string, owner: string, ...argv: string[]): Promise<number>;
+  tokenmqOwnerAdmit(numKeys: number, ...keysAndArgs: string[]): Promise<[number, ...string[]]>;
+  tokenmqOwnerEnd(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
   tokenmqOwnerClaim(owner: string, owned: string, ...argv: string[]): Promise<[number, string, string?]>;
   tokenmqOwnerUndo(owner: string, nonce: string, prefix: string, clientId: string, previous: string): Promise<number>;
   tokenmqOwnerRelease(owner: string, nonce: string, prefix: string, clientId: string): Promise<number>;
@@ -184,27 +193,31 @@ export class RedisOwners implements ClientOwners {
     client.defineCommand('tokenmqSlotRelease', { numberOfKeys: 1, lua: RELEASE_SLOT });
     client.defineCommand('tokenmqOwnerUndo', { numberOfKeys: 1, lua: UNDO });
     client.defineCommand('tokenmqSlotUndo', { numberOfKeys: 1, lua: UNDO_SLOT });
-    client.defineCommand('tokenmqOwnerAdmit', { numberOfKeys: 3, lua: ADMIT });
-    client.defineCommand('tokenmqOwnerEnd', { numberOfKeys: 2, lua: END_SESSION });
+    // Key counts vary with the ancestors: given per call.
+    client.defineCommand('tokenmqOwnerAdmit', { lua: ADMIT });
+    client.defineCommand('tokenmqOwnerEnd', { lua: END_SESSION });
     this.redis = client as Redis & OwnerCommands;
   }
 
-  async admit(c: OwnerClaim, limit: number): Promise<AdmitResult> {
+  async admit(c: OwnerClaim, slots: readonly SlotLimit[]): Promise<AdmitResult> {
     this.keepAlive(c.node);
-    const [code, a, b, d] = await this.call(() => this.redis.tokenmqOwnerAdmit(
-      this.ownerKey(c.clientId), `${this.prefix}owned:${c.tokenId}`, this.slotsKey(c.tokenId),
+    const keys = [this.ownerKey(c.clientId), `${this.prefix}owned:${c.tokenId}`, ...slots.map((sl) => this.slotsKey(sl.tokenId))];
+    const argv = [
       String(c.tokenId), c.nonce, c.node, c.persistent ? '1' : '0', c.override ? '1' : '0', this.prefix, c.clientId,
-      String(NODE_TTL_MS), String(limit),
-    ));
+      String(NODE_TTL_MS), ...slots.map((sl) => String(sl.limit)),
+    ];
+    const [code, a, b, ...prev] = await this.call(() => this.redis.tokenmqOwnerAdmit(keys.length, ...keys, ...argv));
     if (code === 1) return { ok: false, refused: 'owner', owner: Number(a) };
-    if (code === 2) return { ok: false, refused: 'limit' };
-    return { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: d ? d : null };
+    if (code === 2) return { ok: false, refused: 'limit', tokenId: slots[Number(a)]?.tokenId ?? c.tokenId };
+    return { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: prev.map((p) => (p ? p : null)) };
   }
 
-  async endSession(slot: SessionSlot, releaseOwner: boolean): Promise<void> {
+  async endSession(slots: readonly SessionSlot[], releaseOwner: boolean): Promise<void> {
+    const first = slots[0];
+    if (first === undefined) return;
+    const keys = [this.ownerKey(first.clientId), ...slots.map((sl) => this.slotsKey(sl.tokenId))];
     await this.call(() => this.redis.tokenmqOwnerEnd(
-      this.slotsKey(slot.tokenId), this.ownerKey(slot.clientId),
-      slot.clientId, `${slot.node}|${slot.nonce}`, slot.nonce, this.prefix, releaseOwner ? '1' : '0',
+      keys.length, ...keys, first.clientId, `${first.node}|${first.nonce}`, first.nonce, this.prefix, releaseOwner ? '1' : '0',
     ));
   }
 

@@ -159,6 +159,39 @@ describe.each(modes)('token clientids and limits %s', (_mode, start) => {
     });
   });
 
+  describe('a child token (SPEC §2 parent)', () => {
+    const sub = (topic: string) => ({ uri: 'mqtt', topic, actions: ['subscribe' as const] });
+    const child = async (parent: Awaited<ReturnType<typeof token>>) =>
+      (await node(0).store.createChildren(parent, [{ ttl: 600, access: { type: 2, acl: [sub('a/b')] } }], Math.floor(Date.now() / 1000)))[0]!;
+
+    test("its client id must match each ancestor's clientids too: CONNACK 2", async () => {
+      const parent = await token({ access: { type: 2, acl: [sub('a/#')] }, clientids: 'dev-*' });
+      const kid = await child(parent);
+      const grand = (await node(0).store.createChildren(kid, [{ ttl: 60, access: { type: 2, acl: [sub('a/b')] } }], Math.floor(Date.now() / 1000)))[0]!;
+      for (const i of [0, 1]) {
+        expect(await refusedCode(node(i).mqttUrl, kid.key, { clientId: clientId('other') })).toBe(2);
+        expect(await refusedCode(node(i).mqttUrl, grand.key, { clientId: clientId('other') })).toBe(2);
+      }
+      const ok = await open(node(1), grand.key, { clientId: clientId('dev-') });
+      expect(ok.connected).toBe(true);
+    });
+
+    test("its sessions count toward each ancestor's limits.sessions: CONNACK 5 once the parent's are taken", async () => {
+      const parent = await token({ access: { type: 2, acl: [sub('a/#')] }, limits: { sessions: 2, publish_rate: 0 } });
+      const kid = await child(parent);
+      await open(node(0), parent.key, { clientId: clientId('p') });
+      const kidSession = await open(node(1), kid.key, { clientId: clientId('k') });
+      for (const i of [0, 1]) {
+        expect(await refusedCode(node(i).mqttUrl, kid.key, { clientId: clientId('k') })).toBe(5);
+        expect(await refusedCode(node(i).mqttUrl, parent.key, { clientId: clientId('p') })).toBe(5);
+      }
+      // The child's session ends: its slot in the parent's count is freed.
+      await kidSession.endAsync();
+      const again = await eventually(async () => open(node(0), parent.key, { clientId: clientId('q') }).catch(() => null), 5000, 'a free slot');
+      expect(again.connected).toBe(true);
+    });
+  });
+
   describe('limits.publish_rate (SPEC §2)', () => {
     test('a client publishing flat out is held to the rate; every message arrives, in order, QoS 0 included', async () => {
       const rate = 100;

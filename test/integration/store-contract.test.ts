@@ -246,35 +246,54 @@ describe.each(backends(tracker))('%s (TokenStore contract)', (_name, open) => {
         ({ clientId, tokenId, nonce, node: 'n1', persistent: extra.persistent ?? false, override: extra.override ?? false });
       const slot = (clientId: string, tokenId: number, nonce: string) => ({ tokenId, clientId, nonce, node: 'n1' });
       // limit 0 = unlimited, still counted: a limit set later sees the live sessions (SPEC §2).
-      expect(await store.owners.admit(c('x', a!.id, '1'), 0)).toEqual({ ok: true, orphan: false, ownerPrevious: null, slotPrevious: null });
-      expect(await store.owners.admit(c('y', a!.id, '2'), 0)).toMatchObject({ ok: true });
+      expect(await store.owners.admit(c('x', a!.id, '1'), [{ tokenId: a!.id, limit: 0 }])).toEqual({ ok: true, orphan: false, ownerPrevious: null, slotPrevious: [null] });
+      expect(await store.owners.admit(c('y', a!.id, '2'), [{ tokenId: a!.id, limit: 0 }])).toMatchObject({ ok: true });
       expect(await store.owners.slotCount(a!.id)).toBe(2);
       // Limit lowered below the live count: a new client id is refused, and nothing was written.
-      expect(await store.owners.admit(c('z', a!.id, '3'), 1)).toEqual({ ok: false, refused: 'limit' });
+      expect(await store.owners.admit(c('z', a!.id, '3'), [{ tokenId: a!.id, limit: 1 }])).toEqual({ ok: false, refused: 'limit', tokenId: a!.id });
       expect(await store.owners.owner('z')).toBeNull();
       expect(await store.owners.slotCount(a!.id)).toBe(2);
       // A takeover of the token's own client id keeps its one slot, whatever the limit.
-      const again = await store.owners.admit(c('x', a!.id, '4'), 1);
-      expect(again).toMatchObject({ ok: true, slotPrevious: expect.any(String), ownerPrevious: expect.any(String) });
+      const again = await store.owners.admit(c('x', a!.id, '4'), [{ tokenId: a!.id, limit: 1 }]);
+      expect(again).toMatchObject({ ok: true, slotPrevious: [expect.any(String)], ownerPrevious: expect.any(String) });
       // Held by another token AND over its limit: the client id refusal wins; b gets no slot, x stays a's.
-      await store.owners.admit(c('w', b!.id, '5'), 0);
-      expect(await store.owners.admit(c('x', b!.id, '6'), 1)).toEqual({ ok: false, refused: 'owner', owner: a!.id });
+      await store.owners.admit(c('w', b!.id, '5'), [{ tokenId: b!.id, limit: 0 }]);
+      expect(await store.owners.admit(c('x', b!.id, '6'), [{ tokenId: b!.id, limit: 1 }])).toEqual({ ok: false, refused: 'owner', owner: a!.id });
       expect(await store.owners.slotCount(b!.id)).toBe(1);
       expect(await store.owners.owner('x')).toBe(a!.id);
       // Master override takes the client id.
-      expect(await store.owners.admit(c('y', b!.id, '7', { override: true }), 0)).toMatchObject({ ok: true });
+      expect(await store.owners.admit(c('y', b!.id, '7', { override: true }), [{ tokenId: b!.id, limit: 0 }])).toMatchObject({ ok: true });
       expect(await store.owners.owner('y')).toBe(b!.id);
       // endSession: compare-and-delete of slot and (clean) record; the stale claim '1' frees nothing.
-      await store.owners.endSession(slot('x', a!.id, '1'), true);
+      await store.owners.endSession([slot('x', a!.id, '1')], true);
       expect(await store.owners.owner('x')).toBe(a!.id);
       expect(await store.owners.slotCount(a!.id)).toBe(2);
-      await store.owners.endSession(slot('x', a!.id, '4'), true);
+      await store.owners.endSession([slot('x', a!.id, '4')], true);
       expect(await store.owners.owner('x')).toBeNull();
       expect(await store.owners.slotCount(a!.id)).toBe(1);
       // A persistent session's record outlives it: only the slot goes.
-      await store.owners.admit(c('p', b!.id, '8', { persistent: true }), 0);
-      await store.owners.endSession(slot('p', b!.id, '8'), false);
+      await store.owners.admit(c('p', b!.id, '8', { persistent: true }), [{ tokenId: b!.id, limit: 0 }]);
+      await store.owners.endSession([slot('p', b!.id, '8')], false);
       expect(await store.owners.owner('p')).toBe(b!.id);
+    });
+  });
+
+  describe('session slots of a child and its ancestors (SPEC §2 parent)', () => {
+    test('admit takes a slot in every count given, refuses on the first full one writing none, endSession frees them all', async () => {
+      const store = await open();
+      const [p, k] = await store.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
+      const c = (clientId: string, tokenId: number, nonce: string) => ({ clientId, tokenId, nonce, node: 'n1', persistent: false, override: false });
+      const counts = [{ tokenId: k!.id, limit: 0 }, { tokenId: p!.id, limit: 2 }];
+      expect(await store.owners.admit(c('parent-1', p!.id, '1'), [{ tokenId: p!.id, limit: 2 }])).toMatchObject({ ok: true });
+      expect(await store.owners.admit(c('kid-1', k!.id, '2'), counts)).toEqual({ ok: true, orphan: false, ownerPrevious: null, slotPrevious: [null, null] });
+      // The parent's count is full (its own session and its child's): the child's own unlimited count does not help.
+      expect(await store.owners.admit(c('kid-2', k!.id, '3'), counts)).toEqual({ ok: false, refused: 'limit', tokenId: p!.id });
+      expect(await store.owners.slotCount(k!.id)).toBe(1);
+      expect(await store.owners.owner('kid-2')).toBeNull();
+      await store.owners.endSession([{ tokenId: k!.id, clientId: 'kid-1', nonce: '2', node: 'n1' }, { tokenId: p!.id, clientId: 'kid-1', nonce: '2', node: 'n1' }], true);
+      expect(await store.owners.slotCount(p!.id)).toBe(1);
+      expect(await store.owners.slotCount(k!.id)).toBe(0);
+      expect(await store.owners.admit(c('kid-2', k!.id, '4'), counts)).toMatchObject({ ok: true });
     });
   });
 
