@@ -5,7 +5,7 @@
 /** Every refusal cause the gate (and the checks plugged into it) can give. */
 export const REFUSAL_CAUSES = [
   'bad_key', 'expired', 'disabled', 'ip_denied', 'no_mqtt_rights', 'will_denied',
-  'store_unavailable', 'rate_limited', 'client_id_rejected', 'token_unreadable',
+  'store_unavailable', 'rate_limited', 'client_id_rejected', 'token_unreadable', 'session_limit',
 ] as const;
 export type RefusalCause = (typeof REFUSAL_CAUSES)[number];
 
@@ -32,6 +32,7 @@ export const CONNACK_BY_CAUSE: Readonly<Record<RefusalCause, number>> = {
   rate_limited: CONNACK.NOT_AUTHORIZED,
   client_id_rejected: CONNACK.IDENTIFIER_REJECTED,
   store_unavailable: CONNACK.SERVER_UNAVAILABLE,
+  session_limit: CONNACK.NOT_AUTHORIZED,
 };
 
 export interface HttpRefusal {
@@ -45,7 +46,7 @@ export const UNAUTHORIZED_LOCATION = 'using token from unauthorized location';
 /**
  * SPEC §5: missing/unknown/expired 401, IP outside `ips` 401 with its fixed
  * reason, unreadable 401 (SPEC §2), over the brute-force limit 429, store down 503.
- * MQTT-only causes (will, client id) never reach REST; they map to 403 for completeness.
+ * MQTT-only causes (will, client id, session limit) never reach REST; they map to 403 for completeness.
  */
 export const HTTP_BY_CAUSE: Readonly<Record<RefusalCause, HttpRefusal>> = {
   bad_key: { status: 401, reason: 'unknown token' },
@@ -58,6 +59,7 @@ export const HTTP_BY_CAUSE: Readonly<Record<RefusalCause, HttpRefusal>> = {
   no_mqtt_rights: { status: 403, reason: 'token has no MQTT rights' },
   will_denied: { status: 403, reason: 'will topic not allowed' },
   client_id_rejected: { status: 403, reason: 'client id not allowed for this token' },
+  session_limit: { status: 403, reason: 'token limits.sessions reached' },
 };
 
 /** Log text of an MQTT refusal, by cause. */
@@ -72,4 +74,5 @@ export const LOG_REASON: Readonly<Record<RefusalCause, string>> = {
   rate_limited: 'too many failed attempts from this address',
   client_id_rejected: 'client id rejected',
   store_unavailable: 'token store unavailable',
+  session_limit: 'token limits.sessions reached',
 };

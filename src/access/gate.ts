@@ -11,9 +11,10 @@
 //   4. unknown or expired (counted by the guard), then disabled
 //   5. compile the token's access and `ips` (data that does not compile: `token_unreadable`)
 //   6. client IP in `ips`
-//   7. a child token's ancestors (SPEC §2 `parent`): each one's `enabled`, validity
-//      and `ips`, read from the store uncached (store/ancestors.ts); a parent gone or
-//      expired refuses as an expired token (its children go with it)
+//   7. a child token's ancestors (SPEC §2 `parent`): each one's `enabled`, validity,
+//      `ips` and (MQTT: `ctx.clientId`) `clientids`, read from the store uncached
+//      (store/ancestors.ts); a parent gone or expired refuses as an expired token (its
+//      children go with it). The grant carries them (`ancestors`) for the checks.
 //   8. the caller's `checks`, in the order given. MQTT: rights, will. This is where
 //      client id ownership and `clientids` (CONNACK 2) and `limits.sessions`
 //      (CONNACK 5) plug in: each returns a cause or null.
@@ -38,6 +39,8 @@ export interface Grant {
   ok: true;
   token: Token;
   compiled: CompiledAccess;
+  /** A child token's ancestors as step 7 read them, parent first (absent: no parent). */
+  ancestors?: readonly Token[];
 }
 
 /** How a key failed before a token was found, for the protocol's own wording. */
@@ -65,6 +68,8 @@ export interface AuthorizeContext {
   compile?(token: Token): CompiledAccess;
   /** Run in order after the common checks (see the header). */
   checks?: readonly AccessCheck[];
+  /** MQTT: the CONNECT's client id, which each ancestor's `clientids` must admit (step 7). */
+  clientId?: string;
   /** Whether to go on after the lookup (MQTT: false once the client is gone); the answer is then `null`. */
   stillWanted?(): boolean;
 }
@@ -123,7 +128,9 @@ export class AccessGate {
     if (ctx.stillWanted && !ctx.stillWanted()) return null;
     let decision = this.judge(token, ip, ctx);
     if (decision.ok && decision.token.parent !== 0 && this.ancestors !== undefined) {
-      decision = await this.check(decision, [(grant) => this.ancestorCause(grant.token, ip)]);
+      const chain: Token[] = [];
+      decision = await this.check(decision, [(grant) => this.ancestorCause(grant.token, ip, ctx.clientId, chain)]);
+      if (decision.ok) decision = { ...decision, ancestors: chain };
     }
     if (!decision.ok || !ctx.checks?.length) return decision;
     const checked = await this.check(decision, ctx.checks);
@@ -152,9 +159,10 @@ export class AccessGate {
   }
 
   /** Step 7: the first ancestor that does not admit this child from `ip`, as a refusal cause. */
-  private async ancestorCause(token: Token, ip: string): Promise<RefusalCause | null> {
-    const refused = await checkAncestors(this.ancestors as Pick<TokenStore, 'get'>, token, ip, Math.floor(Date.now() / 1000));
+  private async ancestorCause(token: Token, ip: string, clientId: string | undefined, chain: Token[]): Promise<RefusalCause | null> {
+    const refused = await checkAncestors(this.ancestors as Pick<TokenStore, 'get'>, token, ip, Math.floor(Date.now() / 1000), { clientId, chain });
     if (refused === null) return null;
+    if (refused.kind === 'client_id') return 'client_id_rejected';
     return refused.kind === 'gone' || refused.kind === 'expired' ? 'expired' : refused.kind;
   }
 

@@ -14,13 +14,18 @@
 // the store, and until then every use of a child checks its ancestors
 // (store/ancestors.ts), so a child never outlives its parent.
 //
-// `limits` (SPEC §2) does not exist in the model at the time of writing: the
-// "no looser" rule belongs here once it does.
+// `limits` (SPEC §5 "no looser"): each of the child's limits within the
+// parent's, a field left out taking the parent's value (tokens/containment.ts
+// childLimits); a looser one is 403 naming the field. `clientids` is not
+// compared as masks: a child's client id must match its own `clientids` AND
+// every ancestor's at CONNECT (SPEC §2 `parent`, store/ancestors.ts), so a
+// wider child mask never admits more than its parent's.
 import type { FastifyPluginAsync, onRequestAsyncHookHandler } from 'fastify';
 import { ChildRefusedError, type TokenStore } from '../store/types.js';
 import {
   MAX_CHILDREN,
   TokenValidationError,
+  childLimits,
   containmentFailure,
   deadline,
   validateCreate,
@@ -44,7 +49,7 @@ export const childTokensRoutes: FastifyPluginAsync<ChildTokensRoutesOptions> = a
       tags: ['tokens'],
       summary: 'Mint child tokens',
       description: 'Any valid token. Like POST /platform/tokens, but each token is an ACL token (access.type 2) whose rights '
-        + 'are contained in the presenting token\'s, valid no longer than it; the presenting token becomes its `parent`. '
+        + 'are contained in the presenting token\'s, valid no longer than it, with `limits` no looser (left out: the parent\'s); the presenting token becomes its `parent`. '
         + `At most ${MAX_CHILDREN} children per token. Deleting, disabling or changing the access or ips of a parent deletes its children.`,
       security: [{ FlespiToken: [] }],
       body: createBody,
@@ -73,6 +78,9 @@ export const childTokensRoutes: FastifyPluginAsync<ChildTokensRoutesOptions> = a
         // SPEC §5: 403 naming the entry that is not contained.
         throw new ApiError(403, `${at(i)}access.acl[${failure.index}]: ${failure.reason}`);
       }
+      const limits = childLimits(input.limits, givenLimits(item), parent.limits);
+      if (!limits.ok) throw new ApiError(403, `${at(i)}limits.${limits.field}: ${limits.reason}`);
+      input.limits = limits.limits;
       const childEnd = deadline({ expire: input.expire, ttl: input.ttl, created: now, accessed: now });
       if (childEnd > parentEnd) {
         throw new ApiError(400, `${at(i)}expire/ttl: a child token cannot outlast its parent `
@@ -92,3 +100,9 @@ export const childTokensRoutes: FastifyPluginAsync<ChildTokensRoutesOptions> = a
     return { result: created };
   });
 };
+
+/** The `limits` fields a request body item sets (the rest take the parent's values). */
+function givenLimits(item: unknown): Set<string> {
+  const limits = typeof item === 'object' && item !== null ? (item as { limits?: unknown }).limits : undefined;
+  return new Set(typeof limits === 'object' && limits !== null ? Object.keys(limits) : []);
+}

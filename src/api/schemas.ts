@@ -58,6 +58,16 @@ const tokenInput = {
       propertyNames: { type: 'string', maxLength: LIMITS.metadataKey, not: { enum: FORBIDDEN_KEYS } },
       additionalProperties: { type: 'string', maxLength: LIMITS.metadataValue },
     },
+    clientids: { type: 'string', maxLength: LIMITS.clientids, description: 'comma list of client id masks (* and ?, ${token_id}); empty = any' },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      description: '0 or absent = unlimited; replaced whole',
+      properties: {
+        sessions: { type: 'integer', minimum: 0, maximum: LIMITS.sessions, description: 'live sessions across all nodes' },
+        publish_rate: { type: 'integer', minimum: 0, maximum: LIMITS.publishRate, description: 'PUBLISH packets per second per session' },
+      },
+    },
   },
 } as const;
 
@@ -88,6 +98,12 @@ const tokenProperties = {
   ips: { type: 'string' },
   metadata: { type: 'object', additionalProperties: { type: 'string' } },
   parent: { type: 'integer', description: 'read-only: the token that minted this one (POST /auth/tokens), 0 otherwise' },
+  clientids: { type: 'string' },
+  limits: {
+    type: 'object',
+    additionalProperties: false,
+    properties: { sessions: { type: 'integer' }, publish_rate: { type: 'integer' } },
+  },
 } as const;
 
 /** A stored token as listed: never a key. */

@@ -3,15 +3,17 @@
 import type { AuthenticateError, Client, ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
 import { topicError, type Rights, type Token } from '../tokens/index.js';
+import { ACCESS_MASTER } from '../tokens/types.js';
 import { StoreDataError, type TokenStore } from '../store/types.js';
 import type { AccessCheck, AccessGate, Decision, Grant } from '../access/gate.js';
 import { CONNACK, CONNACK_BY_CAUSE, LOG_REASON } from '../access/causes.js';
-import type { Enforcement, LookupWatch } from './enforcement.js';
+import type { CompiledToken, Enforcement, LookupWatch } from './enforcement.js';
 import { connectionOf, setConnectMeta, takeConnect } from './client-slots.js';
 import { connectWill } from './aedes-internals.js';
 import { Session, type SessionRegistry } from './sessions.js';
 import type { BrokerStats, ConnectResult } from './stats.js';
 import type { BrokerEvents } from './events.js';
+import type { Claim, ClientOwnership } from './client-ownership.js';
 
 const PREFIX = 'FlespiToken ';
 /** Reads of one CONNECT's token while it keeps changing under it; then the session is refreshed once registered. */
@@ -27,6 +29,7 @@ export interface AuthDeps {
   log: Logger;
   /** SPEC §8 `refused` events. */
   events?: BrokerEvents;
+  ownership: ClientOwnership;
 }
 
 /** SPEC §4: the username carries the key (optional `FlespiToken ` prefix); an empty username means the password does. */
@@ -60,7 +63,7 @@ export function createPreConnect(deps: Pick<AuthDeps, 'log' | 'events'>) {
 }
 
 export function createAuthenticate(deps: AuthDeps) {
-  const { store, registry, gate, enforcement, stats, log } = deps;
+  const { store, registry, gate, enforcement, stats, log, ownership } = deps;
 
   return function authenticate(
     client: Client,
@@ -103,23 +106,44 @@ export function createAuthenticate(deps: AuthDeps) {
     // The session's rights: the shared ones unless this client id cannot fill a placeholder in (Rights.forSession).
     let sessionRights: Rights | undefined;
     const rightsOf = (grant: Grant): Rights => (sessionRights ??= grant.compiled.rights.forSession({ clientId: client.id, tokenId: grant.token.id }));
-    // MQTT's checks after the gate's common ones (gate.ts, step 7), in order. SPEC §2 order:
-    // client id ownership / `clientids` (CONNACK 2) go first here, then `limits.sessions`
-    // (CONNACK 5) and a child token's ancestors; each returns a cause or null.
+    // The compiled access judged with: enforcement's, which adds this token's `clientids` matcher.
+    let compiledToken: CompiledToken | undefined;
+    // What the ownership check claimed in the store: the session's once it exists, else given back.
+    let claim: Claim | undefined;
+    // MQTT's checks after the gate's common ones (gate.ts, step 8), in order. SPEC §2 order:
+    // `clientids` and client id ownership (CONNACK 2) before `limits.sessions` (CONNACK 5).
+    // The claim goes last, so that no CONNECT refused for another reason holds one; it
+    // judges ownership before the session slot (client-ownership.ts).
     const checks: AccessCheck[] = [
+      () => (compiledToken === undefined || compiledToken.clientIds.allows(client.id) ? null : 'client_id_rejected'),
       (grant) => (rightsOf(grant).hasMqtt ? null : 'no_mqtt_rights'),
       (grant) => (will && !rightsOf(grant).canPublish(will.topic, { clientId: client.id, tokenIdText: grant.compiled.tokenIdText })
         ? 'will_denied' : null),
+      async (grant) => {
+        const { token } = grant;
+        // SPEC §2 parent: a child's session counts toward its own limits.sessions and each ancestor's.
+        const counts = [token, ...(grant.ancestors ?? [])].map((t) => ({ tokenId: t.id, limit: t.limits.sessions }));
+        const admission = await ownership.admit(client.id, token.id, client.clean, token.access.type === ACCESS_MASTER, counts);
+        if (!admission.ok) return admission.reason;
+        claim = admission.claim;
+        return null;
+      },
     ];
 
     const admit = (decision: Decision | null): void => {
+      if (decision === null || client.closed || !decision.ok) {
+        // Refused, or gone while we waited: a claim made for it is given back.
+        if (claim !== undefined) ownership.abandon(claim);
+        claim = undefined;
+      }
       if (decision === null || client.closed) return; // gone while we waited: nothing to register
       if (!decision.ok) {
         if (decision.cause === 'token_unreadable') return unreadable(decision.tokenId, decision.error);
         const reason = decision.key === 'malformed' || decision.key === 'missing' ? 'malformed token' : LOG_REASON[decision.cause];
         return finish(decision.cause, CONNACK_BY_CAUSE[decision.cause], reason, decision.tokenId);
       }
-      const { token, compiled } = decision;
+      const { token } = decision;
+      const compiled = compiledToken ?? enforcement.compile(token);
       const now = Math.floor(Date.now() / 1000);
       // Shared with the token's other sessions (and tokens with the same access): nothing per session
       // unless this client id cannot fill a placeholder entry in (Rights.forSession).
@@ -127,9 +151,12 @@ export function createAuthenticate(deps: AuthDeps) {
         client, client.id, token.id, compiled.tokenIdText, rightsOf(decision), compiled.ipMatcher,
         conn, now, client.clean, connect?.keepalive ?? 0, Boolean(will),
       );
+      session.publishRate = token.limits.publish_rate;
       // Still changed after the re-reads: admit on this reading and let the store decide right away.
       const unsettled = watch.changed(token.id);
       registry.add(session);
+      if (claim !== undefined) ownership.bind(session, claim);
+      claim = undefined;
       enforcement.tokenInUse(token, compiled);
       if (unsettled) enforcement.refresh(token.id);
       finish('ok', 0, 'ok', token.id);
@@ -145,13 +172,17 @@ export function createAuthenticate(deps: AuthDeps) {
     gate.authorize(key, ip, {
       lookup: (k) => readToken(store, k, watch, client),
       // The rights and matcher this token's live sessions hold, when unchanged (enforcement.ts).
-      compile: (token) => enforcement.compile(token),
+      compile: (token) => (compiledToken = enforcement.compile(token)),
       checks,
+      // SPEC §2 parent: each ancestor's `clientids` must admit this client id too.
+      clientId: client.id,
       stillWanted: () => !client.closed,
     })
       .then(admit)
       // `.catch` last: a throw while admitting is handled here, never an unhandled rejection (PITFALLS).
       .catch((err: unknown) => {
+        if (claim !== undefined) ownership.abandon(claim);
+        claim = undefined;
         if (client.closed) return;
         log.error({ err, clientId: client.id, ip }, 'token lookup failed');
         finish('store_unavailable', CONNACK.SERVER_UNAVAILABLE, LOG_REASON.store_unavailable);

@@ -4,7 +4,8 @@
 import type { AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from 'pino';
 import { topicError } from '../tokens/index.js';
-import type { SessionRegistry } from './sessions.js';
+import type { Session, SessionRegistry } from './sessions.js';
+import { throttlePublish } from './publish-rate.js';
 import type { BrokerStats } from './stats.js';
 import { isClientWill } from './aedes-internals.js';
 
@@ -33,6 +34,14 @@ export function createAuthorizePublish({ registry, stats, log }: AuthorizeDeps) 
     if (isClientWill(client, packet)) {
       return done(session.willAuthorized ? null : new Error('will not authorised'));
     }
+    // SPEC §2 limits.publish_rate: a token bucket in front of authorisation holds the packet back, in order.
+    if (session.publishRate > 0) {
+      return throttlePublish(client, session, (closed) => (closed ? done(new Error('connection closed')) : decide(session, packet, done)));
+    }
+    decide(session, packet, done);
+  };
+
+  function decide(session: Session, packet: PublishPacket, done: (err?: Error | null) => void): void {
     // [MQTT-4.7.3-2], [MQTT-3.3.2-2], [MQTT-4.7.3-1]: a topic name has no NUL, no wildcard and
     // is not empty. Aedes refuses the last two itself before this hook (logged in index.ts),
     // but passes NUL on to every subscriber. A protocol violation: the connection closes.
@@ -52,7 +61,7 @@ export function createAuthorizePublish({ registry, stats, log }: AuthorizeDeps) 
     stats.refusedPublishes++;
     log.info({ clientId: session.clientId, tokenId: session.tokenId, ip: session.conn.ip, topic: packet.topic }, 'publish refused: topic not allowed');
     done(new Error('publish not authorised'));
-  };
+  }
 }
 
 export function createAuthorizeSubscribe({ registry, stats, log }: AuthorizeDeps) {

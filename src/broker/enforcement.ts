@@ -17,7 +17,7 @@
 // every session of the token.
 import type { Logger } from 'pino';
 import {
-  deadline, isValid, touchInterval, type IpMatcher, type Rights, type Token,
+  compileClientIdMasks, deadline, isValid, touchInterval, type ClientIdMatcher, type IpMatcher, type Rights, type Token,
 } from '../tokens/index.js';
 import { StoreUnavailableError, type TokenStore } from '../store/types.js';
 import { DeadlineQueue } from '../store/deadline-queue.js';
@@ -37,8 +37,11 @@ const MAX_TRACKED_CHANGES = 100_000;
 /** Disconnect reason for a token this node cannot read (SPEC §2). */
 export const REASON_UNREADABLE = 'stored token cannot be read';
 
-/** A token's access and `ips`, compiled for all its sessions (the gate's CompiledAccess). */
-export type CompiledToken = CompiledAccess;
+/** A token's access, `ips` and `clientids`, compiled for all its sessions (the gate's CompiledAccess, plus MQTT's client ids). */
+export interface CompiledToken extends CompiledAccess {
+  /** SPEC §2 `clientids`, with this token's id filled in. */
+  clientIds: ClientIdMatcher;
+}
 
 /**
  * One record per token with live sessions on this node: the owner of what they
@@ -52,6 +55,7 @@ class Held implements CompiledToken {
   created: number;
   accessed: number;
   ips: string;
+  clientids: string;
   /** Next periodic touch, epoch ms. */
   nextTouch = 0;
   /** When to re-read the token (its deadline, or a retry), epoch ms. */
@@ -63,6 +67,7 @@ class Held implements CompiledToken {
     token: Token,
     public rights: Rights,
     public ipMatcher: IpMatcher,
+    public clientIds: ClientIdMatcher,
     readonly tokenIdText: string,
   ) {
     this.enabled = token.enabled;
@@ -71,6 +76,7 @@ class Held implements CompiledToken {
     this.created = token.created;
     this.accessed = token.accessed;
     this.ips = token.ips;
+    this.clientids = token.clientids;
   }
 
   /** Takes a new reading of the token's clocks and `ips`. */
@@ -81,6 +87,7 @@ class Held implements CompiledToken {
     this.created = token.created;
     this.accessed = token.accessed;
     this.ips = token.ips;
+    this.clientids = token.clientids;
   }
 }
 
@@ -219,7 +226,8 @@ export class Enforcement {
       ? prior
       : this.deps.gate.sharedRights(token);
     const ipMatcher = h !== undefined && h.ips === token.ips ? h.ipMatcher : this.deps.gate.ipMatcher(token.ips);
-    return { rights, ipMatcher, tokenIdText: h?.tokenIdText ?? String(token.id) };
+    const clientIds = h !== undefined && h.clientids === token.clientids ? h.clientIds : compileClientIdMasks(token.clientids, token.id);
+    return { rights, ipMatcher, clientIds, tokenIdText: h?.tokenIdText ?? String(token.id) };
   }
 
   /** Distinct compiled rights and IP matchers alive on this node (tests). */
@@ -232,7 +240,7 @@ export class Enforcement {
     const id = token.id;
     let h = this.held.get(id);
     if (!h) {
-      h = new Held(token, compiled.rights, compiled.ipMatcher, compiled.tokenIdText);
+      h = new Held(token, compiled.rights, compiled.ipMatcher, compiled.clientIds, compiled.tokenIdText);
       this.held.set(id, h);
     } else if (differs(h, token, compiled.rights)) {
       // The new session was admitted on another reading than the ones already held:
@@ -342,10 +350,18 @@ export class Enforcement {
     h.read(token);
     h.rights = compiled.rights;
     h.ipMatcher = compiled.ipMatcher;
+    h.clientIds = compiled.clientIds;
     for (const s of this.deps.registry.forToken(id)) {
       s.ipMatcher = compiled.ipMatcher;
+      // SPEC §5 PUT takes effect on live sessions: the next held PUBLISH goes at the new rate.
+      s.publishRate = token.limits.publish_rate;
       if (!s.ipMatcher.allows(s.conn.ip)) {
         this.close(s, 'address no longer in token ips');
+        continue;
+      }
+      // SPEC §4: a session whose client id `clientids` no longer admits is closed.
+      if (!compiled.clientIds.allows(s.clientId)) {
+        this.close(s, 'client id no longer in token clientids');
         continue;
       }
       // Same compiled access already: nothing to do (also catches a session admitted
@@ -520,5 +536,6 @@ function sameData(a: unknown, b: unknown): boolean {
 
 /** Whether a reading of a token differs from the held one in anything its sessions depend on (`accessed` aside). */
 function differs(a: Held, b: Token, rights: Rights): boolean {
-  return a.enabled !== b.enabled || a.expire !== b.expire || a.ttl !== b.ttl || a.ips !== b.ips || a.rights !== rights;
+  return a.enabled !== b.enabled || a.expire !== b.expire || a.ttl !== b.ttl || a.ips !== b.ips || a.clientids !== b.clientids
+    || a.rights !== rights;
 }

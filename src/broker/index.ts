@@ -13,6 +13,7 @@ import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscrib
 import { createMemoryPersistence, guardDollarTopics } from './dollar-guard.js';
 import { DeliveryFixes, fixMemoryPersistence, fixPersistence, recordSubscribeDecisions, type SubscribeDecisions } from './aedes-fixes.js';
 import { Enforcement } from './enforcement.js';
+import { ClientOwnership } from './client-ownership.js';
 import { SessionRegistry, type ConnectionInfo, type Session } from './sessions.js';
 import { LocalSessionDirectory, type SessionDirectory } from './session-directory.js';
 import { BrokerStats } from './stats.js';
@@ -84,6 +85,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   const enforcement = new Enforcement({ store: deps.store, gate: deps.gate, registry, stats, log });
   const authDeps = { registry, stats, log };
   const events = new BrokerEvents({ nodeId: deps.nodeId, log, brokerLog: deps.brokerLog, enabled: deps.events });
+  const ownership = new ClientOwnership({ store: deps.store, nodeId: deps.nodeId, log });
   // Aedes 1.2 defects that tokenmq works around (aedes-fixes.ts).
   const deliveries = new DeliveryFixes();
   const decisions: SubscribeDecisions = new WeakMap();
@@ -96,7 +98,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     persistence: fixPersistence(guardDollarTopics(deps.persistence ?? fixMemoryPersistence(createMemoryPersistence())), deliveries, decisions),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
     preConnect: createPreConnect({ log, events }),
-    authenticate: createAuthenticate({ store: deps.store, registry, gate: deps.gate, enforcement, stats, log, events }),
+    authenticate: createAuthenticate({ store: deps.store, registry, gate: deps.gate, enforcement, stats, log, events, ownership }),
     authorizePublish: createAuthorizePublish(authDeps),
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),
     authorizeForward: createAuthorizeForward(authDeps),
@@ -128,6 +130,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   enforcement.start();
   // SPEC §8 `token_expired`, from the node whose store swept the token.
   const stopExpired = deps.store.onExpired?.((ids) => events.tokensExpired(ids));
+  ownership.start(aedes);
 
   let listeners: Listeners | null = null;
   const kick = (clientId: string, reason: string, by?: number): number => {
@@ -158,6 +161,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     const session: Session | undefined = registry.remove(client);
     if (session) {
       enforcement.sessionEnded(session);
+      ownership.sessionEnded(session);
       events.disconnected(session);
     }
   }
@@ -203,6 +207,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
       stopExpired?.();
       const stopped = listeners?.close();
       await enforcement.stop();
+      ownership.stop();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       listeners?.destroyConnections();
       await stopped;

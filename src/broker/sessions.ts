@@ -32,6 +32,8 @@ export class Session implements RightsContext {
   registered = false;
   /** Bytes in + out when its cluster listing entry was last written (session-directory.ts); -1 never. */
   listedActivity = -1;
+  /** SPEC §2 limits.publish_rate of its token (0 = unlimited), kept current by enforcement. */
+  publishRate = 0;
 
   constructor(
     readonly client: Client,

@@ -10,6 +10,7 @@ import { DeadlineQueue } from './deadline-queue.js';
 import { generateKey, hashKey } from './key.js';
 import { cloneToken, copyPatch, frozenToken, isMaster, newToken, noClockError, toIdList, toSeconds } from './token-record.js';
 import { ChildRefusedError, StoreUnavailableError, type ChangeListener, type StoreLogger, type TokenStore } from './types.js';
+import { MemoryOwners, type ClientOwners } from './owners.js';
 
 /** setTimeout takes at most 2^31-1 ms (~24.8 days); a longer delay would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -41,6 +42,7 @@ export class MemoryStore implements TokenStore {
   private readonly feed: ChangeFeed;
   private readonly expiredListeners = new Set<(ids: number[]) => void>();
   private closed = false;
+  readonly owners: ClientOwners = new MemoryOwners((id) => this.byId.has(id));
 
   constructor(options: MemoryStoreOptions = {}) {
     this.feed = new ChangeFeed(options.logger ?? SILENT_LOGGER);

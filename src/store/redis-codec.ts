@@ -14,13 +14,14 @@ import {
   type MqttAction,
   type Token,
   type TokenAccess,
+  type TokenLimits,
   type TokenPatch,
 } from '../tokens/types.js';
 import { KEY_HASH } from './key.js';
 import { StoreDataError } from './types.js';
 
 /** The stored fields, in the order the create script takes them. */
-export const HASH_FIELDS = ['info', 'enabled', 'expire', 'ttl', 'created', 'accessed', 'access', 'ips', 'metadata', 'hash', 'parent'] as const;
+export const HASH_FIELDS = ['info', 'enabled', 'expire', 'ttl', 'created', 'accessed', 'access', 'ips', 'metadata', 'hash', 'parent', 'clientids', 'limits'] as const;
 export type HashField = (typeof HASH_FIELDS)[number];
 
 /** Integers as Redis keeps them: decimal digits only (no sign, exponent or fraction). */
@@ -40,6 +41,8 @@ export function encodeToken(token: Token, keyHash: string): string[] {
     JSON.stringify(token.metadata),
     keyHash,
     String(token.parent),
+    token.clientids,
+    JSON.stringify(token.limits),
   ];
 }
 
@@ -53,6 +56,8 @@ export function encodePatch(patch: TokenPatch): string[] {
   if (patch.access !== undefined) out.push('access', JSON.stringify(patch.access));
   if (patch.ips !== undefined) out.push('ips', patch.ips);
   if (patch.metadata !== undefined) out.push('metadata', JSON.stringify(patch.metadata));
+  if (patch.clientids !== undefined) out.push('clientids', patch.clientids);
+  if (patch.limits !== undefined) out.push('limits', JSON.stringify(patch.limits));
   return out;
 }
 
@@ -96,8 +101,10 @@ export function decodeToken(id: number, fields: FieldSource): DecodedToken {
     access: read.json('access', decodeAccess),
     ips: read.string('ips'),
     metadata: read.json('metadata', decodeMetadata),
-    // Absent in tokens stored before children existed: no parent.
+    // Absent in tokens stored before these fields existed: their defaults.
     parent: fields('parent') === undefined ? 0 : read.integer('parent'),
+    clientids: read.optional('clientids') ?? '',
+    limits: read.optional('limits') === undefined ? { sessions: 0, publish_rate: 0 } : read.json('limits', decodeLimits),
   };
   const hash = read.string('hash');
   if (!KEY_HASH.test(hash)) throw read.error('hash', 'is not a SHA-256 in hex');
@@ -115,6 +122,10 @@ class FieldReader {
 
   error(field: HashField, problem: string): StoreDataError {
     return new StoreDataError(`token ${this.id}: stored field '${field}' ${problem}`, this.id);
+  }
+
+  optional(field: HashField): string | undefined {
+    return this.fields(field);
   }
 
   string(field: HashField): string {
@@ -192,6 +203,16 @@ function decodeChoices<T extends MqttAction | HttpMethod>(value: unknown, choice
     if (choice === undefined) throw new Malformed(`has ${path} with an unknown value ${JSON.stringify(item)}`);
     return choice;
   });
+}
+
+function decodeLimits(value: unknown): TokenLimits {
+  if (!isObject(value)) throw new Malformed('is not an object');
+  const count = (name: 'sessions' | 'publish_rate'): number => {
+    const n = value[name] ?? 0;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new Malformed(`has ${name} that is not an integer >= 0`);
+    return n;
+  };
+  return { sessions: count('sessions'), publish_rate: count('publish_rate') };
 }
 
 function decodeMetadata(value: unknown): Record<string, string> {

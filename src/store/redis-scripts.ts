@@ -13,7 +13,7 @@
 // Cluster.
 //
 // Layout (p = prefix), see redis-store.ts:
-//   {p}token:{id}  HASH  info enabled expire ttl created accessed access ips metadata hash parent
+//   {p}token:{id}  HASH  info enabled expire ttl created accessed access ips metadata hash parent clientids limits
 //   {p}key:{sha}   STRING  id
 //   {p}ids         ZSET  id -> deadline in ms
 //   {p}masters     SET   ids of master tokens
@@ -115,8 +115,8 @@ end
 /**
  * create. KEYS: ids, masters, then per token its hash and key index.
  * ARGV: mode, prefix, channel, parent id, parent access, parent ips, max
- * children (the four '' unless mode is 'child'), then per token 13 values:
- * id, the 11 hash fields (HASH_FIELDS order), master flag. Modes: 'strict' (a
+ * children (the four '' unless mode is 'child'), then per token 15 values:
+ * id, the 13 hash fields (HASH_FIELDS order), master flag. Modes: 'strict' (a
  * taken key is an error), 'nx' (a taken key: create nothing, return 0),
  * 'nomaster' (a stored master: create nothing, return 0), 'child' (children
  * of the parent, which must still be stored, enabled, with the access and ips
@@ -155,7 +155,7 @@ if mode == 'child' then
 end
 local deadlines = {}
 for i = 1, n do
-  local tk, ik, b = KEYS[1 + 2 * i], KEYS[2 + 2 * i], 7 + (i - 1) * 13
+  local tk, ik, b = KEYS[1 + 2 * i], KEYS[2 + 2 * i], 7 + (i - 1) * 15
   local id = ARGV[b + 1]
   if redis.call('EXISTS', ik) == 1 then
     if mode == 'nx' then return 0 end
@@ -167,18 +167,19 @@ for i = 1, n do
   deadlines[i] = deadline(int(ARGV[b + 4]), int(ARGV[b + 5]), int(ARGV[b + 6]), int(ARGV[b + 7]))
 end
 for i = 1, n do
-  local tk, ik, b = KEYS[1 + 2 * i], KEYS[2 + 2 * i], 7 + (i - 1) * 13
+  local tk, ik, b = KEYS[1 + 2 * i], KEYS[2 + 2 * i], 7 + (i - 1) * 15
   local id = ARGV[b + 1]
   redis.call('HSET', tk, 'info', ARGV[b + 2], 'enabled', ARGV[b + 3], 'expire', ARGV[b + 4], 'ttl', ARGV[b + 5],
     'created', ARGV[b + 6], 'accessed', ARGV[b + 7], 'access', ARGV[b + 8], 'ips', ARGV[b + 9],
-    'metadata', ARGV[b + 10], 'hash', ARGV[b + 11], 'parent', ARGV[b + 12])
+    'metadata', ARGV[b + 10], 'hash', ARGV[b + 11], 'parent', ARGV[b + 12],
+    'clientids', ARGV[b + 13], 'limits', ARGV[b + 14])
   redis.call('SET', ik, id)
   -- SPEC §2: the keys expire by themselves when the token becomes invalid by time.
   local at = fmt(deadlines[i] * 1000)
   redis.call('PEXPIREAT', tk, at)
   redis.call('PEXPIREAT', ik, at)
   redis.call('ZADD', ids, at, id)
-  if ARGV[b + 13] == '1' then redis.call('SADD', masters, id) end
+  if ARGV[b + 15] == '1' then redis.call('SADD', masters, id) end
   if mode == 'child' then redis.call('SADD', children_key(prefix, ARGV[4]), id) end
   redis.call('PUBLISH', channel, event(id, 'created'))
 end

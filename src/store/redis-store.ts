@@ -27,6 +27,7 @@ import { generateKey, hashKey } from './key.js';
 import { decodeToken, encodePatch, encodeToken, fromRecord, fromValues } from './redis-codec.js';
 import { isReplyError, mapRedisError } from './redis-errors.js';
 import { StoreScripts, type ChildGuard, type CreateMode } from './redis-scripts.js';
+import { RedisOwners } from './redis-owners.js';
 import { copyPatch, isMaster, newToken, toIdList, toSeconds } from './token-record.js';
 import { StoreDataError, StoreUnavailableError, type ChangeListener, type StoreLogger, type TokenStore } from './types.js';
 
@@ -64,6 +65,7 @@ export class RedisStore implements TokenStore {
   private readonly client: Redis;
   private readonly subscriber: Redis;
   private readonly scripts: StoreScripts;
+  readonly owners: RedisOwners;
   private readonly feed: ChangeFeed;
   private readonly logger: StoreLogger;
   private readonly readyTimeoutMs: number;
@@ -124,6 +126,7 @@ export class RedisStore implements TokenStore {
       autoResubscribe: true,
     });
     this.scripts = new StoreScripts(this.client);
+    this.owners = new RedisOwners(this.client, this.prefix, (fn) => this.call(fn));
     this.watch(this.client, 'command');
     this.watch(this.subscriber, 'subscriber');
     this.subscriber.on('message', (channel: string, message: string) => {
@@ -292,6 +295,7 @@ export class RedisStore implements TokenStore {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.sweepTimer);
+    this.owners.close();
     this.feed.clear();
     for (const resolve of this.feedWaiters.splice(0)) resolve();
     await Promise.all([quit(this.client), quit(this.subscriber)]);

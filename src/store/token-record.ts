@@ -33,6 +33,8 @@ export function copyPatch(patch: TokenPatch): TokenPatch {
   if (patch.access !== undefined) out.access = copyAccess(patch.access);
   if (patch.ips !== undefined) out.ips = patch.ips;
   if (patch.metadata !== undefined) out.metadata = { ...patch.metadata };
+  if (patch.clientids !== undefined) out.clientids = patch.clientids;
+  if (patch.limits !== undefined) out.limits = { ...patch.limits };
   return out;
 }
 
@@ -66,6 +68,8 @@ export function cloneToken(token: Token): Token {
     ips: token.ips,
     metadata: { ...token.metadata },
     parent: token.parent,
+    clientids: token.clientids,
+    limits: { sessions: token.limits.sessions, publish_rate: token.limits.publish_rate },
   };
 }
 
@@ -86,6 +90,7 @@ export function frozenToken(token: Token): Token {
   }
   Object.freeze(access);
   Object.freeze(token.metadata);
+  Object.freeze(token.limits);
   return Object.freeze(token);
 }
 

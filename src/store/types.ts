@@ -1,4 +1,7 @@
 import type { ChangeKind, CreatedToken, Token, TokenInput, TokenPatch } from '../tokens/types.js';
+import type { ClientOwners } from './owners.js';
+
+export type { ClaimResult, ClientOwners, OwnerClaim, SessionSlot } from './owners.js';
 
 export type ChangeListener = (id: number, kind: ChangeKind) => void;
 
@@ -121,6 +124,8 @@ export interface TokenStore {
   onResync(listener: () => void): () => void;
   /** Number of stored tokens (not yet expired). */
   count(): Promise<number>;
+  /** SPEC §4 client id ownership records, shared by every node of this store (owners.ts). */
+  readonly owners: ClientOwners;
   /** Resolves when the backend answers; rejects with StoreUnavailableError otherwise. */
   ping(): Promise<void>;
   /** Stops timers and connections; later calls reject with StoreUnavailableError. */

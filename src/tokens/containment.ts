@@ -18,7 +18,7 @@
 //   that may begin with `$`.
 
 import { CLIENT_ID_PLACEHOLDER, TOKEN_ID_PLACEHOLDER } from './placeholders.js';
-import { ACCESS_ACL, ACCESS_MASTER, ACCESS_STANDARD, type AclEntry, type HttpMethod, type TokenAccess } from './types.js';
+import { ACCESS_ACL, ACCESS_MASTER, ACCESS_STANDARD, type AclEntry, type HttpMethod, type TokenAccess, type TokenLimits } from './types.js';
 
 /** The parent as containment sees it: its access and its id (what its `${token_id}` stands for). */
 export interface ParentAccess {
@@ -162,4 +162,30 @@ function restCovered(uri: string, method: HttpMethod, parent: TokenAccess): bool
     if (segmentPrefix(segments(entry.uri), path) && methodGranted(method, entry.methods)) return true;
   }
   return false;
+}
+
+/** The limits of SPEC §2, in the order POST /auth/tokens checks them. */
+const LIMIT_FIELDS = ['sessions', 'publish_rate'] as const satisfies readonly (keyof TokenLimits)[];
+
+export type ChildLimits = { ok: true; limits: TokenLimits } | { ok: false; field: keyof TokenLimits; reason: string };
+
+/**
+ * SPEC §5 `POST /auth/tokens`: a child's `limits` are no looser than its
+ * parent's; 0 (unlimited) is the loosest. A field the request left out
+ * (`given` lacks it) takes the parent's value, so a child of a limited token
+ * is limited alike without restating it; a looser value given is refused.
+ * Either way the child's sessions also count toward each ancestor's
+ * `limits.sessions` at CONNECT (SPEC §2 `parent`).
+ */
+export function childLimits(child: TokenLimits, given: ReadonlySet<string>, parent: TokenLimits): ChildLimits {
+  const out: TokenLimits = { ...child };
+  for (const field of LIMIT_FIELDS) {
+    const mine = given.has(field) ? child[field] : parent[field];
+    const theirs = parent[field];
+    if (theirs > 0 && (mine === 0 || mine > theirs)) {
+      return { ok: false, field, reason: `a child token's limits.${field} cannot be looser than its parent's (${theirs}; 0 is unlimited)` };
+    }
+    out[field] = mine;
+  }
+  return { ok: true, limits: out };
 }

@@ -18,4 +18,5 @@ export { compileRights, compileSharedRights, isBrokerTopic, isSysTopic, Rights, 
 export { TopicTrie, type MatchContext } from './topic-trie.js';
 export { compileIpMasks, normalizeIp, type IpMatcher } from './ips.js';
 export { isKeyShaped, KEY_MIN_LENGTH, KEY_MAX_LENGTH } from './key-shape.js';
-export { containmentFailure, filterCovers, type ContainmentFailure, type ParentAccess } from './containment.js';
+export { childLimits, containmentFailure, filterCovers, type ChildLimits, type ContainmentFailure, type ParentAccess } from './containment.js';
+export { compileClientIdMasks, parseClientIdMasks, type ClientIdMatcher } from './clientids.js';

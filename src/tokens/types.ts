@@ -46,6 +46,18 @@ export interface Token {
    * (SPEC §2 `parent`, §5), 0 otherwise.
    */
   parent: number;
+  /** SPEC §2: client id masks (`*`, `?`, `${token_id}`), '' = any. */
+  clientids: string;
+  /** SPEC §2: 0 = unlimited. */
+  limits: TokenLimits;
+}
+
+/** SPEC §2 `limits`. */
+export interface TokenLimits {
+  /** Live sessions of the token across all nodes. */
+  sessions: number;
+  /** PUBLISH packets per second per session. */
+  publish_rate: number;
 }
 
 /** SPEC §2: a token has at most this many children. */
@@ -65,13 +77,15 @@ export interface TokenInput {
   access?: TokenAccess;
   ips?: string;
   metadata?: Record<string, string>;
+  clientids?: string;
+  limits?: TokenLimits;
 }
 
 /** Fields a client may change (SPEC §5 PUT). */
 export type TokenPatch = TokenInput;
 
 /** The writable fields, in a fixed order (used by stores and schemas). */
-export const WRITABLE_FIELDS = ['info', 'enabled', 'expire', 'ttl', 'access', 'ips', 'metadata'] as const;
+export const WRITABLE_FIELDS = ['info', 'enabled', 'expire', 'ttl', 'access', 'ips', 'metadata', 'clientids', 'limits'] as const;
 export type WritableField = (typeof WRITABLE_FIELDS)[number];
 
 /** SPEC §2 limits. */
@@ -81,6 +95,10 @@ export const LIMITS = {
   metadataKeys: 64,
   metadataValue: 1024,
   ips: 4096,
+  clientids: 4096,
+  /** `limits.sessions` and `limits.publish_rate`. */
+  sessions: 1_000_000,
+  publishRate: 1_000_000,
   topic: 65535,
   /** Characters in a metadata key. */
   metadataKey: 128,

@@ -6,6 +6,7 @@
 
 import { TokenValidationError } from './errors.js';
 import { compileIpMasks } from './ips.js';
+import { parseClientIdMasks } from './clientids.js';
 import { filterError } from './topic.js';
 import { clockProblem } from './validity.js';
 import {
@@ -23,6 +24,7 @@ import {
   type Token,
   type TokenAccess,
   type TokenPatch,
+  type TokenLimits,
   WRITABLE_FIELDS,
 } from './types.js';
 
@@ -31,6 +33,7 @@ export { TokenValidationError } from './errors.js';
 /** Server-owned token fields: naming one in a body is an error of its own kind. */
 const READ_ONLY_FIELDS: readonly string[] = ['id', 'key', 'created', 'accessed', 'parent'];
 const ACCESS_FIELDS: readonly string[] = ['type', 'acl'];
+const LIMITS_FIELDS: readonly string[] = ['sessions', 'publish_rate'];
 const ACL_ENTRY_FIELDS: readonly string[] = ['uri', 'topic', 'actions', 'methods'];
 /** Keys that, assigned on a plain object, reach or shadow its prototype. */
 const FORBIDDEN_KEYS: readonly string[] = ['__proto__', 'constructor', 'prototype'];
@@ -61,6 +64,8 @@ export function withDefaults(fields: TokenInput): NormalizedTokenInput {
     access: fields.access ?? { type: ACCESS_STANDARD },
     ips: fields.ips ?? '',
     metadata: fields.metadata ?? {},
+    clientids: fields.clientids ?? '',
+    limits: fields.limits ?? { sessions: 0, publish_rate: 0 },
   };
 }
 
@@ -103,6 +108,8 @@ function parseFields(input: unknown): TokenPatch {
   if (Object.hasOwn(input, 'access')) out.access = parseAccess(input.access);
   if (Object.hasOwn(input, 'ips')) out.ips = parseIps(input.ips);
   if (Object.hasOwn(input, 'metadata')) out.metadata = parseMetadata(input.metadata);
+  if (Object.hasOwn(input, 'clientids')) out.clientids = parseClientIds(input.clientids);
+  if (Object.hasOwn(input, 'limits')) out.limits = parseLimits(input.limits);
   return out;
 }
 
@@ -252,6 +259,22 @@ function parseIps(value: unknown): string {
   const ips = parseString(value, 'ips', LIMITS.ips);
   compileIpMasks(ips); // throws TokenValidationError('ips', ...) on a malformed mask
   return ips;
+}
+
+function parseClientIds(value: unknown): string {
+  const text = parseString(value, 'clientids', LIMITS.clientids);
+  parseClientIdMasks(text); // throws TokenValidationError('clientids', ...) on an unknown placeholder
+  return text;
+}
+
+/** SPEC §2: `{"sessions": N, "publish_rate": M}`, each 0 or absent = unlimited; replaced whole by a PUT. */
+function parseLimits(value: unknown): TokenLimits {
+  if (!isJsonObject(value)) throw new TokenValidationError('limits', 'must be an object like {"sessions": 10, "publish_rate": 100}');
+  checkFieldNames(value, LIMITS_FIELDS, 'limits');
+  return {
+    sessions: Object.hasOwn(value, 'sessions') ? parseInteger(value.sessions, 'limits.sessions', LIMITS.sessions) : 0,
+    publish_rate: Object.hasOwn(value, 'publish_rate') ? parseInteger(value.publish_rate, 'limits.publish_rate', LIMITS.publishRate) : 0,
+  };
 }
 
 function parseMetadata(value: unknown): Record<string, string> {

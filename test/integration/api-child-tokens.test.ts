@@ -130,6 +130,28 @@ describe.each(modes)('child tokens (%s)', (_mode, start) => {
     expect((await mint(ttlParent.key, { ttl: 300, access: acl(sub('a/b')) })).status).toBe(200);
   });
 
+  test('limits no looser than the parent\'s: 403 naming the field; left out, the parent\'s apply (SPEC §5 POST /auth/tokens)', async () => {
+    const parent = await a.token({ ttl: 3600, access: acl(sub('a/#')), limits: { sessions: 3, publish_rate: 10 } });
+    for (const [limits, field] of [
+      [{ sessions: 4, publish_rate: 10 }, 'sessions'],
+      [{ sessions: 0 }, 'sessions'], // 0 = unlimited: the loosest
+      [{ publish_rate: 11 }, 'publish_rate'],
+      [{ sessions: 2, publish_rate: 0 }, 'publish_rate'],
+    ] as const) {
+      const res = await mint(parent.key, { ttl: 60, access: acl(sub('a/b')), limits });
+      expect({ limits, status: res.status }).toEqual({ limits, status: 403 });
+      expect(res.body.errors[0].reason).toMatch(new RegExp(`^limits\\.${field}: `));
+    }
+    const tighter = await mint(parent.key, { ttl: 60, access: acl(sub('a/b')), limits: { sessions: 1 } });
+    expect(tighter.status).toBe(200);
+    expect(tighter.body.result[0].limits).toEqual({ sessions: 1, publish_rate: 10 });
+    const inherited = await mint(parent.key, { ttl: 60, access: acl(sub('a/b')) });
+    expect(inherited.body.result[0].limits).toEqual({ sessions: 3, publish_rate: 10 });
+    // An unlimited parent: any limits.
+    const free = await a.token({ ttl: 3600, access: acl(sub('a/#')) });
+    expect((await mint(free.key, { ttl: 60, access: acl(sub('a/b')), limits: { sessions: 0, publish_rate: 0 } })).status).toBe(200);
+  });
+
   test(`at most ${MAX_CHILDREN} children per token: beyond, 403 with the reason (SPEC §2)`, async () => {
     const parent = await a.token({ ttl: 3600, access: acl(sub('a/#')) });
     const batch = Array.from({ length: MAX_CHILDREN }, () => ({ ttl: 60, access: acl(sub('a/b')) }));

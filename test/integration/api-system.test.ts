@@ -91,7 +91,7 @@ describe.each(['memory', 'redis'] as const)('system routes with the %s store', (
     expect(Object.keys(doc.paths['/mqtt/sessions/{sel}']).sort()).toEqual(['delete', 'get']);
     expect(doc.components.schemas.TokenInput).toMatchObject({ type: 'object', additionalProperties: false });
     expect(Object.keys(doc.components.schemas.TokenInput.properties).sort())
-      .toEqual(['access', 'enabled', 'expire', 'info', 'ips', 'metadata', 'ttl']);
+      .toEqual(['access', 'clientids', 'enabled', 'expire', 'info', 'ips', 'limits', 'metadata', 'ttl']);
     expect(doc.components.schemas.Token.properties).not.toHaveProperty('key');
     expect(doc.components.schemas.CreatedToken.properties).toHaveProperty('key');
     expect(doc.components.securitySchemes.FlespiToken).toMatchObject({ type: 'apiKey', in: 'header', name: 'Authorization' });

@@ -29,7 +29,10 @@ describe.each(backends(tracker))('%s (TokenStore contract)', (_name, open) => {
       expect(b!.key).toMatch(/^[A-Za-z0-9]{64}$/);
       expect(a!.key).not.toBe(b!.key);
       expect(b!.id).toBeGreaterThan(a!.id);
-      expect(a).toEqual({ ...ACL_INPUT, id: a!.id, key: a!.key, enabled: true, expire: 0, created: now, accessed: now, parent: 0 });
+      expect(a).toEqual({
+        ...ACL_INPUT, id: a!.id, key: a!.key, enabled: true, expire: 0, created: now, accessed: now, parent: 0,
+        clientids: '', limits: { sessions: 0, publish_rate: 0 },
+      });
       expect(b).toMatchObject({
         info: '', enabled: true, expire: 0, ttl: 60, access: { type: ACCESS_STANDARD }, ips: '', metadata: {}, created: now, accessed: now,
       });
@@ -151,6 +154,146 @@ describe.each(backends(tracker))('%s (TokenStore contract)', (_name, open) => {
         expect(await store.findByKey(gone.key)).toBeNull();
       }
       expect((await store.get('all')).map((t) => t.id)).toEqual([keep!.id]);
+    });
+  });
+
+  describe('clientids and limits (SPEC §2, §5 PUT)', () => {
+    test('are stored, read back by key and id, and replaced whole by an update', async () => {
+      const store = await open();
+      const now = nowSec();
+      const [a] = await store.create([{ ttl: 60, clientids: 'dev-${token_id}-*, x?', limits: { sessions: 3, publish_rate: 0 } }], now);
+      expect(a).toMatchObject({ clientids: 'dev-${token_id}-*, x?', limits: { sessions: 3, publish_rate: 0 } });
+      expect(await store.findByKey(a!.key)).toMatchObject({ clientids: 'dev-${token_id}-*, x?', limits: { sessions: 3, publish_rate: 0 } });
+      const [b] = await store.update([a!.id], { limits: { sessions: 0, publish_rate: 50 } }, now);
+      expect(b).toMatchObject({ clientids: 'dev-${token_id}-*, x?', limits: { sessions: 0, publish_rate: 50 } });
+      expect((await store.get([a!.id]))[0]).toEqual(b);
+    });
+  });
+
+  describe('client id ownership records (SPEC §4)', () => {
+    const claim = (clientId: string, tokenId: number, nonce: string, extra: { persistent?: boolean; override?: boolean } = {}) =>
+      ({ clientId, tokenId, nonce, node: 'n1', persistent: extra.persistent ?? false, override: extra.override ?? false });
+
+    test('one token holds a client id; another is refused, master overrides; release is compare-and-delete', async () => {
+      const store = await open();
+      const [a, b] = await store.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
+      expect(await store.owners.claim(claim('dev', a!.id, 'n-1'))).toMatchObject({ ok: true, orphan: false });
+      expect(await store.owners.claim(claim('dev', b!.id, 'n-2'))).toEqual({ ok: false, owner: a!.id });
+      // Same token again (takeover): a new nonce; the old one can no longer release.
+      expect(await store.owners.claim(claim('dev', a!.id, 'n-3'))).toMatchObject({ ok: true, orphan: false });
+      await store.owners.release('dev', 'n-1');
+      expect(await store.owners.owner('dev')).toBe(a!.id);
+      await store.owners.release('dev', 'n-3');
+      expect(await store.owners.owner('dev')).toBeNull();
+      expect(await store.owners.claim(claim('dev', b!.id, 'n-4', { persistent: true }))).toMatchObject({ ok: true, orphan: false });
+      expect(await store.owners.claim(claim('dev', a!.id, 'n-5', { override: true }))).toMatchObject({ ok: true, orphan: false });
+      expect(await store.owners.owner('dev')).toBe(a!.id);
+    });
+
+    test('undo of an aborted CONNECT puts back the persistent record it replaced; with none, removes its own', async () => {
+      const store = await open();
+      const [a, b] = await store.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
+      await store.owners.claim(claim('dev', a!.id, 'p1', { persistent: true }));
+      const taken = await store.owners.claim(claim('dev', a!.id, 'c2'));
+      expect(taken).toMatchObject({ ok: true });
+      await store.owners.undo('dev', 'c2', taken.ok ? taken.previous : null);
+      // The clean claim's release would now find nothing of its own; the persistent record stays the owner's.
+      await store.owners.release('dev', 'c2');
+      expect(await store.owners.owner('dev')).toBe(a!.id);
+      expect(await store.owners.claim(claim('dev', b!.id, 'x'))).toMatchObject({ ok: false, owner: a!.id });
+      const fresh = await store.owners.claim(claim('new', a!.id, 'f1'));
+      await store.owners.undo('new', 'f1', fresh.ok ? fresh.previous : null);
+      expect(await store.owners.owner('new')).toBeNull();
+    });
+
+    test('dropToken removes a token\'s records once; a record of a deleted token is an orphan anyone may claim', async () => {
+      const store = await open();
+      const [a, b] = await store.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
+      await store.owners.claim(claim('one', a!.id, 'x1', { persistent: true }));
+      await store.owners.claim(claim('two', a!.id, 'x2', { persistent: true }));
+      await store.owners.claim(claim('three', b!.id, 'x3'));
+      expect((await store.owners.dropToken(a!.id)).sort()).toEqual(['one', 'two']);
+      expect(await store.owners.dropToken(a!.id)).toEqual([]);
+      expect(await store.owners.owner('three')).toBe(b!.id);
+      await store.owners.claim(claim('kept', b!.id, 'x4', { persistent: true }));
+      await store.delete([b!.id]);
+      expect(await store.owners.claim(claim('kept', a!.id, 'x5'))).toMatchObject({ ok: true, orphan: true });
+    });
+  });
+
+  describe('session slots (SPEC §2 limits.sessions)', () => {
+    test('counted per client id, takeover keeps one slot, release is compare-and-delete, dropToken clears them', async () => {
+      const store = await open();
+      const [a] = await store.create([{ ttl: 60 }], nowSec());
+      const slot = (clientId: string, nonce: string) => ({ tokenId: a!.id, clientId, nonce, node: 'n1' });
+      expect(await store.owners.claimSlot(slot('x', '1'), 2)).toEqual({ previous: null });
+      expect(await store.owners.claimSlot(slot('y', '2'), 2)).not.toBeNull();
+      expect(await store.owners.claimSlot(slot('z', '3'), 2)).toBeNull();
+      expect(await store.owners.claimSlot(slot('x', '4'), 2)).not.toBeNull();
+      await store.owners.releaseSlot(slot('x', '1'));
+      expect(await store.owners.slotCount(a!.id)).toBe(2);
+      await store.owners.releaseSlot(slot('x', '4'));
+      expect(await store.owners.slotCount(a!.id)).toBe(1);
+      expect(await store.owners.claimSlot(slot('z', '5'), 0)).not.toBeNull();
+      await store.owners.dropToken(a!.id);
+      expect(await store.owners.slotCount(a!.id)).toBe(0);
+    });
+
+    test('admit checks ownership (CONNACK 2) before the limit (CONNACK 5), writes nothing on refusal, counts unlimited sessions', async () => {
+      const store = await open();
+      const [a, b] = await store.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
+      const c = (clientId: string, tokenId: number, nonce: string, extra: { persistent?: boolean; override?: boolean } = {}) =>
+        ({ clientId, tokenId, nonce, node: 'n1', persistent: extra.persistent ?? false, override: extra.override ?? false });
+      const slot = (clientId: string, tokenId: number, nonce: string) => ({ tokenId, clientId, nonce, node: 'n1' });
+      // limit 0 = unlimited, still counted: a limit set later sees the live sessions (SPEC §2).
+      expect(await store.owners.admit(c('x', a!.id, '1'), [{ tokenId: a!.id, limit: 0 }])).toEqual({ ok: true, orphan: false, ownerPrevious: null, slotPrevious: [null] });
+      expect(await store.owners.admit(c('y', a!.id, '2'), [{ tokenId: a!.id, limit: 0 }])).toMatchObject({ ok: true });
+      expect(await store.owners.slotCount(a!.id)).toBe(2);
+      // Limit lowered below the live count: a new client id is refused, and nothing was written.
+      expect(await store.owners.admit(c('z', a!.id, '3'), [{ tokenId: a!.id, limit: 1 }])).toEqual({ ok: false, refused: 'limit', tokenId: a!.id });
+      expect(await store.owners.owner('z')).toBeNull();
+      expect(await store.owners.slotCount(a!.id)).toBe(2);
+      // A takeover of the token's own client id keeps its one slot, whatever the limit.
+      const again = await store.owners.admit(c('x', a!.id, '4'), [{ tokenId: a!.id, limit: 1 }]);
+      expect(again).toMatchObject({ ok: true, slotPrevious: [expect.any(String)], ownerPrevious: expect.any(String) });
+      // Held by another token AND over its limit: the client id refusal wins; b gets no slot, x stays a's.
+      await store.owners.admit(c('w', b!.id, '5'), [{ tokenId: b!.id, limit: 0 }]);
+      expect(await store.owners.admit(c('x', b!.id, '6'), [{ tokenId: b!.id, limit: 1 }])).toEqual({ ok: false, refused: 'owner', owner: a!.id });
+      expect(await store.owners.slotCount(b!.id)).toBe(1);
+      expect(await store.owners.owner('x')).toBe(a!.id);
+      // Master override takes the client id.
+      expect(await store.owners.admit(c('y', b!.id, '7', { override: true }), [{ tokenId: b!.id, limit: 0 }])).toMatchObject({ ok: true });
+      expect(await store.owners.owner('y')).toBe(b!.id);
+      // endSession: compare-and-delete of slot and (clean) record; the stale claim '1' frees nothing.
+      await store.owners.endSession([slot('x', a!.id, '1')], true);
+      expect(await store.owners.owner('x')).toBe(a!.id);
+      expect(await store.owners.slotCount(a!.id)).toBe(2);
+      await store.owners.endSession([slot('x', a!.id, '4')], true);
+      expect(await store.owners.owner('x')).toBeNull();
+      expect(await store.owners.slotCount(a!.id)).toBe(1);
+      // A persistent session's record outlives it: only the slot goes.
+      await store.owners.admit(c('p', b!.id, '8', { persistent: true }), [{ tokenId: b!.id, limit: 0 }]);
+      await store.owners.endSession([slot('p', b!.id, '8')], false);
+      expect(await store.owners.owner('p')).toBe(b!.id);
+    });
+  });
+
+  describe('session slots of a child and its ancestors (SPEC §2 parent)', () => {
+    test('admit takes a slot in every count given, refuses on the first full one writing none, endSession frees them all', async () => {
+      const store = await open();
+      const [p, k] = await store.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
+      const c = (clientId: string, tokenId: number, nonce: string) => ({ clientId, tokenId, nonce, node: 'n1', persistent: false, override: false });
+      const counts = [{ tokenId: k!.id, limit: 0 }, { tokenId: p!.id, limit: 2 }];
+      expect(await store.owners.admit(c('parent-1', p!.id, '1'), [{ tokenId: p!.id, limit: 2 }])).toMatchObject({ ok: true });
+      expect(await store.owners.admit(c('kid-1', k!.id, '2'), counts)).toEqual({ ok: true, orphan: false, ownerPrevious: null, slotPrevious: [null, null] });
+      // The parent's count is full (its own session and its child's): the child's own unlimited count does not help.
+      expect(await store.owners.admit(c('kid-2', k!.id, '3'), counts)).toEqual({ ok: false, refused: 'limit', tokenId: p!.id });
+      expect(await store.owners.slotCount(k!.id)).toBe(1);
+      expect(await store.owners.owner('kid-2')).toBeNull();
+      await store.owners.endSession([{ tokenId: k!.id, clientId: 'kid-1', nonce: '2', node: 'n1' }, { tokenId: p!.id, clientId: 'kid-1', nonce: '2', node: 'n1' }], true);
+      expect(await store.owners.slotCount(p!.id)).toBe(1);
+      expect(await store.owners.slotCount(k!.id)).toBe(0);
+      expect(await store.owners.admit(c('kid-2', k!.id, '4'), counts)).toMatchObject({ ok: true });
     });
   });
 

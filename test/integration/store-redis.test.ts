@@ -128,6 +128,7 @@ describe('layout and data safety (SPEC §2, §7)', () => {
     expect(await redis.hgetall(tokenKey)).toEqual({
       info: 'i', enabled: '1', expire: '0', ttl: '600', created: String(now), accessed: String(now),
       access: '{"type":1}', ips: '', metadata: '{"a":"b"}', hash: hashKey(token!.key), parent: '0',
+      clientids: '', limits: '{"sessions":0,"publish_rate":0}',
     });
     expect(await redis.smembers(`${prefix}masters`)).toEqual([String(token!.id)]);
     expect(await redis.get(`${prefix}next_id`)).toBe(String(token!.id));
@@ -226,6 +227,15 @@ describe('corrupted or foreign data under the prefix (SPEC §7)', () => {
     await store.touch([900002, 900003, good!.id], nowSec() + 1);
     expect(await store.delete([900003])).toEqual([]);
     expect(await redis.exists(`${prefix}token:900003`)).toBe(0);
+  });
+
+  test('a token stored before clientids and limits existed reads with their defaults; a garbled limits field names the token', async () => {
+    const prefix = tracker.prefix();
+    const store = await node(prefix);
+    await plant(prefix, 900010, GOOD_FIELDS);
+    await plant(prefix, 900011, { ...GOOD_FIELDS, limits: '{"sessions":-1}' });
+    expect((await store.get([900010]))[0]).toMatchObject({ clientids: '', limits: { sessions: 0, publish_rate: 0 } });
+    await expect(store.get([900011])).rejects.toThrow(/token 900011: stored field 'limits'/);
   });
 
   test('update names the token and field when a stored clock is garbled', async () => {

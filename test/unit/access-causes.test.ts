@@ -42,7 +42,7 @@ describe('AccessGate order (SPEC §4)', () => {
   const now = Math.floor(Date.now() / 1000);
   const base: Token = {
     id: 7, info: '', enabled: true, expire: 0, ttl: 3600, created: now, accessed: now,
-    access: { type: 0 }, ips: '', metadata: {}, parent: 0,
+    access: { type: 0 }, ips: '', metadata: {}, parent: 0, clientids: '', limits: { sessions: 0, publish_rate: 0 },
   };
   function gate(limit = 0) {
     const limiter = new AuthLimiter(limit, 60);

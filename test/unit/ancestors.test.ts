@@ -10,7 +10,7 @@ const NOW = 1_800_000_000;
 function token(id: number, parent: number, fields: Partial<Token> = {}): Token {
   return {
     id, parent, info: '', enabled: true, expire: 0, ttl: 60, created: NOW, accessed: NOW,
-    access: { type: 2, acl: [] }, ips: '', metadata: {}, ...fields,
+    access: { type: 2, acl: [] }, ips: '', metadata: {}, clientids: '', limits: { sessions: 0, publish_rate: 0 }, ...fields,
   };
 }
 

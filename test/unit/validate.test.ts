@@ -28,6 +28,8 @@ describe('validateCreate: defaults and normalisation (SPEC §2)', () => {
       access: { type: 0 },
       ips: '',
       metadata: {},
+      clientids: '',
+      limits: { sessions: 0, publish_rate: 0 },
     });
   });
 
@@ -41,7 +43,7 @@ describe('validateCreate: defaults and normalisation (SPEC §2)', () => {
       ips: '10.100.15.*,192.168.56.1?',
       metadata: { customer: 'acme' },
     };
-    expect(validateCreate(input, NOW)).toEqual(input);
+    expect(validateCreate(input, NOW)).toEqual({ ...input, clientids: '', limits: { sessions: 0, publish_rate: 0 } });
   });
 
   test('returns fresh objects: later changes to the input do not reach the result', () => {

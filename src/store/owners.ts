@@ -1,0 +1,244 @@
+// Client id ownership (SPEC §4): which token holds a client id, so that no
+// other token can take over a device's live session or its stored persistent
+// session (subscriptions, queued messages). aedes-persistence-redis records no
+// owner, and stores nothing for a `clean: false` session without
+// subscriptions, so tokenmq keeps its own record: client id → token id, the
+// claim's nonce, the node that claimed it and whether the session persists.
+//
+// A record is set by every admitted CONNECT (live sessions, clean or not), kept
+// when a persistent session ends, and removed when a clean session ends (by
+// compare-and-delete of its nonce: a late disconnect of a session taken over
+// never frees its successor's record) or when its token is deleted.
+
+/** One CONNECT's claim of its client id. */
+export interface OwnerClaim {
+  clientId: string;
+  tokenId: number;
+  /** Unique per claim: what a later release must present. */
+  nonce: string;
+  /** The node holding the session (Redis: a clean claim of a dead node is stale). */
+  node: string;
+  /** `clean: false`: the record outlives the connection. */
+  persistent: boolean;
+  /** Master (SPEC §4): takes the client id over whoever holds it. */
+  override: boolean;
+}
+
+export type ClaimResult =
+  /**
+   * Claimed; `orphan` when it replaced the record of a token that no longer
+   * exists (its stored session is to be wiped); `previous`: the same token's
+   * record it replaced (opaque, for `undo`), null when there was none.
+   */
+  | { ok: true; orphan: boolean; previous: string | null }
+  /** Held by another token. */
+  | { ok: false; owner: number };
+
+export interface ClientOwners {
+  /** Atomic: claims the client id unless another live token holds it. */
+  claim(claim: OwnerClaim): Promise<ClaimResult>;
+  /** Removes the record if it is still this claim's (same nonce). */
+  release(clientId: string, nonce: string): Promise<void>;
+  /**
+   * Takes back a claim whose session never came to be: the record goes back to
+   * `previous` (what the claim replaced), or away when there was none, if it is
+   * still this claim's. So an aborted CONNECT neither frees a persistent
+   * session's record nor leaves one a live session can no longer release.
+   */
+  undo(clientId: string, nonce: string, previous: string | null): Promise<void>;
+  /** Removes every record of this token; resolves to their client ids (once: a second call finds none). */
+  dropToken(tokenId: number): Promise<string[]>;
+  /** The token holding this client id, or null (tests, REST). */
+  owner(clientId: string): Promise<number | null>;
+
+  /**
+   * SPEC §2 `limits.sessions`: takes one of the token's session slots for this
+   * client id, atomically across nodes. Granted when the client id already
+   * holds one (a takeover of the token's own session does not count twice) or
+   * when fewer than `limit` are held (0 = unlimited, still counted, so that a
+   * limit set later sees the live sessions). The slot then names this claim
+   * (`nonce`), so a late release of a session taken over frees nothing.
+   */
+  claimSlot(slot: SessionSlot, limit: number): Promise<SlotClaim | null>;
+  /** Frees the slot if it still names this claim (compare-and-delete). */
+  releaseSlot(slot: SessionSlot): Promise<void>;
+  /** Takes back a slot claim whose session never came to be (as `undo`). */
+  undoSlot(slot: SessionSlot, previous: string | null): Promise<void>;
+  /** Slots held by the token (tests). */
+  slotCount(tokenId: number): Promise<number>;
+
+  /**
+   * One CONNECT's claims at once (Redis: one script, so one round trip per
+   * CONNECT): the client id's ownership as `claim`, then a session slot as
+   * `claimSlot` in each of `slots` (the token's own count, then each
+   * ancestor's: SPEC §2 a child's sessions count toward each ancestor's
+   * `limits.sessions`). SPEC §2 order: a client id held by another token
+   * refuses before any limit does. A refusal writes nothing, so there is
+   * nothing to undo. A slot is taken even when its limit is 0 (unlimited): a
+   * limit set later on a token with live sessions must see them (SPEC §2
+   * "Lowering a limit below the live count refuses new CONNECTs").
+   */
+  admit(claim: OwnerClaim, slots: readonly SlotLimit[]): Promise<AdmitResult>;
+  /**
+   * A session ended (one round trip): frees its slots (all of one client id,
+   * nonce and node) and, when `releaseOwner` (a clean session), its client id
+   * record, each only if it still names this claim (compare-and-delete).
+   */
+  endSession(slots: readonly SessionSlot[], releaseOwner: boolean): Promise<void>;
+}
+
+/** A token's session count that a CONNECT takes a slot of, and its `limits.sessions` (0 = unlimited). */
+export interface SlotLimit {
+  tokenId: number;
+  limit: number;
+}
+
+export type AdmitResult =
+  /** All claimed; `orphan`/`ownerPrevious` as ClaimResult, `slotPrevious` as SlotClaim's, one per slot in order. */
+  | { ok: true; orphan: boolean; ownerPrevious: string | null; slotPrevious: (string | null)[] }
+  /** SPEC §4: held by another token (CONNACK 2). */
+  | { ok: false; refused: 'owner'; owner: number }
+  /** SPEC §2: the `limits.sessions` of this token (`tokenId`: it or an ancestor) are all taken (CONNACK 5). */
+  | { ok: false; refused: 'limit'; tokenId: number };
+
+/** A granted slot: `previous` is the holder it replaced (a takeover), null when it was free. */
+export interface SlotClaim {
+  previous: string | null;
+}
+
+/** One live session's hold on a token's session count. */
+export interface SessionSlot {
+  tokenId: number;
+  clientId: string;
+  nonce: string;
+  /** Redis: a slot of a node that stopped renewing its liveness is freed when the count is full. */
+  node: string;
+}
+
+interface OwnerRecord {
+  tokenId: number;
+  nonce: string;
+  persistent: boolean;
+}
+
+/** One node, in memory: a clean claim dies with the process, so there is no stale node to think of. */
+export class MemoryOwners implements ClientOwners {
+  private readonly byClient = new Map<string, OwnerRecord>();
+  private readonly byToken = new Map<number, Set<string>>();
+  private readonly slots = new Map<number, Map<string, string>>();
+
+  /** `exists`: whether a token id is stored (a record of a deleted token is an orphan). */
+  constructor(private readonly exists: (tokenId: number) => boolean) {}
+
+  async claim(c: OwnerClaim): Promise<ClaimResult> {
+    const cur = this.byClient.get(c.clientId);
+    let orphan = false;
+    const previous = cur !== undefined && cur.tokenId === c.tokenId ? JSON.stringify(cur) : null;
+    if (cur !== undefined && cur.tokenId !== c.tokenId) {
+      const gone = !this.exists(cur.tokenId);
+      if (!gone && !c.override) return { ok: false, owner: cur.tokenId };
+      orphan = gone;
+      this.unindex(cur.tokenId, c.clientId);
+    }
+    this.byClient.set(c.clientId, { tokenId: c.tokenId, nonce: c.nonce, persistent: c.persistent });
+    let owned = this.byToken.get(c.tokenId);
+    if (owned === undefined) this.byToken.set(c.tokenId, (owned = new Set()));
+    owned.add(c.clientId);
+    return { ok: true, orphan, previous };
+  }
+
+  async undo(clientId: string, nonce: string, previous: string | null): Promise<void> {
+    const cur = this.byClient.get(clientId);
+    if (cur === undefined || cur.nonce !== nonce) return;
+    if (previous === null) return this.release(clientId, nonce);
+    this.byClient.set(clientId, JSON.parse(previous) as OwnerRecord);
+  }
+
+  async release(clientId: string, nonce: string): Promise<void> {
+    const cur = this.byClient.get(clientId);
+    if (cur === undefined || cur.nonce !== nonce) return;
+    this.byClient.delete(clientId);
+    this.unindex(cur.tokenId, clientId);
+  }
+
+  async dropToken(tokenId: number): Promise<string[]> {
+    this.slots.delete(tokenId);
+    const owned = this.byToken.get(tokenId);
+    if (owned === undefined) return [];
+    this.byToken.delete(tokenId);
+    const out: string[] = [];
+    for (const id of owned) {
+      if (this.byClient.get(id)?.tokenId !== tokenId) continue;
+      this.byClient.delete(id);
+      out.push(id);
+    }
+    return out;
+  }
+
+  async owner(clientId: string): Promise<number | null> {
+    return this.byClient.get(clientId)?.tokenId ?? null;
+  }
+
+  async admit(c: OwnerClaim, slots: readonly SlotLimit[]): Promise<AdmitResult> {
+    // Every check before any write, in one synchronous run: nothing to undo on refusal.
+    const cur = this.byClient.get(c.clientId);
+    if (cur !== undefined && cur.tokenId !== c.tokenId && !c.override && this.exists(cur.tokenId)) {
+      return { ok: false, refused: 'owner', owner: cur.tokenId };
+    }
+    for (const s of slots) {
+      if (!this.slotFree(s.tokenId, c.clientId, s.limit)) return { ok: false, refused: 'limit', tokenId: s.tokenId };
+    }
+    // None of these awaits: they all run to completion here, before any other caller.
+    const owned = this.claim(c);
+    const taken = slots.map((s) => this.claimSlot({ tokenId: s.tokenId, clientId: c.clientId, nonce: c.nonce, node: c.node }, 0));
+    const o = await owned;
+    const prev = await Promise.all(taken);
+    if (!o.ok || prev.includes(null)) throw new Error('owners: claim refused after its checks passed');
+    return { ok: true, orphan: o.orphan, ownerPrevious: o.previous, slotPrevious: prev.map((p) => p?.previous ?? null) };
+  }
+
+  async endSession(slots: readonly SessionSlot[], releaseOwner: boolean): Promise<void> {
+    for (const slot of slots) await this.releaseSlot(slot);
+    const first = slots[0];
+    if (releaseOwner && first !== undefined) await this.release(first.clientId, first.nonce);
+  }
+
+  private slotFree(tokenId: number, clientId: string, limit: number): boolean {
+    const held = this.slots.get(tokenId);
+    return limit <= 0 || held === undefined || held.has(clientId) || held.size < limit;
+  }
+
+  async claimSlot(slot: SessionSlot, limit: number): Promise<SlotClaim | null> {
+    let held = this.slots.get(slot.tokenId);
+    if (held === undefined) this.slots.set(slot.tokenId, (held = new Map()));
+    const previous = held.get(slot.clientId) ?? null;
+    if (previous === null && limit > 0 && held.size >= limit) return null;
+    held.set(slot.clientId, slot.nonce);
+    return { previous };
+  }
+
+  async undoSlot(slot: SessionSlot, previous: string | null): Promise<void> {
+    const held = this.slots.get(slot.tokenId);
+    if (held === undefined || held.get(slot.clientId) !== slot.nonce) return;
+    if (previous === null) return this.releaseSlot(slot);
+    held.set(slot.clientId, previous);
+  }
+
+  async releaseSlot(slot: SessionSlot): Promise<void> {
+    const held = this.slots.get(slot.tokenId);
+    if (held === undefined || held.get(slot.clientId) !== slot.nonce) return;
+    held.delete(slot.clientId);
+    if (held.size === 0) this.slots.delete(slot.tokenId);
+  }
+
+  async slotCount(tokenId: number): Promise<number> {
+    return this.slots.get(tokenId)?.size ?? 0;
+  }
+
+  private unindex(tokenId: number, clientId: string): void {
+    const owned = this.byToken.get(tokenId);
+    if (owned === undefined) return;
+    owned.delete(clientId);
+    if (owned.size === 0) this.byToken.delete(tokenId);
+  }
+}

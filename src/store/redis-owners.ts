@@ -1,0 +1,295 @@
+// Client id ownership in Redis (owners.ts), shared by every node, each change
+// one Lua script (atomic: two nodes admitting two tokens with one client id at
+// once, one wins).
+//
+// Layout under the prefix p:
+//   {p}owner:{clientid}   HASH  tok nonce node pers
+//   {p}owned:{tokenid}    SET   client ids whose record names this token (dropToken)
+//   {p}owner-node:{node}  STRING, PX: the node is alive (renewed every few seconds while it holds claims)
+//   {p}slots:{tokenid}    HASH  client id -> node|nonce: the token's live sessions (SPEC §2 limits.sessions)
+//
+// A record is stale, and another token may claim over it, when its token is no
+// longer stored (deleted or expired while no node was there to drop it), or
+// when it is a clean session's record from a node that stopped renewing its
+// liveness key (SPEC §6: a node that died must not keep client ids forever).
+// A persistent session's record stays whatever its node: the session is stored.
+import type { Redis } from 'ioredis';
+import type { AdmitResult, ClaimResult, ClientOwners, OwnerClaim, SessionSlot, SlotClaim, SlotLimit } from './owners.js';
+
+const NODE_TTL_MS = 15_000;
+const NODE_RENEW_MS = 5_000;
+
+// KEYS: owner, owned(new token). ARGV: token, nonce, node, pers, override, prefix, clientId, nodeTtl.
+const CLAIM = `
+local p = ARGV[6]
+redis.call('SET', p .. 'owner-node:' .. ARGV[3], '1', 'PX', ARGV[8])
+local cur = redis.call('HMGET', KEYS[1], 'tok', 'node', 'pers')
+local orphan = 0
+local previous = ''
+if cur[1] == ARGV[1] then
+  local prev = redis.call('HMGET', KEYS[1], 'nonce', 'node', 'pers')
+  previous = tostring(prev[1]) .. '|' .. tostring(prev[2]) .. '|' .. tostring(prev[3])
+end
+if cur[1] and cur[1] ~= ARGV[1] then
+  local gone = redis.call('EXISTS', p .. 'token:' .. cur[1]) == 0
+  local dead = cur[3] ~= '1' and redis.call('EXISTS', p .. 'owner-node:' .. tostring(cur[2])) == 0
+  if not gone and not dead and ARGV[5] ~= '1' then return {1, cur[1]} end
+  if gone then orphan = 1 end
+  redis.call('SREM', p .. 'owned:' .. cur[1], ARGV[7])
+end
+redis.call('HSET', KEYS[1], 'tok', ARGV[1], 'nonce', ARGV[2], 'node', ARGV[3], 'pers', ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[7])
+return {0, tostring(orphan), previous}`;
+
+// KEYS: owner. ARGV: nonce, prefix, clientId, previous ('' = none: release).
+const UNDO = `
+local cur = redis.call('HMGET', KEYS[1], 'tok', 'nonce')
+if cur[2] ~= ARGV[1] then return 0 end
+if ARGV[4] == '' then
+  redis.call('DEL', KEYS[1])
+  if cur[1] then redis.call('SREM', ARGV[2] .. 'owned:' .. cur[1], ARGV[3]) end
+  return 1
+end
+local nonce, node, pers = string.match(ARGV[4], '^(.*)|(.*)|(.*)$')
+redis.call('HSET', KEYS[1], 'nonce', nonce, 'node', node, 'pers', pers)
+return 1`;
+
+// KEYS: owner. ARGV: nonce, prefix, clientId.
+const RELEASE = `
+local cur = redis.call('HMGET', KEYS[1], 'tok', 'nonce')
+if cur[2] ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+if cur[1] then redis.call('SREM', ARGV[2] .. 'owned:' .. cur[1], ARGV[3]) end
+return 1`;
+
+// KEYS: owned. ARGV: token, prefix.
+const DROP = `
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local k = ARGV[2] .. 'owner:' .. id
+  if redis.call('HGET', k, 'tok') == ARGV[1] then
+    redis.call('DEL', k)
+    out[#out + 1] = id
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('DEL', ARGV[2] .. 'slots:' .. ARGV[1])
+return out`;
+
+// KEYS: slots. ARGV: clientId, node|nonce, limit, prefix, node, nodeTtl.
+// A full count first drops the slots of nodes that stopped renewing their liveness (crashed).
+const CLAIM_SLOT = `
+local p = ARGV[4]
+redis.call('SET', p .. 'owner-node:' .. ARGV[5], '1', 'PX', ARGV[6])
+local limit = tonumber(ARGV[3])
+if limit > 0 and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= limit then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    local node = string.match(all[i + 1], '^(.*)|[^|]*$')
+    if node == nil or redis.call('EXISTS', p .. 'owner-node:' .. node) == 0 then redis.call('HDEL', KEYS[1], all[i]) end
+  end
+  if redis.call('HLEN', KEYS[1]) >= limit then return {0, ''} end
+end
+local previous = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return {1, previous}`;
+
+// KEYS: slots. ARGV: clientId, node|nonce, previous ('' = none).
+const UNDO_SLOT = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1`;
+
+// KEYS: slots. ARGV: clientId, node|nonce.
+const RELEASE_SLOT = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0`;
+
+// One CONNECT's claims in one script (owners.ts `admit`): CLAIM's check, then
+// CLAIM_SLOT's in each slots hash (the token's, then its ancestors'), then all
+// the writes. A refusal writes nothing but the liveness key and the removal of
+// dead nodes' slots.
+// KEYS: owner, owned(new token), then one slots hash per counted token.
+// ARGV: token, nonce, node, pers, override, prefix, clientId, nodeTtl, then one limit per slots hash.
+// Returns {0, orphan, owner previous, slot previous...} | {1, owner} | {2, 0-based index of the full hash}.
+const ADMIT = `
+local p = ARGV[6]
+redis.call('SET', p .. 'owner-node:' .. ARGV[3], '1', 'PX', ARGV[8])
+local cur = redis.call('HMGET', KEYS[1], 'tok', 'nonce', 'node', 'pers')
+local orphan, previous, from = 0, '', nil
+if cur[1] == ARGV[1] then
+  previous = tostring(cur[2]) .. '|' .. tostring(cur[3]) .. '|' .. tostring(cur[4])
+elseif cur[1] then
+  local gone = redis.call('EXISTS', p .. 'token:' .. cur[1]) == 0
+  local dead = cur[4] ~= '1' and redis.call('EXISTS', p .. 'owner-node:' .. tostring(cur[3])) == 0
+  -- SPEC §4 before §2: CONNACK 2 wins over CONNACK 5.
+  if not gone and not dead and ARGV[5] ~= '1' then return {1, cur[1]} end
+  if gone then orphan = 1 end
+  from = cur[1]
+end
+local cid = ARGV[7]
+for k = 3, #KEYS do
+  local slots, limit = KEYS[k], tonumber(ARGV[6 + k])
+  if limit > 0 and redis.call('HEXISTS', slots, cid) == 0 and redis.call('HLEN', slots) >= limit then
+    local all = redis.call('HGETALL', slots)
+    for i = 1, #all, 2 do
+      local node = string.match(all[i + 1], '^(.*)|[^|]*$')
+      if node == nil or redis.call('EXISTS', p .. 'owner-node:' .. node) == 0 then redis.call('HDEL', slots, all[i]) end
+    end
+    if redis.call('HLEN', slots) >= limit then return {2, tostring(k - 3)} end
+  end
+end
+local out = {0, tostring(orphan), previous}
+for k = 3, #KEYS do
+  out[#out + 1] = redis.call('HGET', KEYS[k], cid) or ''
+  redis.call('HSET', KEYS[k], cid, ARGV[3] .. '|' .. ARGV[2])
+end
+if from then redis.call('SREM', p .. 'owned:' .. from, cid) end
+redis.call('HSET', KEYS[1], 'tok', ARGV[1], 'nonce', ARGV[2], 'node', ARGV[3], 'pers', ARGV[4])
+redis.call('SADD', KEYS[2], cid)
+return out`;
+
+// A session ended: RELEASE_SLOT in each slots hash, then (clean session) RELEASE, in one script.
+// KEYS: owner, then the slots hashes. ARGV: clientId, node|nonce, nonce, prefix, release owner ('1'/'0').
+const END_SESSION = `
+for k = 2, #KEYS do
+  if redis.call('HGET', KEYS[k], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[k], ARGV[1]) end
+end
+if ARGV[5] ~= '1' then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'tok', 'nonce')
+if cur[2] ~= ARGV[3] then return 0 end
+redis.call('DEL', KEYS[1])
+if cur[1] then redis.call('SREM', ARGV[4] .. 'owned:' .. cur[1], ARGV[1]) end
+return 1`;
+
+interface OwnerCommands {
+  tokenmqOwnerAdmit(numKeys: number, ...keysAndArgs: string[]): Promise<[number, ...string[]]>;
+  tokenmqOwnerEnd(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
+  tokenmqOwnerClaim(owner: string, owned: string, ...argv: string[]): Promise<[number, string, string?]>;
+  tokenmqOwnerUndo(owner: string, nonce: string, prefix: string, clientId: string, previous: string): Promise<number>;
+  tokenmqOwnerRelease(owner: string, nonce: string, prefix: string, clientId: string): Promise<number>;
+  tokenmqOwnerDrop(owned: string, tokenId: string, prefix: string): Promise<string[]>;
+  tokenmqSlotClaim(slots: string, clientId: string, holder: string, limit: string, prefix: string, node: string, nodeTtl: string): Promise<[number, string]>;
+  tokenmqSlotUndo(slots: string, clientId: string, holder: string, previous: string): Promise<number>;
+  tokenmqSlotRelease(slots: string, clientId: string, holder: string): Promise<number>;
+}
+
+export class RedisOwners implements ClientOwners {
+  private readonly redis: Redis & OwnerCommands;
+  private readonly nodes = new Set<string>();
+  private timer: NodeJS.Timeout | null = null;
+
+  /** `call` runs a Redis command the store's way (fails fast while Redis is down, errors mapped). */
+  constructor(
+    client: Redis,
+    private readonly prefix: string,
+    private readonly call: <T>(fn: () => Promise<T>) => Promise<T>,
+  ) {
+    client.defineCommand('tokenmqOwnerClaim', { numberOfKeys: 2, lua: CLAIM });
+    client.defineCommand('tokenmqOwnerRelease', { numberOfKeys: 1, lua: RELEASE });
+    client.defineCommand('tokenmqOwnerDrop', { numberOfKeys: 1, lua: DROP });
+    client.defineCommand('tokenmqSlotClaim', { numberOfKeys: 1, lua: CLAIM_SLOT });
+    client.defineCommand('tokenmqSlotRelease', { numberOfKeys: 1, lua: RELEASE_SLOT });
+    client.defineCommand('tokenmqOwnerUndo', { numberOfKeys: 1, lua: UNDO });
+    client.defineCommand('tokenmqSlotUndo', { numberOfKeys: 1, lua: UNDO_SLOT });
+    // Key counts vary with the ancestors: given per call.
+    client.defineCommand('tokenmqOwnerAdmit', { lua: ADMIT });
+    client.defineCommand('tokenmqOwnerEnd', { lua: END_SESSION });
+    this.redis = client as Redis & OwnerCommands;
+  }
+
+  async admit(c: OwnerClaim, slots: readonly SlotLimit[]): Promise<AdmitResult> {
+    this.keepAlive(c.node);
+    const keys = [this.ownerKey(c.clientId), `${this.prefix}owned:${c.tokenId}`, ...slots.map((sl) => this.slotsKey(sl.tokenId))];
+    const argv = [
+      String(c.tokenId), c.nonce, c.node, c.persistent ? '1' : '0', c.override ? '1' : '0', this.prefix, c.clientId,
+      String(NODE_TTL_MS), ...slots.map((sl) => String(sl.limit)),
+    ];
+    const [code, a, b, ...prev] = await this.call(() => this.redis.tokenmqOwnerAdmit(keys.length, ...keys, ...argv));
+    if (code === 1) return { ok: false, refused: 'owner', owner: Number(a) };
+    if (code === 2) return { ok: false, refused: 'limit', tokenId: slots[Number(a)]?.tokenId ?? c.tokenId };
+    return { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: prev.map((p) => (p ? p : null)) };
+  }
+
+  async endSession(slots: readonly SessionSlot[], releaseOwner: boolean): Promise<void> {
+    const first = slots[0];
+    if (first === undefined) return;
+    const keys = [this.ownerKey(first.clientId), ...slots.map((sl) => this.slotsKey(sl.tokenId))];
+    await this.call(() => this.redis.tokenmqOwnerEnd(
+      keys.length, ...keys, first.clientId, `${first.node}|${first.nonce}`, first.nonce, this.prefix, releaseOwner ? '1' : '0',
+    ));
+  }
+
+  async claim(c: OwnerClaim): Promise<ClaimResult> {
+    this.keepAlive(c.node);
+    const [code, value, previous] = await this.call(() => this.redis.tokenmqOwnerClaim(
+      this.ownerKey(c.clientId), `${this.prefix}owned:${c.tokenId}`,
+      String(c.tokenId), c.nonce, c.node, c.persistent ? '1' : '0', c.override ? '1' : '0', this.prefix, c.clientId, String(NODE_TTL_MS),
+    ));
+    if (code === 1) return { ok: false, owner: Number(value) };
+    return { ok: true, orphan: value === '1', previous: previous ? previous : null };
+  }
+
+  async undo(clientId: string, nonce: string, previous: string | null): Promise<void> {
+    await this.call(() => this.redis.tokenmqOwnerUndo(this.ownerKey(clientId), nonce, this.prefix, clientId, previous ?? ''));
+  }
+
+  async release(clientId: string, nonce: string): Promise<void> {
+    await this.call(() => this.redis.tokenmqOwnerRelease(this.ownerKey(clientId), nonce, this.prefix, clientId));
+  }
+
+  async dropToken(tokenId: number): Promise<string[]> {
+    return this.call(() => this.redis.tokenmqOwnerDrop(`${this.prefix}owned:${tokenId}`, String(tokenId), this.prefix));
+  }
+
+  async owner(clientId: string): Promise<number | null> {
+    const tok = await this.call(() => this.redis.hget(this.ownerKey(clientId), 'tok'));
+    return tok === null ? null : Number(tok);
+  }
+
+  async claimSlot(slot: SessionSlot, limit: number): Promise<SlotClaim | null> {
+    this.keepAlive(slot.node);
+    const [granted, previous] = await this.call(() => this.redis.tokenmqSlotClaim(
+      this.slotsKey(slot.tokenId), slot.clientId, `${slot.node}|${slot.nonce}`, String(limit), this.prefix, slot.node, String(NODE_TTL_MS),
+    ));
+    return granted === 1 ? { previous: previous ? previous : null } : null;
+  }
+
+  async undoSlot(slot: SessionSlot, previous: string | null): Promise<void> {
+    await this.call(() => this.redis.tokenmqSlotUndo(this.slotsKey(slot.tokenId), slot.clientId, `${slot.node}|${slot.nonce}`, previous ?? ''));
+  }
+
+  async releaseSlot(slot: SessionSlot): Promise<void> {
+    await this.call(() => this.redis.tokenmqSlotRelease(this.slotsKey(slot.tokenId), slot.clientId, `${slot.node}|${slot.nonce}`));
+  }
+
+  async slotCount(tokenId: number): Promise<number> {
+    return this.call(() => this.redis.hlen(this.slotsKey(tokenId)));
+  }
+
+  private slotsKey(tokenId: number): string {
+    return `${this.prefix}slots:${tokenId}`;
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private ownerKey(clientId: string): string {
+    return `${this.prefix}owner:${clientId}`;
+  }
+
+  /** Renews the liveness key of each node that claimed through this store (SPEC §6: a dead node's clean claims go stale). */
+  private keepAlive(node: string): void {
+    this.nodes.add(node);
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      for (const n of this.nodes) {
+        this.call(() => this.redis.set(`${this.prefix}owner-node:${n}`, '1', 'PX', NODE_TTL_MS)).catch(() => { /* next round */ });
+      }
+    }, NODE_RENEW_MS);
+    this.timer.unref();
+  }
+}
