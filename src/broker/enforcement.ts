@@ -49,13 +49,14 @@ export interface CompiledToken extends CompiledAccess {
  * metadata: the compiled rights stand for the access).
  */
 class Held implements CompiledToken {
-  enabled: boolean;
-  expire: number;
-  ttl: number;
-  created: number;
-  accessed: number;
-  ips: string;
-  clientids: string;
+  // Set by read(), from the constructor on.
+  enabled!: boolean;
+  expire!: number;
+  ttl!: number;
+  created!: number;
+  accessed!: number;
+  ips!: string;
+  clientids!: string;
   /** Next periodic touch, epoch ms. */
   nextTouch = 0;
   /** When to re-read the token (its deadline, or a retry), epoch ms. */
@@ -70,13 +71,7 @@ class Held implements CompiledToken {
     public clientIds: ClientIdMatcher,
     readonly tokenIdText: string,
   ) {
-    this.enabled = token.enabled;
-    this.expire = token.expire;
-    this.ttl = token.ttl;
-    this.created = token.created;
-    this.accessed = token.accessed;
-    this.ips = token.ips;
-    this.clientids = token.clientids;
+    this.read(token);
   }
 
   /** Takes a new reading of the token's clocks and `ips`. */

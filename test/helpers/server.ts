@@ -145,3 +145,23 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
 export async function storedTokens(store: TokenStore, ids: number[] | 'all' = 'all'): Promise<Omit<Token, 'accessed'>[]> {
   return (await store.get(ids)).map(({ accessed: _accessed, ...rest }) => rest);
 }
+
+/** A second node of `srv`'s cluster (SPEC §6): its own store connections and broker, same Redis and prefix. */
+export async function secondNode(srv: TestServer): Promise<TestServer> {
+  const log = pino({ level: 'silent' });
+  const { RedisStore } = await import('../../src/store/redis-store.js');
+  const prefix = (srv.store as { prefix?: unknown }).prefix;
+  if (typeof prefix !== 'string' || !process.env.REDIS_URL) throw new Error('secondNode needs a node on a RedisStore');
+  const store = new RedisStore({ url: process.env.REDIS_URL, prefix, logger: log });
+  return startTestServer({ store, cluster: true, log });
+}
+
+/** Where a node-level guarantee must hold: in memory, on Redis with one node, on two cluster nodes. */
+export const NODE_MODES = [
+  ['in memory', async (): Promise<TestServer[]> => [await startTestServer()]],
+  ['on Redis, one node', async (): Promise<TestServer[]> => [await startTestServer({ store: 'redis' })]],
+  ['on two cluster nodes', async (): Promise<TestServer[]> => {
+    const a = await startTestServer({ store: 'redis', cluster: true });
+    return [a, await secondNode(a)];
+  }],
+] as const;

@@ -5,12 +5,10 @@
 // across two nodes of a Redis cluster.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { MqttClient } from 'mqtt';
-import { pino } from 'pino';
-import { RedisStore } from '../../src/store/redis-store.js';
 import { ACCESS_ACL, ACCESS_MASTER, type AclEntry, type TokenInput } from '../../src/tokens/types.js';
 import { closed, collect, connect, refusedCode } from '../helpers/mqtt.js';
 import { rest } from '../helpers/rest.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { startTestServer, type TestServer, secondNode } from '../helpers/server.js';
 import { eventually } from '../helpers/wait.js';
 
 const nowSec = (): number => Math.floor(Date.now() / 1000);
@@ -21,12 +19,6 @@ const ENFORCE_MS = 1500; // SPEC: within 1 s; the margin absorbs a loaded machin
 const sub = (topic: string): AclEntry => ({ uri: 'mqtt', topic, actions: ['subscribe'] });
 const pub = (topic: string): AclEntry => ({ uri: 'mqtt', topic, actions: ['publish'] });
 const acl = (...entries: AclEntry[]): TokenInput['access'] => ({ type: ACCESS_ACL, acl: entries });
-
-async function secondNode(srv: TestServer): Promise<TestServer> {
-  const log = pino({ level: 'silent' });
-  const store = new RedisStore({ url: process.env.REDIS_URL!, prefix: (srv.store as RedisStore).prefix, logger: log });
-  return startTestServer({ store, cluster: true, log });
-}
 
 const modes = [
   ['one node, memory store', async (): Promise<TestServer[]> => [await startTestServer({ tokenCacheMs: 0 })]],

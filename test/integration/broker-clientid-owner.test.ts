@@ -6,27 +6,12 @@
 // cluster nodes sharing one Redis.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { MqttClient } from 'mqtt';
-import { pino } from 'pino';
-import { RedisStore } from '../../src/store/redis-store.js';
 import { ACCESS_MASTER } from '../../src/tokens/types.js';
 import { clientId, closed, collect, connect, refusedCode } from '../helpers/mqtt.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { type TestServer, NODE_MODES } from '../helpers/server.js';
 import { eventually, within } from '../helpers/wait.js';
 
-async function secondNode(srv: TestServer): Promise<TestServer> {
-  const log = pino({ level: 'silent' });
-  const store = new RedisStore({ url: process.env.REDIS_URL!, prefix: (srv.store as RedisStore).prefix, logger: log });
-  return startTestServer({ store, cluster: true, log });
-}
-
-const modes = [
-  ['in memory', async (): Promise<TestServer[]> => [await startTestServer()]],
-  ['on Redis, one node', async (): Promise<TestServer[]> => [await startTestServer({ store: 'redis' })]],
-  ['on two cluster nodes', async (): Promise<TestServer[]> => {
-    const a = await startTestServer({ store: 'redis', cluster: true });
-    return [a, await secondNode(a)];
-  }],
-] as const;
+const modes = NODE_MODES;
 
 describe.each(modes)('client id ownership (SPEC §4) %s', (_mode, start) => {
   let nodes: TestServer[];

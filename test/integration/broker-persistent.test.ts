@@ -4,10 +4,8 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { MqttClient } from 'mqtt';
 import type mqttPacket from 'mqtt-packet';
-import { pino } from 'pino';
-import { RedisStore } from '../../src/store/redis-store.js';
 import { RawClient, clientId, collect, connect } from '../helpers/mqtt.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { startTestServer, type TestServer, secondNode } from '../helpers/server.js';
 import { eventually, within } from '../helpers/wait.js';
 
 interface Persistence {
@@ -25,13 +23,6 @@ async function queued(srv: TestServer, id: string): Promise<string[]> {
   const topics: string[] = [];
   for await (const p of persistence(srv).outgoingStream({ id })) topics.push(p.topic);
   return topics;
-}
-
-/** A second node of `srv`'s cluster: its own store connections and broker, same Redis prefix. */
-async function secondNode(srv: TestServer): Promise<TestServer> {
-  const log = pino({ level: 'silent' });
-  const store = new RedisStore({ url: process.env.REDIS_URL!, prefix: (srv.store as RedisStore).prefix, logger: log });
-  return startTestServer({ store, cluster: true, log });
 }
 
 const modes = [

@@ -5,29 +5,15 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { MqttClient } from 'mqtt';
 import { Redis } from 'ioredis';
-import { pino } from 'pino';
 import { heldPublishes } from '../../src/broker/publish-rate.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { ACCESS_MASTER, type TokenInput } from '../../src/tokens/types.js';
 import { clientId, closed, connect, refusedCode } from '../helpers/mqtt.js';
 import { rest } from '../helpers/rest.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { type TestServer, NODE_MODES } from '../helpers/server.js';
 import { eventually, within } from '../helpers/wait.js';
 
-async function secondNode(srv: TestServer): Promise<TestServer> {
-  const log = pino({ level: 'silent' });
-  const store = new RedisStore({ url: process.env.REDIS_URL!, prefix: (srv.store as RedisStore).prefix, logger: log });
-  return startTestServer({ store, cluster: true, log });
-}
-
-const modes = [
-  ['in memory', async (): Promise<TestServer[]> => [await startTestServer()]],
-  ['on Redis, one node', async (): Promise<TestServer[]> => [await startTestServer({ store: 'redis' })]],
-  ['on two cluster nodes', async (): Promise<TestServer[]> => {
-    const a = await startTestServer({ store: 'redis', cluster: true });
-    return [a, await secondNode(a)];
-  }],
-] as const;
+const modes = NODE_MODES;
 
 describe.each(modes)('token clientids and limits %s', (_mode, start) => {
   let nodes: TestServer[];
