@@ -63,7 +63,8 @@ let sawNoDelay = false;
 function watchNoDelay(): void {
   const original = Socket.prototype.setNoDelay;
   Socket.prototype.setNoDelay = function setNoDelay(this: Socket, noDelay?: boolean) {
-    if (noDelay !== false) sawNoDelay = true;
+    // Accepted sockets only (they have a server): ioredis sets it on its own connections.
+    if (noDelay !== false && (this as Socket & { server?: unknown }).server) sawNoDelay = true;
     return original.call(this, noDelay);
   };
 }
@@ -162,6 +163,8 @@ export async function startBroker(kind: BrokerKind, opts: BrokerOptions = {}): P
   // Cluster mode when on Redis, as main.ts runs it.
   const node = await startTokenmq({
     config: localConfig({ nodeId, redisUrl, redisPrefix: prefix }), log, store, cluster: redisUrl !== '', api: false,
+    // BENCH_EVENTS=off: SPEC §8 events and the broker log off, to see what they cost.
+    events: process.env.BENCH_EVENTS !== 'off',
   });
   const { broker, ports } = node;
   return {
