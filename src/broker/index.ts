@@ -6,7 +6,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { TokenStore } from '../store/types.js';
 import type { AccessGate } from '../access/gate.js';
-import type { BrokerHealth } from '../access/ports.js';
+import type { BrokerHealth, PublishPort, RetainedPort, SubscriptionsPort } from '../access/ports.js';
+import { createLocalSubscriptionsPort, createPublishPort, createRetainedPort } from './api-ports.js';
 import { createAuthenticate, createPreConnect } from './authenticate.js';
 import { connectionOf, setConnection } from './client-slots.js';
 import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscribe } from './authorize.js';
@@ -60,6 +61,10 @@ export interface TokenBroker {
   stats: BrokerStats;
   /** `GET /health`'s view of this broker (a port: the API sees nothing else of it). */
   health: BrokerHealth;
+  /** SPEC §5 ports of the REST API: publish, the retained store, subscription removal. */
+  publisher: PublishPort;
+  retained: RetainedPort;
+  subscriptions: SubscriptionsPort;
   /** SPEC §8 events of this node (the REST API emits token events through it). */
   events: BrokerEvents;
   /** Hands a connected stream to Aedes (listeners call this; tests may too). */
@@ -173,6 +178,11 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     stream.on('close', streamClosed);
   }
 
+  const localSubscriptions = createLocalSubscriptionsPort(registry, log);
+  const subscriptions: SubscriptionsPort = {
+    remove: (clientIds, filter) => (sessions.removeSubscription ? sessions.removeSubscription(clientIds, filter) : localSubscriptions.remove(clientIds, filter)),
+  };
+
   const health: BrokerHealth = {
     node: registry.node,
     get up() { return !aedes.closed; },
@@ -186,6 +196,9 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     enforcement,
     stats,
     health,
+    publisher: createPublishPort(aedes),
+    retained: createRetainedPort(aedes),
+    subscriptions,
     events,
     handle,
     async listen(opts) {
