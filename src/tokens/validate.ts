@@ -196,6 +196,9 @@ function parseAclEntry(value: unknown, path: string): AclEntry {
   if (isTopicEntry && isRestEntry) {
     throw new TokenValidationError(path, 'has either topic and actions (MQTT rights) or methods (REST rights), not both');
   }
+  if (!isRestEntry && (Object.hasOwn(value, 'ids') || Object.hasOwn(value, 'submodules'))) {
+    throw new TokenValidationError(path, `ids and submodules belong to a REST entry (uri '${SESSIONS_URI}', with methods)`);
+  }
   if (isTopicEntry) {
     if (uri !== 'mqtt') throw new TokenValidationError(`${path}.uri`, "must be 'mqtt' in an entry with topic and actions");
     return { uri: 'mqtt', topic: parseFilter(value.topic, `${path}.topic`), actions: parseActions(value.actions, `${path}.actions`) };
@@ -204,9 +207,6 @@ function parseAclEntry(value: unknown, path: string): AclEntry {
     const entry: AclEntry = { uri: parseUri(uri, `${path}.uri`), methods: parseMethods(value.methods, `${path}.methods`) };
     parseSessionScope(value, entry, path);
     return entry;
-  }
-  if (Object.hasOwn(value, 'ids') || Object.hasOwn(value, 'submodules')) {
-    throw new TokenValidationError(path, `ids and submodules belong to a REST entry (uri '${SESSIONS_URI}', with methods)`);
   }
   throw new TokenValidationError(path, "needs topic and actions (uri 'mqtt') or methods (REST)");
 }
