@@ -118,6 +118,14 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     const session = registry.get(client);
     if (session && !client.clean) enforcement.trimSubscriptions(session);
   });
+  // SPEC §5: subscriptions are listed by every node (the cluster directory rewrites the entry
+  // at once, not at the next heartbeat), so a REST removal right after a SUBSCRIBE finds it.
+  const subscriptionsChanged = (_subs: unknown, client: Client): void => {
+    const session = registry.get(client);
+    if (session) registry.changed(session);
+  };
+  aedes.on('subscribe', subscriptionsChanged);
+  aedes.on('unsubscribe', subscriptionsChanged);
   // Aedes emits 'error' for background failures (will sweeper, persistence): never let one kill the process.
   aedes.on('error' as 'clientError', (err: unknown) => log.warn({ err }, 'broker background error'));
   aedes.on('clientError', (client, err) => {

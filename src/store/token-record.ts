@@ -45,6 +45,8 @@ function copyAclEntry(entry: AclEntry): AclEntry {
   if (entry.topic !== undefined) out.topic = entry.topic;
   if (entry.actions !== undefined) out.actions = [...entry.actions];
   if (entry.methods !== undefined) out.methods = [...entry.methods];
+  if (entry.ids !== undefined) out.ids = [...entry.ids];
+  if (entry.submodules !== undefined) out.submodules = entry.submodules.map((s) => ({ name: s.name, methods: [...s.methods] }));
   return out;
 }
 
