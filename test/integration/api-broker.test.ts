@@ -3,6 +3,9 @@
 // memory, Redis, and a two-node cluster where every call goes to the node that
 // does NOT hold the session or the subscriber.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import fc from 'fast-check';
 import type { MqttClient } from 'mqtt';
 import { clientId, closed, collect, connect } from '../helpers/mqtt.js';
 import { eventually, reasonOf, rest } from '../helpers/rest.js';
@@ -106,6 +109,17 @@ describe.each(['memory', 'redis', 'cluster'] as const)('broker REST API, %s', (m
       expect(refused.status).toBe(403);
       expect(reasonOf(refused)).toBe('token access does not allow POST /mqtt/messages');
     });
+  });
+
+  test('the Mosquitto CLI: mosquitto_pub -r is read over REST, a REST retained publish reaches mosquitto_sub', async () => {
+    const base = clientId('mosq');
+    const mqtt = (srv: TestServer) => ['-h', '127.0.0.1', '-p', String(srv.ports.mqtt), '-V', 'mqttv311', '-u', master];
+    await promisify(execFile)('mosquitto_pub', [...mqtt(b), '-t', `${base}/from-cli`, '-m', 'cli', '-r', '-q', '1']);
+    const read = await call('GET', `/mqtt/messages/${encodeURIComponent(`${base}/#`)}`);
+    expect(read.body.result).toEqual([{ topic: `${base}/from-cli`, payload: Buffer.from('cli').toString('base64'), qos: 1, size: 3 }]);
+    await call('POST', '/mqtt/messages', { topic: `${base}/from-rest`, payload: 'rest', retain: true, qos: 1 });
+    const { stdout } = await promisify(execFile)('mosquitto_sub', [...mqtt(b), '-t', `${base}/from-rest`, '-C', '1', '-W', '10', '-v']);
+    expect(stdout.trim()).toBe(`${base}/from-rest rest`);
   });
 
   describe('GET and DELETE /mqtt/messages/{filter}', () => {
@@ -279,6 +293,38 @@ describe.each(['memory', 'redis', 'cluster'] as const)('broker REST API, %s', (m
       expect(bad.status).toBe(400);
       expect(reasonOf(bad)).toMatch(/sel/);
     });
+  });
+
+  test('paging through a listing returns every item exactly once, in order (SPEC §5, seeded property)', async () => {
+    const tag = clientId('every');
+    const made = await call('POST', '/platform/tokens', Array.from({ length: 23 }, (_, i) => ({ ttl: 3600, info: `${tag} ${i}` })));
+    const tokenIds = (made.body.result as { id: number }[]).map((t) => t.id).sort((x, y) => x - y);
+    const owner = await a.token({ ttl: 3600, access: { type: 0 } });
+    const sessionIds = Array.from({ length: 9 }, (_, i) => `${tag}-${(i * 7) % 9}`);
+    for (const id of sessionIds) await open(owner.key, id);
+    await eventually(async () => ((await call('GET', `/mqtt/sessions/all?token_id=${owner.id}`)).body.result.length === 9 ? true : null), 10_000);
+    /** Pages through `path` with these page sizes (the last repeated), from offset 0 to the end. */
+    const walk = async (path: string, sizes: number[], key: (item: never) => string | number) => {
+      const seen: (string | number)[] = [];
+      let offset = 0;
+      for (let i = 0; ; i++) {
+        const limit = sizes[Math.min(i, sizes.length - 1)] as number;
+        const res = await call('GET', `${path}&limit=${limit}&offset=${offset}`);
+        expect(res.status).toBe(200);
+        expect(res.body.pagination).toMatchObject({ offset, limit });
+        const items = res.body.result as never[];
+        expect(items.length).toBeLessThanOrEqual(limit);
+        seen.push(...items.map(key));
+        offset += limit;
+        if (offset >= res.body.pagination.total) return seen;
+      }
+    };
+    await fc.assert(fc.asyncProperty(fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 5 }), async (sizes) => {
+      const tokens = await walk(`/platform/tokens/info=${encodeURIComponent(`${tag} *`)}?fields=id`, sizes, (t: { id: number }) => t.id);
+      expect(tokens).toEqual(tokenIds);
+      const sessions = await walk(`/mqtt/sessions/all?token_id=${owner.id}&fields=client_id`, sizes, (s: { client_id: string }) => s.client_id);
+      expect(sessions).toEqual([...sessionIds].sort());
+    }), { seed: 5, numRuns: 15 });
   });
 
   test('a broker that cannot reach its store answers 503 on every new route (SPEC §5)', async () => {
