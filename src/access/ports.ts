@@ -92,6 +92,10 @@ export interface SubscriptionsPort {
    * whichever node holds them; resolves once the request is out.
    */
   remove(clientIds: readonly string[], filter: string): Promise<void>;
+  /** The stored subscriptions of a persistent session (offline: SPEC §5 reads them from persistence); [] when none. */
+  stored(clientId: string): Promise<{ topic: string; qos: number }[]>;
+  /** Removes `filter` from a persistent session's stored subscriptions (its queue then takes no more for it). */
+  removeStored(clientId: string, filter: string): Promise<void>;
 }
 
 /** Everything buildApi gets from the node besides the store and the gate. */

@@ -53,6 +53,11 @@ const subscriptionParams = {
   },
 } as const;
 
+/** A query filter given: an offline session (no token, no IP) is never selected then. */
+function hasFilters(q: SessionsQuery): boolean {
+  return q.token_id !== undefined || q.client_id !== undefined || q.ip !== undefined;
+}
+
 export const sessionsRoutes: FastifyPluginAsync<SessionsRoutesOptions> = async (app, opts) => {
   const { sessions: directoryPort } = opts;
   app.addHook('onRequest', opts.authenticate);
@@ -142,7 +147,12 @@ export const sessionsRoutes: FastifyPluginAsync<SessionsRoutesOptions> = async (
     },
   }, async (request) => {
     const sessions = await select(request, request.params.sel, request.query);
-    const subs = sessions.flatMap((s) => [...s.subscriptions].sort((a, b) => byString(a.topic, b.topic))
+    const id = parseClientIdSelector(request.params.sel);
+    // SPEC §5: one client id with no live session: an offline persistent session's, from persistence.
+    const views = id !== null && sessions.length === 0 && !hasFilters(request.query)
+      ? [{ client_id: id, subscriptions: await directory(request.log, 'stored subscriptions', () => opts.subscriptions.stored(id)) }]
+      : sessions;
+    const subs = views.flatMap((s) => [...s.subscriptions].sort((a, b) => byString(a.topic, b.topic))
       .map((sub) => ({ client_id: s.client_id, topic: sub.topic, qos: sub.qos })));
     return paginate(subs, request.query);
   });
@@ -163,6 +173,16 @@ export const sessionsRoutes: FastifyPluginAsync<SessionsRoutesOptions> = async (
     const problem = filterError(filter);
     if (problem !== null) throw new ApiError(400, `filter: ${problem}`);
     const sessions = await select(request, request.params.sel, request.query);
+    const id = parseClientIdSelector(request.params.sel);
+    if (id !== null && sessions.length === 0 && !hasFilters(request.query)) {
+      // SPEC §5: an offline persistent session: removed in persistence.
+      const stored = await directory(request.log, 'stored subscriptions', () => opts.subscriptions.stored(id));
+      const sub = stored.find((s) => s.topic === filter);
+      if (sub === undefined) return { result: [] };
+      await directory(request.log, 'subscription removal', () => opts.subscriptions.removeStored(id, filter));
+      request.log.info({ clientId: id, by: request.auth?.token.id }, 'stored subscription removed');
+      return { result: [{ client_id: id, topic: filter, qos: sub.qos }] };
+    }
     const holding = sessions.filter((s) => s.subscriptions.some((sub) => sub.topic === filter));
     const clientIds = [...new Set(holding.map((s) => s.client_id))];
     if (clientIds.length > 0) {

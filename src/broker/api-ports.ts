@@ -85,11 +85,32 @@ export function removeLocalSubscription(registry: SessionRegistry, clientIds: re
   return removed;
 }
 
-/** One node: this node's registry is every session. */
-export function createLocalSubscriptionsPort(registry: SessionRegistry, log: Logger): SubscriptionsPort {
+interface StoredSubscriptions {
+  subscriptionsByClient(client: { id: string }): Promise<{ topic: string; qos?: number }[] | null>;
+  removeSubscriptions(client: { id: string }, topics: string[]): Promise<unknown>;
+}
+
+/**
+ * SPEC §5: subscriptions of live sessions (`remove`: this node's, or the cluster
+ * directory's channel when given) and of offline persistent sessions, read and
+ * removed in the broker's persistence (aedes-persistence-redis in cluster mode).
+ */
+export function createSubscriptionsPort(
+  aedes: Aedes, registry: SessionRegistry, log: Logger,
+  clusterRemove?: (clientIds: readonly string[], filter: string) => Promise<void>,
+): SubscriptionsPort {
+  const persistence = () => (aedes as unknown as { persistence: StoredSubscriptions }).persistence;
   return {
     async remove(clientIds, filter) {
-      removeLocalSubscription(registry, clientIds, filter, log);
+      if (clusterRemove) await clusterRemove(clientIds, filter);
+      else removeLocalSubscription(registry, clientIds, filter, log);
+    },
+    async stored(clientId) {
+      const subs = (await persistence().subscriptionsByClient({ id: clientId })) ?? [];
+      return subs.map((s) => ({ topic: s.topic, qos: s.qos ?? 0 }));
+    },
+    async removeStored(clientId, filter) {
+      await persistence().removeSubscriptions({ id: clientId }, [filter]);
     },
   };
 }

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { TokenStore } from '../store/types.js';
 import type { AccessGate } from '../access/gate.js';
 import type { BrokerHealth, PublishPort, RetainedPort, SubscriptionsPort } from '../access/ports.js';
-import { createLocalSubscriptionsPort, createPublishPort, createRetainedPort } from './api-ports.js';
+import { createPublishPort, createRetainedPort, createSubscriptionsPort } from './api-ports.js';
 import { createAuthenticate, createPreConnect } from './authenticate.js';
 import { connectionOf, setConnection } from './client-slots.js';
 import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscribe } from './authorize.js';
@@ -186,10 +186,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     stream.on('close', streamClosed);
   }
 
-  const localSubscriptions = createLocalSubscriptionsPort(registry, log);
-  const subscriptions: SubscriptionsPort = {
-    remove: (clientIds, filter) => (sessions.removeSubscription ? sessions.removeSubscription(clientIds, filter) : localSubscriptions.remove(clientIds, filter)),
-  };
+  const subscriptions: SubscriptionsPort = createSubscriptionsPort(aedes, registry, log, sessions.removeSubscription?.bind(sessions));
 
   const health: BrokerHealth = {
     node: registry.node,

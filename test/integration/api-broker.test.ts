@@ -194,6 +194,27 @@ describe.each(['memory', 'redis', 'cluster'] as const)('broker REST API, %s', (m
     });
   });
 
+  describe('offline persistent session subscriptions', () => {
+    test('read and removed in persistence, so the session no longer gets that filter when it returns (SPEC §5)', async () => {
+      const id = clientId('offline');
+      const first = await connect(b.mqttUrl, master, { clientId: id, clean: false });
+      await first.subscribeAsync({ [`${id}/p/+`]: { qos: 1 }, [`${id}/q`]: { qos: 1 } });
+      await first.endAsync();
+      await eventually(async () => ((await call('GET', `/mqtt/sessions/${id}`)).body.result.length === 0 ? true : null), 10_000);
+      const listed = await call('GET', `/mqtt/sessions/${id}/subscriptions`);
+      expect(listed.body.result).toEqual([{ client_id: id, topic: `${id}/p/+`, qos: 1 }, { client_id: id, topic: `${id}/q`, qos: 1 }]);
+      const del = await call('DELETE', `/mqtt/sessions/${id}/subscriptions/${encodeURIComponent(`${id}/p/+`)}`);
+      expect(del.body.result).toEqual([{ client_id: id, topic: `${id}/p/+`, qos: 1 }]);
+      expect((await call('DELETE', `/mqtt/sessions/${id}/subscriptions/${encodeURIComponent(`${id}/p/+`)}`)).body.result).toEqual([]);
+      const again = await connect(b.mqttUrl, master, { clientId: id, clean: false });
+      clients.push(again);
+      const inbox = collect(again);
+      await call('POST', '/mqtt/messages', { topic: `${id}/p/1`, payload: 'removed', qos: 1 });
+      await call('POST', '/mqtt/messages', { topic: `${id}/q`, payload: 'kept', qos: 1 });
+      expect(await inbox.next()).toMatchObject({ topic: `${id}/q`, payload: 'kept' });
+    });
+  });
+
   describe('session selector (SPEC §5: `all` or ONE client id)', () => {
     test('DELETE /mqtt/sessions/a%2Cb closes neither a nor b', async () => {
       const x = clientId('sa');
