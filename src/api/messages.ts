@@ -9,6 +9,7 @@ import { filterError, topicError, type Rights, type RightsContext } from '../tok
 import { LIMITS } from '../tokens/types.js';
 import { ApiError } from './errors.js';
 import { ERROR_RESPONSES, resultOf } from './schemas.js';
+import { byString, paged, paginate, pagingProperties, type PageQuery } from './select.js';
 
 export interface MessagesRoutesOptions {
   publish: PublishPort;
@@ -94,17 +95,18 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
     return { result: [{ topic, size: bytes.length }] };
   });
 
-  app.get<{ Params: { filter: string } }>('/mqtt/messages/:filter', {
+  app.get<{ Params: { filter: string }; Querystring: PageQuery }>('/mqtt/messages/:filter', {
     schema: {
       tags: TAGS,
       summary: 'Read retained messages',
       description: 'Retained messages whose topic matches the filter and that this token could receive (SPEC §5): each filtered like a delivery.',
       security: SECURITY,
       params: filterParams,
+      querystring: { type: 'object', additionalProperties: false, properties: pagingProperties },
       response: {
-        200: resultOf({
+        200: paged(resultOf({
           topic: { type: 'string' }, payload: { type: 'string', description: 'base64' }, qos: { type: 'integer' }, size: { type: 'integer' },
-        }, 'the retained messages, by topic'),
+        }, 'the retained messages, by topic')),
         ...ERROR_RESPONSES,
       },
     },
@@ -116,10 +118,12 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
     if (!rights.canSubscribe(filter, ctx)) throw new ApiError(403, `token access does not allow subscribing to '${filter.slice(0, 128)}'`);
     const found = await broker(request.log, 'retained store', () => opts.retained.list(filter));
     // SPEC §5: a token never reads a retained message it could not receive (authorizeForward's question).
-    const result = found.filter((m) => rights.canReceive(m.topic, ctx))
-      .sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0))
-      .map((m) => ({ topic: m.topic, payload: m.payload.toString('base64'), qos: m.qos, size: m.payload.length }));
-    return { result };
+    const visible = found.filter((m) => rights.canReceive(m.topic, ctx)).sort((a, b) => byString(a.topic, b.topic));
+    const page = paginate(visible, request.query);
+    return {
+      result: page.result.map((m) => ({ topic: m.topic, payload: m.payload.toString('base64'), qos: m.qos, size: m.payload.length })),
+      pagination: page.pagination,
+    };
   });
 
   app.delete<{ Params: { filter: string } }>('/mqtt/messages/:filter', {
@@ -137,7 +141,7 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
     if (problem !== null) throw new ApiError(400, `filter: ${problem}`);
     const { rights, ctx } = sessionRights(request);
     const found = await broker(request.log, 'retained store', () => opts.retained.list(filter));
-    const topics = found.map((m) => m.topic).filter((t) => rights.canPublish(t, ctx)).sort();
+    const topics = found.map((m) => m.topic).filter((t) => rights.canPublish(t, ctx)).sort(byString);
     if (topics.length > 0) await broker(request.log, 'retained store', () => opts.retained.clear(topics));
     request.log.info({ count: topics.length, by: request.auth?.token.id }, 'retained messages cleared');
     return { result: topics.map((topic) => ({ topic })) };

@@ -132,6 +132,10 @@ describe.each(['memory', 'redis', 'cluster'] as const)('broker REST API, %s', (m
       const mine = await call('GET', `/mqtt/messages/${encodeURIComponent(`${base}/#`)}`, undefined, acl.key);
       expect(mine.status).toBe(200);
       expect(mine.body.result.map((m: { topic: string }) => m.topic)).toEqual([`${base}/42/a`]);
+      // paged like every listing, counted after the per-topic filter (the hidden ones are not even counted)
+      expect(mine.body.pagination).toEqual({ offset: 0, limit: 1000, total: 1 });
+      const second = await call('GET', `/mqtt/messages/${encodeURIComponent(`${base}/#`)}?limit=1&offset=1`);
+      expect(second.body).toMatchObject({ result: [{ topic: `${base}/43/a` }], pagination: { offset: 1, limit: 1, total: 2 } });
       expect(Buffer.from(mine.body.result[0].payload, 'base64').toString()).toBe(`${base}/42/a`);
       // a filter the token could not subscribe to: 403, as SUBSCRIBE would be refused
       const outside = await call('GET', `/mqtt/messages/${encodeURIComponent('other/#')}`, undefined, acl.key);
