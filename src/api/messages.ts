@@ -30,6 +30,18 @@ interface PublishBody {
 const TAGS = ['messages'];
 const SECURITY = [{ FlespiToken: [] }];
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+/**
+ * Aedes' `maxTopicLevels` (default 100): a deeper topic is refused by
+ * `aedes.publish`, and qlobber throws on a deeper filter. A 400 here, not a 503 there.
+ */
+export const MAX_TOPIC_LEVELS = 100;
+
+/** The topic or filter problem this API adds to the MQTT ones, or null. */
+function levelsError(topic: string): string | null {
+  let levels = 1;
+  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 0x2f && ++levels > MAX_TOPIC_LEVELS) return `more than ${MAX_TOPIC_LEVELS} levels`;
+  return null;
+}
 
 const publishBody = {
   type: 'object',
@@ -83,7 +95,7 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
     },
   }, async (request) => {
     const { topic, payload = '', qos = 0, retain = false, encoding = 'utf8' } = request.body;
-    const problem = topicError(topic);
+    const problem = topicError(topic) ?? levelsError(topic);
     if (problem !== null) throw new ApiError(400, `topic: ${problem}`);
     if (encoding === 'base64' && (payload.length % 4 !== 0 || !BASE64.test(payload))) throw new ApiError(400, 'payload: not base64');
     const bytes = Buffer.from(payload, encoding);
@@ -112,7 +124,7 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
     },
   }, async (request) => {
     const { filter } = request.params;
-    const problem = filterError(filter);
+    const problem = filterError(filter) ?? levelsError(filter);
     if (problem !== null) throw new ApiError(400, `filter: ${problem}`);
     const { rights, ctx } = sessionRights(request);
     if (!rights.canSubscribe(filter, ctx)) throw new ApiError(403, `token access does not allow subscribing to '${filter.slice(0, 128)}'`);
@@ -137,7 +149,7 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
     },
   }, async (request) => {
     const { filter } = request.params;
-    const problem = filterError(filter);
+    const problem = filterError(filter) ?? levelsError(filter);
     if (problem !== null) throw new ApiError(400, `filter: ${problem}`);
     const { rights, ctx } = sessionRights(request);
     const found = await broker(request.log, 'retained store', () => opts.retained.list(filter));

@@ -97,6 +97,7 @@ describe.each(['memory', 'redis', 'cluster'] as const)('broker REST API, %s', (m
         [{ topic: 'a', encoding: 'hex' }, /encoding/],
         [{ topic: 'a', payload: '***', encoding: 'base64' }, /^payload/],
         [{ topic: 'a', extra: 1 }, /extra/],
+        [{ topic: 'a/'.repeat(100) + 'b' }, /^topic: more than 100 levels/],
       ];
       for (const [body, field] of cases) {
         const res = await call('POST', '/mqtt/messages', body);
@@ -146,9 +147,13 @@ describe.each(['memory', 'redis', 'cluster'] as const)('broker REST API, %s', (m
       expect(topics).not.toContain(`$${base}/x`);
       const dollar = await call('GET', `/mqtt/messages/${encodeURIComponent(`$${base}/#`)}`);
       expect(dollar.body.result.map((m: { topic: string }) => m.topic)).toEqual([`$${base}/x`]);
-      const bad = await call('GET', `/mqtt/messages/${encodeURIComponent('a/#/b')}`);
-      expect(bad.status).toBe(400);
-      expect(reasonOf(bad)).toMatch(/^filter/);
+      for (const filter of ['a/#/b', `${'a/'.repeat(150)}#`]) {
+        for (const method of ['GET', 'DELETE']) {
+          const bad = await call(method, `/mqtt/messages/${encodeURIComponent(filter)}`);
+          expect(bad.status).toBe(400);
+          expect(reasonOf(bad)).toMatch(/^filter/);
+        }
+      }
     });
 
     test('DELETE clears, without delivering, only what the token may publish to, and names it (SPEC §5)', async () => {
