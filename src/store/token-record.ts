@@ -82,6 +82,9 @@ export function frozenToken(token: Token): Token {
     for (const entry of access.acl) {
       if (entry.actions !== undefined) Object.freeze(entry.actions);
       if (entry.methods !== undefined) Object.freeze(entry.methods);
+      if (entry.ids !== undefined) Object.freeze(entry.ids);
+      for (const sub of entry.submodules ?? []) Object.freeze(Object.freeze(sub).methods);
+      if (entry.submodules !== undefined) Object.freeze(entry.submodules);
       Object.freeze(entry);
     }
     Object.freeze(access.acl);
