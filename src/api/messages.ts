@@ -9,7 +9,7 @@ import { filterError, topicError, type Rights, type RightsContext } from '../tok
 import { LIMITS } from '../tokens/types.js';
 import { ApiError } from './errors.js';
 import { ERROR_RESPONSES, resultOf } from './schemas.js';
-import { byString, paged, paginate, pagingProperties, type PageQuery } from './select.js';
+import { byString, paged, paginate, pagingProperties, withTimeout, type PageQuery } from './select.js';
 
 export interface MessagesRoutesOptions {
   publish: PublishPort;
@@ -77,7 +77,7 @@ export const messagesRoutes: FastifyPluginAsync<MessagesRoutesOptions> = async (
   /** The broker's store or Redis unreachable: 503, as the token store does. */
   async function broker<T>(log: FastifyBaseLogger, what: string, call: () => Promise<T>): Promise<T> {
     try {
-      return await call();
+      return await withTimeout(call);
     } catch (err) {
       log.warn({ err: err instanceof Error ? err.message : String(err) }, `${what} failed`);
       throw new ApiError(503, `${what} unavailable, try again later`);

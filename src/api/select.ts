@@ -92,3 +92,20 @@ export function pickFields<T extends object>(items: T[], fields: string | undefi
     return out;
   });
 }
+
+/**
+ * How long a REST call waits for the broker's side (publish, retained store,
+ * session directory) before answering 503: with Redis down, mqemitter-redis and
+ * aedes-persistence-redis queue commands instead of failing, and the request
+ * would hang until Redis came back.
+ */
+export const PORT_TIMEOUT_MS = 5000;
+
+/** `call()`, or a rejection once `ms` have passed (the call itself runs on). */
+export function withTimeout<T>(call: () => Promise<T>, ms = PORT_TIMEOUT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([call(), timeout]).finally(() => clearTimeout(timer));
+}

@@ -10,7 +10,7 @@ import { filterError } from '../tokens/index.js';
 import { LIMITS } from '../tokens/types.js';
 import { ApiError } from './errors.js';
 import { ERROR_RESPONSES, SESSION_FIELDS, resultOf, sessionSelector, sessionsQuery } from './schemas.js';
-import { byString, compileMask, paged, paginate, pagingProperties, parseClientIdSelector, pickFields, type PageQuery } from './select.js';
+import { byString, compileMask, paged, paginate, pagingProperties, parseClientIdSelector, pickFields, withTimeout, type PageQuery } from './select.js';
 
 export interface SessionsRoutesOptions {
   sessions: SessionDirectory;
@@ -65,7 +65,7 @@ export const sessionsRoutes: FastifyPluginAsync<SessionsRoutesOptions> = async (
   /** A directory that cannot reach its backend (Redis down) answers 503, as the token store does. */
   async function directory<T>(log: FastifyBaseLogger, what: string, call: () => Promise<T>): Promise<T> {
     try {
-      return await call();
+      return await withTimeout(call);
     } catch (err) {
       log.warn({ err: err instanceof Error ? err.message : String(err) }, `session directory: ${what} failed`);
       throw new ApiError(503, 'session directory unavailable, try again later');
