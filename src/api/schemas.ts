@@ -222,7 +222,7 @@ export const sessionSelector = {
       type: 'string',
       minLength: 1,
       maxLength: MAX_SELECTOR_LENGTH,
-      description: "'all' or a comma list of MQTT client ids",
+      description: "'all' or ONE MQTT client id, URL-encoded (a ',' is part of the id)",
     },
   },
 } as const;

@@ -15,12 +15,13 @@ export function compileMask(mask: string): (value: string) => boolean {
     let mark = 0;
     while (v < value.length) {
       const c = mask.charCodeAt(m);
-      if (m < mask.length && (c === 0x3f || c === value.charCodeAt(v))) {
-        v++;
-        m++;
-      } else if (m < mask.length && c === 0x2a) {
+      // A `*` first: a `*` in the value is not the mask's wildcard matched literally.
+      if (m < mask.length && c === 0x2a) {
         star = m++;
         mark = v;
+      } else if (m < mask.length && (c === 0x3f || c === value.charCodeAt(v))) {
+        v++;
+        m++;
       } else if (star !== -1) {
         m = star + 1;
         v = ++mark;
