@@ -270,6 +270,22 @@ describe.each(['memory', 'redis', 'cluster'] as const)('broker REST API, %s', (m
       expect(kicked.body.result.map((s: { client_id: string }) => s.client_id)).toEqual([`${tag}-dev-1`]);
       await closed(dev, 10_000);
       expect(other.connected).toBe(true);
+      // SPEC §3: a child token may not widen ids or submodules (POST /auth/tokens)
+      const mint = (access: unknown) => rest(a.httpUrl, 'POST', '/auth/tokens', { key: acl.key, body: { ttl: 60, access } });
+      const narrower = await mint({ type: 2, acl: [{ uri: 'mqtt/sessions', methods: ['GET'], ids: [`${tag}-dev-1`] }] });
+      expect(narrower.status).toBe(200);
+      for (const entry of [
+        { uri: 'mqtt/sessions', methods: ['GET'] },
+        { uri: 'mqtt/sessions', methods: ['GET'], ids: ['*'] },
+        { uri: 'mqtt/sessions', methods: ['GET'], ids: [`${tag}-dev-*`], submodules: [{ name: 'subscriptions', methods: ['DELETE'] }] },
+      ]) {
+        const wider = await mint({ type: 2, acl: [entry] });
+        expect(wider.status).toBe(403);
+        expect(reasonOf(wider)).toMatch(/access\.acl\[0\]/);
+      }
+      // the child keeps its narrower ids: the other dev session is out of its reach
+      const child = narrower.body.result[0].key as string;
+      expect((await call('GET', `/mqtt/sessions/${tag}-dev-2`, undefined, child)).status).toBe(403);
       // item rights do not grant the submodule (flespi's rule)
       const itemsOnly = await token([{ uri: 'mqtt/sessions', methods: ['GET'] }]);
       const refused = await call('GET', `/mqtt/sessions/all/subscriptions`, undefined, itemsOnly.key);
