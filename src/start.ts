@@ -153,6 +153,9 @@ export async function startTokenmq(opts: StartOptions): Promise<TokenmqNode> {
   const apiPorts: ApiPorts = {
     sessions: broker.sessions,
     health: broker.health,
+    publish: broker.publisher,
+    retained: broker.retained,
+    subscriptions: broker.subscriptions,
     metrics: config.metrics ? createMetrics({ broker, store, brokerLog: eventLog }) : undefined,
   };
   const api = opts.api === false ? undefined : await buildApi({

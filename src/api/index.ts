@@ -17,6 +17,7 @@ import { systemRoutes } from './system.js';
 import { tokensRoutes } from './tokens.js';
 import { childTokensRoutes } from './child-tokens.js';
 import { logsRoutes } from './logs.js';
+import { messagesRoutes } from './messages.js';
 import type { BrokerLog, EventSink } from '../events/types.js';
 
 export { ApiError } from './errors.js';
@@ -135,7 +136,12 @@ export async function buildApi(deps: ApiDeps) {
   await app.register(tokensRoutes, { prefix: '/platform/tokens', store: deps.store, cache, authenticate: auth.hook, events: deps.events });
   await app.register(childTokensRoutes, { prefix: '/auth/tokens', store: deps.store, authenticate: auth.hook });
   if (deps.brokerLog) await app.register(logsRoutes, { log: deps.brokerLog, authenticate: auth.hook });
-  await app.register(sessionsRoutes, { prefix: '/mqtt/sessions', sessions: deps.ports.sessions, authenticate: auth.hook });
+  await app.register(sessionsRoutes, {
+    prefix: '/mqtt/sessions', sessions: deps.ports.sessions, subscriptions: deps.ports.subscriptions, authenticate: auth.hook,
+  });
+  await app.register(messagesRoutes, {
+    publish: deps.ports.publish, retained: deps.ports.retained, authenticate: auth.hook, maxPayload: deps.bodyLimit ?? DEFAULT_BODY_LIMIT,
+  });
   await app.register(systemRoutes, { store: deps.store, gate: deps.gate, health: deps.ports.health, metrics, authenticate: auth.hook });
   if (deps.console) await app.register((await import('./console.js')).consoleRoutes, deps.console);
   return app;

@@ -26,6 +26,17 @@ const aclEntryInput = {
     topic: { type: 'string', maxLength: LIMITS.topic, description: 'MQTT topic filter; ${clientid} and ${token_id} placeholders' },
     actions: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', enum: [...MQTT_ACTIONS] } },
     methods: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', enum: [...HTTP_METHODS] } },
+    ids: { type: 'array', minItems: 1, items: { type: 'string' }, description: "uri 'mqtt/sessions' only: client id masks (* and ?) it reaches (SPEC §3)" },
+    submodules: {
+      type: 'array',
+      description: "uri 'mqtt/sessions' only: rights on sub-resources, e.g. {name: 'subscriptions', methods: ['GET']} (SPEC §3)",
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'methods'],
+        properties: { name: { type: 'string' }, methods: { type: 'array', items: { type: 'string', enum: [...HTTP_METHODS] } } },
+      },
+    },
   },
 } as const;
 
@@ -79,6 +90,14 @@ const aclEntry = {
     topic: { type: 'string' },
     actions: { type: 'array', items: { type: 'string' } },
     methods: { type: 'array', items: { type: 'string' } },
+    ids: { type: 'array', items: { type: 'string' } },
+    submodules: {
+      type: 'array',
+      items: {
+        type: 'object', additionalProperties: false,
+        properties: { name: { type: 'string' }, methods: { type: 'array', items: { type: 'string' } } },
+      },
+    },
   },
 } as const;
 
@@ -203,8 +222,9 @@ export const tokenSelector = {
     sel: {
       type: 'string',
       maxLength: MAX_SELECTOR_LENGTH,
-      pattern: '^(all|parent=[0-9]{1,16}|[0-9]{1,16}(,[0-9]{1,16})*)$',
-      description: "'all', a token id, a comma list of ids, or parent=N (the children of token N)",
+      pattern: '^(all|[0-9]{1,16}(,[0-9]{1,16})*|(info|enabled|parent|metadata\\.[^=]{1,128})=.*)$',
+      description: "'all', a token id, a comma list of ids, or field=value on info, enabled, parent or metadata.<name> "
+        + "with * and ? wildcards in the value (? URL-encoded as %3F), e.g. parent=7, info=truck*",
     },
   },
 } as const;
@@ -218,7 +238,7 @@ export const sessionSelector = {
       type: 'string',
       minLength: 1,
       maxLength: MAX_SELECTOR_LENGTH,
-      description: "'all' or a comma list of MQTT client ids",
+      description: "'all' or ONE MQTT client id, URL-encoded (a ',' is part of the id)",
     },
   },
 } as const;

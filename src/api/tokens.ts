@@ -26,7 +26,7 @@ import {
   resultOf,
   tokenSelector,
 } from './schemas.js';
-import { parseIdSelector, pickFields } from './select.js';
+import { compileMask, paged, paginate, pagingProperties, parseIdSelector, pickFields, type PageQuery } from './select.js';
 import type { EventInput, EventSink } from '../events/types.js';
 
 export interface TokensRoutesOptions {
@@ -42,12 +42,26 @@ interface SelParams {
   sel: string;
 }
 
-interface FieldsQuery {
+interface FieldsQuery extends PageQuery {
   fields?: string;
 }
 
+/** A `field=value` selector → a predicate on tokens, or null for the other selectors. */
+function fieldSelector(sel: string): ((t: Token) => boolean) | null {
+  const m = FIELD_SELECTOR.exec(sel);
+  if (m === null) return null;
+  const field = m[1] as string;
+  const matches = compileMask(m[2] as string);
+  if (field === 'info') return (t) => matches(t.info);
+  if (field === 'enabled') return (t) => matches(String(t.enabled));
+  if (field === 'parent') return (t) => matches(String(t.parent));
+  const name = field.slice('metadata.'.length);
+  return (t) => Object.hasOwn(t.metadata ?? {}, name) && matches(t.metadata[name] as string);
+}
+
 const TAGS = ['tokens'];
-const PARENT_SELECTOR = /^parent=(\d{1,16})$/;
+/** SPEC §5 `field=value` selectors (the params schema admits only these fields). */
+const FIELD_SELECTOR = /^(info|enabled|parent|metadata\.[^=]+)=(.*)$/s;
 const SECURITY = [{ FlespiToken: [] }];
 
 function nowSec(): number {
@@ -80,10 +94,10 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
   /** Tokens of a selector that are still valid by time (SPEC §2: expired ones no longer appear). */
   async function select(sel: string): Promise<Token[]> {
     const now = nowSec();
-    // SPEC §5 `parent=N`: the children of token N.
-    const parent = PARENT_SELECTOR.exec(sel);
-    const tokens = parent === null ? await store.get(parseIdSelector(sel)) : (await store.get('all')).filter((t) => t.parent === Number(parent[1]));
-    return tokens.filter((t) => !isExpired(t, now));
+    // SPEC §5 `field=value` (`parent=N`: the children of token N); listings ordered by id.
+    const byField = fieldSelector(sel);
+    const tokens = byField === null ? await store.get(parseIdSelector(sel)) : (await store.get('all')).filter(byField);
+    return tokens.filter((t) => !isExpired(t, now)).sort((a, b) => a.id - b.id);
   }
 
   /**
@@ -137,18 +151,22 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
     schema: {
       tags: TAGS,
       summary: 'List tokens',
-      description: "`all`, an id or a comma list of ids; never returns a key. `?fields=id,info` limits the fields.",
+      description: '`all`, an id, a comma list of ids or `field=value` (masks with * and ?); never returns a key. '
+        + '`?fields=id,info` limits the fields; `?limit=&offset=` page (ordered by id).',
       security: SECURITY,
       params: tokenSelector,
-      querystring: fieldsQuery,
-      response: { 200: resultOf('Token', 'the tokens'), ...ERROR_RESPONSES },
+      querystring: { ...fieldsQuery, properties: { ...fieldsQuery.properties, ...pagingProperties } },
+      response: { 200: paged(resultOf('Token', 'the tokens')), ...ERROR_RESPONSES },
     },
   }, async (request) => {
-    const tokens = await select(request.params.sel);
-    return { result: pickFields(tokens, request.query.fields, TOKEN_FIELDS) };
+    const page = paginate(await select(request.params.sel), request.query);
+    return { result: pickFields(page.result, request.query.fields, TOKEN_FIELDS), pagination: page.pagination };
   });
 
-  app.put<{ Params: SelParams; Body: unknown }>('/:sel', {
+  // SPEC §5: PATCH wherever PUT is, with the same meaning.
+  app.route<{ Params: SelParams; Body: unknown }>({
+    method: ['PUT', 'PATCH'],
+    url: '/:sel',
     schema: {
       tags: TAGS,
       summary: 'Change tokens',
@@ -158,34 +176,35 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
       body: patchBody,
       response: { 200: resultOf('Token', 'the changed tokens'), ...ERROR_RESPONSES },
     },
-  }, async (request) => {
-    const patch = validatePatch(request.body);
-    assertMayGrant(request, patch.access);
-    const tokens = await select(request.params.sel);
-    if (tokens.length === 0 || Object.keys(patch).length === 0) return { result: tokens };
-    const now = nowSec();
-    if (patch.expire !== undefined || patch.ttl !== undefined) {
-      // Refuse a change that leaves a token without a clock or already expired (it would vanish at once).
-      for (const t of tokens) {
-        try {
-          checkResult({ ...t, expire: patch.expire ?? t.expire, ttl: patch.ttl ?? t.ttl }, now);
-        } catch (err) {
-          if (err instanceof TokenValidationError && tokens.length > 1) throw new ApiError(400, `token ${t.id}: ${err.message}`);
-          throw err;
+    handler: async (request) => {
+      const patch = validatePatch(request.body);
+      assertMayGrant(request, patch.access);
+      const tokens = await select(request.params.sel);
+      if (tokens.length === 0 || Object.keys(patch).length === 0) return { result: tokens };
+      const now = nowSec();
+      if (patch.expire !== undefined || patch.ttl !== undefined) {
+        // Refuse a change that leaves a token without a clock or already expired (it would vanish at once).
+        for (const t of tokens) {
+          try {
+            checkResult({ ...t, expire: patch.expire ?? t.expire, ttl: patch.ttl ?? t.ttl }, now);
+          } catch (err) {
+            if (err instanceof TokenValidationError && tokens.length > 1) throw new ApiError(400, `token ${t.id}: ${err.message}`);
+            throw err;
+          }
         }
       }
-    }
-    if (patch.access !== undefined) await assertChildrenContained(tokens, patch.access);
-    const ids = tokens.map((t) => t.id);
-    let updated: Token[];
-    try {
-      updated = await store.update(ids, patch, now);
-    } finally {
-      cache.invalidate(ids); // this node refuses a disabled token from the next request on
-    }
-    request.log.info({ tokenIds: updated.map((t) => t.id), fields: Object.keys(patch), by: request.auth?.token.id }, 'tokens changed');
-    emit('token_updated', updated.map((t) => t.id), request, Object.keys(patch));
-    return { result: updated };
+      if (patch.access !== undefined) await assertChildrenContained(tokens, patch.access);
+      const ids = tokens.map((t) => t.id);
+      let updated: Token[];
+      try {
+        updated = await store.update(ids, patch, now);
+      } finally {
+        cache.invalidate(ids); // this node refuses a disabled token from the next request on
+      }
+      request.log.info({ tokenIds: updated.map((t) => t.id), fields: Object.keys(patch), by: request.auth?.token.id }, 'tokens changed');
+      emit('token_updated', updated.map((t) => t.id), request, Object.keys(patch));
+      return { result: updated };
+    },
   });
 
   app.delete<{ Params: SelParams }>('/:sel', {
@@ -212,7 +231,7 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
     },
   }, async (request) => {
     const raw = request.params.sel;
-    const sel = PARENT_SELECTOR.test(raw) ? (await select(raw)).map((t) => t.id) : parseIdSelector(raw);
+    const sel = FIELD_SELECTOR.test(raw) ? (await select(raw)).map((t) => t.id) : parseIdSelector(raw);
     const ids = sel === 'all' ? (await store.get('all')).map((t) => t.id) : sel;
     let deleted: number[] = [];
     try {

@@ -6,7 +6,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { TokenStore } from '../store/types.js';
 import type { AccessGate } from '../access/gate.js';
-import type { BrokerHealth } from '../access/ports.js';
+import type { BrokerHealth, PublishPort, RetainedPort, SubscriptionsPort } from '../access/ports.js';
+import { createPublishPort, createRetainedPort, createSubscriptionsPort } from './api-ports.js';
 import { createAuthenticate, createPreConnect } from './authenticate.js';
 import { connectionOf, setConnection } from './client-slots.js';
 import { createAuthorizeForward, createAuthorizePublish, createAuthorizeSubscribe } from './authorize.js';
@@ -61,6 +62,10 @@ export interface TokenBroker {
   stats: BrokerStats;
   /** `GET /health`'s view of this broker (a port: the API sees nothing else of it). */
   health: BrokerHealth;
+  /** SPEC §5 ports of the REST API: publish, the retained store, subscription removal. */
+  publisher: PublishPort;
+  retained: RetainedPort;
+  subscriptions: SubscriptionsPort;
   /** SPEC §8 events of this node (the REST API emits token events through it). */
   events: BrokerEvents;
   /** Hands a connected stream to Aedes (listeners call this; tests may too). */
@@ -115,6 +120,14 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     const session = registry.get(client);
     if (session && !client.clean) enforcement.trimSubscriptions(session);
   });
+  // SPEC §5: subscriptions are listed by every node (the cluster directory rewrites the entry
+  // at once, not at the next heartbeat), so a REST removal right after a SUBSCRIBE finds it.
+  const subscriptionsChanged = (_subs: unknown, client: Client): void => {
+    const session = registry.get(client);
+    if (session) registry.changed(session);
+  };
+  aedes.on('subscribe', subscriptionsChanged);
+  aedes.on('unsubscribe', subscriptionsChanged);
   // Aedes emits 'error' for background failures (will sweeper, persistence): never let one kill the process.
   aedes.on('error' as 'clientError', (err: unknown) => log.warn({ err }, 'broker background error'));
   aedes.on('clientError', (client, err) => {
@@ -177,6 +190,8 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     stream.on('close', streamClosed);
   }
 
+  const subscriptions: SubscriptionsPort = createSubscriptionsPort(aedes, registry, log, sessions.removeSubscription?.bind(sessions));
+
   const health: BrokerHealth = {
     node: registry.node,
     get up() { return !aedes.closed; },
@@ -190,6 +205,9 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     enforcement,
     stats,
     health,
+    publisher: createPublishPort(aedes),
+    retained: createRetainedPort(aedes),
+    subscriptions,
     events,
     handle,
     async listen(opts) {

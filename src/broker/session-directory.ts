@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { NodeDownListener, SessionDirectory, SessionView } from '../access/ports.js';
 import type { Session, SessionRegistry } from './sessions.js';
+import { removeLocalSubscription } from './api-ports.js';
 
 export type { NodeDownListener, SessionDirectory } from '../access/ports.js';
 
@@ -48,6 +49,8 @@ export class RedisSessionDirectory implements SessionDirectory {
   private readonly nodesKey: string;
   private readonly nodeKey: string;
   private readonly kickChannel: string;
+  /** SPEC §5 subscription removals: a channel of their own, so a node that knows only kicks never reads one as a kick. */
+  private readonly unsubscribeChannel: string;
   private readonly heartbeatMs: number;
   private readonly expireMs: number;
   private readonly timer: NodeJS.Timeout;
@@ -67,6 +70,7 @@ export class RedisSessionDirectory implements SessionDirectory {
     this.nodesKey = `${opts.prefix}nodes`;
     this.nodeKey = `${opts.prefix}node:${opts.nodeId}`;
     this.kickChannel = `${opts.prefix}kicks`;
+    this.unsubscribeChannel = `${opts.prefix}unsubscribes`;
     const common = { retryStrategy: (n: number) => Math.min(n * 200, 2000) };
     // Fail fast while Redis is down: listings answer 503, the heartbeat tries again.
     this.cmd = new Redis(opts.redisUrl, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
@@ -77,8 +81,9 @@ export class RedisSessionDirectory implements SessionDirectory {
     this.cmd.on('ready', () => { this.fullSnapshot = true; void this.heartbeat(); });
     this.sub.on('message', (channel: string, text: string) => {
       if (channel === this.kickChannel) this.onKick(text);
+      else if (channel === this.unsubscribeChannel) this.onUnsubscribe(text);
     });
-    void this.sub.subscribe(this.kickChannel).catch((err: unknown) => this.log.warn({ err }, 'kick channel subscribe failed'));
+    void this.sub.subscribe(this.kickChannel, this.unsubscribeChannel).catch((err: unknown) => this.log.warn({ err }, 'kick channel subscribe failed'));
     opts.registry.onChange((_kind, session) => this.changed(session.clientId));
     this.timer = setInterval(() => { void this.heartbeat(); }, this.heartbeatMs);
     this.timer.unref();
@@ -140,6 +145,22 @@ export class RedisSessionDirectory implements SessionDirectory {
     }
     const by = typeof msg.by === 'number' ? msg.by : undefined;
     for (const id of msg.clientIds) if (typeof id === 'string') this.opts.localKick(id, msg.reason ?? 'kicked', by);
+  }
+
+  private onUnsubscribe(text: string): void {
+    let msg: { clientIds?: unknown; filter?: unknown };
+    try {
+      msg = JSON.parse(text) as typeof msg;
+    } catch {
+      return;
+    }
+    if (!Array.isArray(msg.clientIds) || typeof msg.filter !== 'string') return;
+    const ids = msg.clientIds.filter((id): id is string => typeof id === 'string');
+    removeLocalSubscription(this.opts.registry, ids, msg.filter, this.log);
+  }
+
+  async removeSubscription(clientIds: readonly string[], filter: string): Promise<void> {
+    await this.cmd.publish(this.unsubscribeChannel, JSON.stringify({ clientIds, filter, from: this.opts.nodeId }));
   }
 
   onNodeDown(listener: NodeDownListener): void {

@@ -61,7 +61,8 @@ export class Session implements RightsContext {
 const SESSION = Symbol('tokenmq.session');
 type AttachedClient = Client & { [SESSION]?: Session };
 
-export type RegistryListener = (kind: 'added' | 'removed', session: Session) => void;
+/** `changed`: something listed changed with no traffic to show it (a subscription removed over REST). */
+export type RegistryListener = (kind: 'added' | 'removed' | 'changed', session: Session) => void;
 
 /**
  * The sessions of this node, indexed by client (the hot path: one WeakMap
@@ -99,6 +100,12 @@ export class SessionRegistry {
   /** Called after each add and remove (the cluster directory mirrors them to Redis). */
   onChange(listener: RegistryListener): void {
     this.listeners.push(listener);
+  }
+
+  /** A registered session's listing changed without traffic (session-directory.ts rewrites its entry). */
+  changed(session: Session): void {
+    if (!session.registered) return;
+    for (const l of this.listeners) l('changed', session);
   }
 
   /** Returns the removed session, if it was registered. */

@@ -193,6 +193,18 @@ function decodeAclEntry(value: unknown, i: number): AclEntry {
   }
   if (value.actions !== undefined) entry.actions = decodeChoices(value.actions, MQTT_ACTIONS, `acl[${i}].actions`);
   if (value.methods !== undefined) entry.methods = decodeChoices(value.methods, HTTP_METHODS, `acl[${i}].methods`);
+  // SPEC §3 `ids` and `submodules` narrow an entry: never dropped (that would widen it); malformed: unreadable.
+  if (value.ids !== undefined) {
+    if (!Array.isArray(value.ids) || !value.ids.every((id: unknown) => typeof id === 'string')) throw new Malformed(`has acl[${i}].ids that is not an array of strings`);
+    entry.ids = [...value.ids as string[]];
+  }
+  if (value.submodules !== undefined) {
+    if (!Array.isArray(value.submodules)) throw new Malformed(`has acl[${i}].submodules that is not an array`);
+    entry.submodules = value.submodules.map((sub: unknown, j: number) => {
+      if (!isObject(sub) || typeof sub.name !== 'string') throw new Malformed(`has acl[${i}].submodules[${j}] without a string name`);
+      return { name: sub.name, methods: decodeChoices(sub.methods, HTTP_METHODS, `acl[${i}].submodules[${j}].methods`) };
+    });
+  }
   return entry;
 }
 

@@ -47,6 +47,8 @@ function copyAclEntry(entry: AclEntry): AclEntry {
   if (entry.topic !== undefined) out.topic = entry.topic;
   if (entry.actions !== undefined) out.actions = [...entry.actions];
   if (entry.methods !== undefined) out.methods = [...entry.methods];
+  if (entry.ids !== undefined) out.ids = [...entry.ids];
+  if (entry.submodules !== undefined) out.submodules = entry.submodules.map((s) => ({ name: s.name, methods: [...s.methods] }));
   return out;
 }
 
@@ -84,6 +86,9 @@ export function frozenToken(token: Token): Token {
     for (const entry of access.acl) {
       if (entry.actions !== undefined) Object.freeze(entry.actions);
       if (entry.methods !== undefined) Object.freeze(entry.methods);
+      if (entry.ids !== undefined) Object.freeze(entry.ids);
+      for (const sub of entry.submodules ?? []) Object.freeze(Object.freeze(sub).methods);
+      if (entry.submodules !== undefined) Object.freeze(entry.submodules);
       Object.freeze(entry);
     }
     Object.freeze(access.acl);

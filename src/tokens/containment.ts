@@ -18,7 +18,8 @@
 //   that may begin with `$`.
 
 import { CLIENT_ID_PLACEHOLDER, TOKEN_ID_PLACEHOLDER } from './placeholders.js';
-import { ACCESS_ACL, ACCESS_MASTER, ACCESS_STANDARD, type AclEntry, type HttpMethod, type TokenAccess, type TokenLimits } from './types.js';
+import { ACCESS_ACL, ACCESS_MASTER, ACCESS_STANDARD, SESSIONS_URI, type AclEntry, type HttpMethod, type TokenAccess, type TokenLimits } from './types.js';
+import { compileMask } from './masks.js';
 
 /** The parent as containment sees it: its access and its id (what its `${token_id}` stands for). */
 export interface ParentAccess {
@@ -57,9 +58,38 @@ function entryFailure(entry: AclEntry, parent: ParentAccess): string | null {
     return null;
   }
   for (const method of entry.methods ?? []) {
-    if (!restCovered(entry.uri, method, parent.access)) return `${method} on /${entry.uri} is not within the parent token's rights`;
+    if (!restCovered(entry, method, null, parent.access)) return `${method} on /${entry.uri}${idsText(entry)} is not within the parent token's rights`;
+  }
+  for (const sub of entry.submodules ?? []) {
+    for (const method of sub.methods ?? []) {
+      if (!restCovered(entry, method, sub.name, parent.access)) {
+        return `${method} on submodule '${sub.name}' of /${entry.uri}${idsText(entry)} is not within the parent token's rights`;
+      }
+    }
   }
   return null;
+}
+
+function idsText(entry: AclEntry): string {
+  return entry.ids === undefined ? '' : ` for ids ${JSON.stringify(entry.ids).slice(0, 200)}`;
+}
+
+/**
+ * SPEC §3 `ids`: does every client id the child's masks reach fall within the
+ * parent's? Conservative (a sound subset of mask inclusion): no parent `ids`;
+ * or each child mask equal to a parent mask, matched by a parent mask when it
+ * has no wildcard, or under a parent mask `<literal prefix>*` it begins with.
+ */
+function idsCovered(child: readonly string[] | undefined, parent: readonly string[] | undefined): boolean {
+  if (parent === undefined) return true;
+  if (child === undefined) return false;
+  const wild = (m: string) => m.includes('*') || m.includes('?');
+  return child.every((c) => parent.some((p) => {
+    if (p === c || p === '*') return true;
+    if (!wild(c)) return compileMask(p)(c);
+    const prefix = p.slice(0, -1);
+    return p.endsWith('*') && !wild(prefix) && c.startsWith(prefix);
+  }));
 }
 
 function topicCovered(filter: string, action: 'publish' | 'subscribe', parent: ParentAccess): boolean {
@@ -149,17 +179,29 @@ function methodGranted(method: HttpMethod, granted: readonly HttpMethod[]): bool
  * ACL token, hence no child, ever reaches. A child GET also grants HEAD, which
  * any parent granting GET grants too.
  */
-function restCovered(uri: string, method: HttpMethod, parent: TokenAccess): boolean {
-  const path = segments(uri);
+function restCovered(entry: AclEntry, method: HttpMethod, submodule: string | null, parent: TokenAccess): boolean {
+  const path = segments(entry.uri);
   if (path.length === 0 || (path[0] ?? '').toLowerCase() === 'platform') return false;
   if (parent.type === ACCESS_MASTER) return true;
   if (parent.type === ACCESS_STANDARD) {
     // `mqtt` alone would include /mqtt/logs, and anything that is an ancestor of it too.
     return path[0] === 'mqtt' && path.length >= 2 && path[1] !== 'logs';
   }
-  for (const entry of parent.acl ?? []) {
-    if (entry.topic !== undefined || entry.methods === undefined) continue;
-    if (segmentPrefix(segments(entry.uri), path) && methodGranted(method, entry.methods)) return true;
+  const childIsSessions = path.join('/') === SESSIONS_URI;
+  for (const p of parent.acl ?? []) {
+    if (p.topic !== undefined || p.methods === undefined) continue;
+    const parentPath = segments(p.uri);
+    if (!segmentPrefix(parentPath, path)) continue;
+    if (parentPath.join('/') === SESSIONS_URI) {
+      // SPEC §3 (flespi's rule): item and submodule rights are separate, and `ids` limit both.
+      // A child uri below `mqtt/sessions` mixes the two: never covered by this entry.
+      if (!childIsSessions || !idsCovered(entry.ids, p.ids)) continue;
+      const granted = submodule === null ? p.methods : p.submodules?.find((s) => s.name === submodule)?.methods ?? [];
+      if (methodGranted(method, granted)) return true;
+    } else if (methodGranted(method, p.methods)) {
+      // A broader uri (`mqtt`): a path prefix, every submodule and client id included.
+      return true;
+    }
   }
   return false;
 }

@@ -11,7 +11,8 @@
 import { CLIENT_ID_PLACEHOLDER, TOKEN_ID_PLACEHOLDER, hasPlaceholder, substitutePlaceholders, type SessionContext } from './placeholders.js';
 import { MAX_TOPIC_BYTES, filterError, intersects } from './topic.js';
 import { TopicTrie, type MatchContext } from './topic-trie.js';
-import { ACCESS_ACL, ACCESS_MASTER, ACCESS_STANDARD, HTTP_METHODS, type AccessType, type TokenAccess } from './types.js';
+import { ACCESS_ACL, ACCESS_MASTER, ACCESS_STANDARD, HTTP_METHODS, SESSIONS_URI, type AccessType, type TokenAccess } from './types.js';
+import { compileMask } from './masks.js';
 
 export type { SessionContext } from './placeholders.js';
 
@@ -51,6 +52,36 @@ interface RestGrant {
   /** `/mqtt/sessions` for uri `mqtt/sessions`. */
   readonly path: string;
   readonly methods: number;
+  /**
+   * Uri `mqtt/sessions` (SPEC §3, flespi's rule): `methods` cover the collection
+   * and its items only; each submodule (`/mqtt/sessions/{sel}/{name}...`) has
+   * its own methods here. Null for every other uri: a plain path prefix.
+   */
+  readonly submodules: ReadonlyMap<string, number> | null;
+  /** SPEC §3 `ids`: the client ids this entry reaches; null = all. */
+  readonly ids: ((clientId: string) => boolean) | null;
+}
+
+/** Whether `grant` allows method bits `wanted` on the decoded `clean` path, whose raw form is `raw`. */
+function grantAllows(grant: RestGrant, wanted: number, clean: string, raw: string): boolean {
+  if (!(clean === grant.path || (clean.startsWith(grant.path) && clean.charCodeAt(grant.path.length) === 0x2f))) return false;
+  if (grant.submodules === null) return (grant.methods & wanted) !== 0;
+  // Segments of the raw path (a URL-encoded `/` in a client id stays inside its segment):
+  // ['', 'mqtt', 'sessions', sel, name, ...]. The prefix matched above, decoded, so depth is the same.
+  const depth = grant.path.split('/').length;
+  const segments = raw.split('/');
+  // The prefix written as is: no encoded '/' shifting the segments.
+  if (segments.slice(0, depth).join('/') !== grant.path) return false;
+  const rest = segments.length - depth;
+  // The collection or one item (a trailing '/' adds an empty segment).
+  if (rest <= 1 || (rest === 2 && segments[depth + 1] === '')) return (grant.methods & wanted) !== 0;
+  let name: string;
+  try {
+    name = decodeURIComponent(segments[depth + 1] as string);
+  } catch {
+    return false;
+  }
+  return ((grant.submodules.get(name) ?? 0) & wanted) !== 0;
 }
 
 const METHOD_BITS: ReadonlyMap<string, number> = new Map(HTTP_METHODS.map((method, i) => [method, 1 << i]));
@@ -275,12 +306,36 @@ export class Rights {
     if (bit === 0) return false;
     const wanted = bit === HEAD ? HEAD | GET : bit;
     for (const grant of this.restGrants) {
-      if ((grant.methods & wanted) === 0) continue;
-      if (clean === grant.path || (clean.startsWith(grant.path) && clean.charCodeAt(grant.path.length) === 0x2f)) return true;
+      if (grantAllows(grant, wanted, clean, rawPath)) return true;
     }
     return false;
   }
+
+  /**
+   * SPEC §3 `ids`: which client ids a REST request under `/mqtt/sessions` may
+   * reach, as a matcher; null when any (master, standard, or some entry granting
+   * the request without `ids`). The union of the granting entries' masks.
+   */
+  restClientIds(method: string, path: string): ((clientId: string) => boolean) | null {
+    if (this.unrestricted) return null;
+    const query = path.indexOf('?');
+    const rawPath = query === -1 ? path : path.slice(0, query);
+    const clean = cleanPath(rawPath);
+    const bit = METHOD_BITS.get(method.toUpperCase()) ?? 0;
+    if (clean === null || bit === 0) return NOTHING;
+    const wanted = bit === HEAD ? HEAD | GET : bit;
+    const scopes: ((clientId: string) => boolean)[] = [];
+    for (const grant of this.restGrants) {
+      if (!grantAllows(grant, wanted, clean, rawPath)) continue;
+      if (grant.ids === null) return null;
+      scopes.push(grant.ids);
+    }
+    if (scopes.length === 0) return NOTHING;
+    return scopes.length === 1 ? scopes[0] as (clientId: string) => boolean : (id) => scopes.some((scope) => scope(id));
+  }
 }
+
+const NOTHING = (): boolean => false;
 
 /**
  * The path as a router would see it after percent-decoding, or null when it
@@ -409,7 +464,24 @@ function compileAcl(access: TokenAccess, ctx: SessionContext | null): CompiledAc
       if (entry.uri === '' || isPlatformPath(path) || cleanPath(path) === null) continue;
       let methods = 0;
       for (const method of entry.methods) methods |= METHOD_BITS.get(method) ?? 0;
-      out.restGrants.push({ path: path.endsWith('/') ? path.slice(0, -1) : path, methods });
+      const trimmed = path.endsWith('/') ? path.slice(0, -1) : path;
+      // SPEC §3: a narrower uri `mqtt/sessions` splits item and submodule rights; ids limit both.
+      const sessions = trimmed === `/${SESSIONS_URI}`;
+      let submodules: Map<string, number> | null = null;
+      if (sessions) {
+        submodules = new Map();
+        for (const sub of entry.submodules ?? []) {
+          let bits = 0;
+          for (const method of sub.methods ?? []) bits |= METHOD_BITS.get(method) ?? 0;
+          submodules.set(sub.name, bits);
+        }
+      }
+      let ids: ((clientId: string) => boolean) | null = null;
+      if (sessions && entry.ids !== undefined) {
+        const masks = entry.ids.filter((m) => typeof m === 'string').map(compileMask);
+        ids = (id) => masks.some((mask) => mask(id));
+      }
+      out.restGrants.push({ path: trimmed, methods, submodules, ids });
     }
   }
   return out;

@@ -18,7 +18,21 @@ export interface AclEntry {
   topic?: string;
   actions?: MqttAction[];
   methods?: HttpMethod[];
+  /** SPEC §3: `mqtt/sessions` only: the client id masks (`*`, `?`) this entry reaches; absent = all. */
+  ids?: string[];
+  /** SPEC §3: `mqtt/sessions` only: rights on its sub-resources (`subscriptions`). */
+  submodules?: AclSubmodule[];
 }
+
+/** A REST sub-resource right (SPEC §3 `submodules`). */
+export interface AclSubmodule {
+  name: string;
+  methods: HttpMethod[];
+}
+
+/** SPEC §3: the uri that takes `ids` and `submodules`, and its submodules. */
+export const SESSIONS_URI = 'mqtt/sessions';
+export const SESSION_SUBMODULES: readonly string[] = ['subscriptions'];
 
 export interface TokenAccess {
   type: AccessType;

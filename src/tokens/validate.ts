@@ -16,7 +16,10 @@ import {
   HTTP_METHODS,
   LIMITS,
   MQTT_ACTIONS,
+  SESSIONS_URI,
+  SESSION_SUBMODULES,
   type AclEntry,
+  type AclSubmodule,
   type HttpMethod,
   type MqttAction,
   type NormalizedTokenInput,
@@ -34,7 +37,7 @@ export { TokenValidationError } from './errors.js';
 const READ_ONLY_FIELDS: readonly string[] = ['id', 'key', 'created', 'accessed', 'parent'];
 const ACCESS_FIELDS: readonly string[] = ['type', 'acl'];
 const LIMITS_FIELDS: readonly string[] = ['sessions', 'publish_rate'];
-const ACL_ENTRY_FIELDS: readonly string[] = ['uri', 'topic', 'actions', 'methods'];
+const ACL_ENTRY_FIELDS: readonly string[] = ['uri', 'topic', 'actions', 'methods', 'ids', 'submodules'];
 /** Keys that, assigned on a plain object, reach or shadow its prototype. */
 const FORBIDDEN_KEYS: readonly string[] = ['__proto__', 'constructor', 'prototype'];
 /** A REST ACL uri: path segments without the leading slash (`mqtt/sessions`). */
@@ -200,14 +203,54 @@ function parseAclEntry(value: unknown, path: string): AclEntry {
   if (isTopicEntry && isRestEntry) {
     throw new TokenValidationError(path, 'has either topic and actions (MQTT rights) or methods (REST rights), not both');
   }
+  if (!isRestEntry && (Object.hasOwn(value, 'ids') || Object.hasOwn(value, 'submodules'))) {
+    throw new TokenValidationError(path, `ids and submodules belong to a REST entry (uri '${SESSIONS_URI}', with methods)`);
+  }
   if (isTopicEntry) {
     if (uri !== 'mqtt') throw new TokenValidationError(`${path}.uri`, "must be 'mqtt' in an entry with topic and actions");
     return { uri: 'mqtt', topic: parseFilter(value.topic, `${path}.topic`), actions: parseActions(value.actions, `${path}.actions`) };
   }
   if (isRestEntry) {
-    return { uri: parseUri(uri, `${path}.uri`), methods: parseMethods(value.methods, `${path}.methods`) };
+    const entry: AclEntry = { uri: parseUri(uri, `${path}.uri`), methods: parseMethods(value.methods, `${path}.methods`) };
+    parseSessionScope(value, entry, path);
+    return entry;
   }
   throw new TokenValidationError(path, "needs topic and actions (uri 'mqtt') or methods (REST)");
+}
+
+/** SPEC §3 `ids` and `submodules` of a `mqtt/sessions` entry (absent: all ids, no submodule). */
+function parseSessionScope(value: Record<string, unknown>, entry: AclEntry, path: string): void {
+  const hasIds = Object.hasOwn(value, 'ids');
+  const hasSubs = Object.hasOwn(value, 'submodules');
+  if (!hasIds && !hasSubs) return;
+  if (entry.uri !== SESSIONS_URI) throw new TokenValidationError(hasIds ? `${path}.ids` : `${path}.submodules`, `only an entry with uri '${SESSIONS_URI}' takes it`);
+  if (hasIds) {
+    const ids = value.ids;
+    if (!Array.isArray(ids) || ids.length === 0) throw new TokenValidationError(`${path}.ids`, 'must be a non-empty array of client id masks');
+    if (ids.length > LIMITS.aclEntries) throw new TokenValidationError(`${path}.ids`, `more than ${LIMITS.aclEntries} masks`);
+    ids.forEach((id: unknown, i) => {
+      if (typeof id !== 'string' || id.length === 0 || id.length > LIMITS.uri) {
+        throw new TokenValidationError(`${path}.ids[${i}]`, `must be a client id mask of 1 to ${LIMITS.uri} characters`);
+      }
+    });
+    entry.ids = [...new Set(ids as string[])];
+  }
+  if (hasSubs) {
+    const subs = value.submodules;
+    if (!Array.isArray(subs)) throw new TokenValidationError(`${path}.submodules`, 'must be an array');
+    const out: AclSubmodule[] = [];
+    subs.forEach((sub: unknown, i) => {
+      const field = `${path}.submodules[${i}]`;
+      if (!isJsonObject(sub)) throw new TokenValidationError(field, 'must be an object');
+      checkFieldNames(sub, ['name', 'methods'], field);
+      if (typeof sub.name !== 'string' || !SESSION_SUBMODULES.includes(sub.name)) {
+        throw new TokenValidationError(`${field}.name`, `must be one of ${SESSION_SUBMODULES.join(', ')}`);
+      }
+      if (out.some((o) => o.name === sub.name)) throw new TokenValidationError(`${field}.name`, `duplicate '${sub.name}'`);
+      out.push({ name: sub.name, methods: parseMethods(sub.methods, `${field}.methods`) });
+    });
+    entry.submodules = out;
+  }
 }
 
 function parseFilter(value: unknown, field: string): string {

@@ -79,15 +79,26 @@ describe.each(['memory', 'redis'] as const)('system routes with the %s store', (
     const doc = res.body;
     expect(doc.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ['/auth/check', '/auth/info', '/auth/tokens', '/health', '/metrics', '/mqtt/logs', '/mqtt/sessions/{sel}', '/platform/tokens', '/platform/tokens/{sel}', '/platform/tokens/{sel}/logs'],
+      ['/auth/check', '/auth/info', '/auth/tokens', '/health', '/metrics', '/mqtt/logs', '/mqtt/messages', '/mqtt/messages/{filter}',
+        '/mqtt/sessions/{sel}', '/mqtt/sessions/{sel}/subscriptions', '/mqtt/sessions/{sel}/subscriptions/{filter}',
+        '/platform/tokens', '/platform/tokens/{sel}', '/platform/tokens/{sel}/logs'],
     );
+    // SPEC §5 broker routes: bodies, answers and paging are schemas.
+    expect(doc.paths['/mqtt/messages'].post.requestBody.content['application/json'].schema.properties).toHaveProperty('encoding');
+    expect(Object.keys(doc.paths['/mqtt/messages/{filter}']).sort()).toEqual(['delete', 'get']);
+    expect(doc.paths['/mqtt/messages/{filter}'].get.responses['200'].content['application/json'].schema.properties.result.items.properties)
+      .toHaveProperty('size');
+    expect(doc.paths['/mqtt/sessions/{sel}/subscriptions'].get.responses['200'].content['application/json'].schema.properties)
+      .toHaveProperty('pagination');
+    expect(doc.paths['/mqtt/sessions/{sel}'].get.parameters.map((p: { name: string }) => p.name))
+      .toEqual(expect.arrayContaining(['token_id', 'client_id', 'ip', 'limit', 'offset']));
     // SPEC §8 log routes: their query and answer are schemas, not free text.
     for (const path of ['/mqtt/logs', '/platform/tokens/{sel}/logs']) {
       const get = doc.paths[path].get;
       expect(get.parameters.map((p: { name: string }) => p.name)).toEqual(expect.arrayContaining(['since', 'event', 'client_id', 'limit']));
       expect(get.responses['200'].content['application/json'].schema.properties.result.items.properties).toHaveProperty('reason');
     }
-    expect(Object.keys(doc.paths['/platform/tokens/{sel}']).sort()).toEqual(['delete', 'get', 'put']);
+    expect(Object.keys(doc.paths['/platform/tokens/{sel}']).sort()).toEqual(['delete', 'get', 'patch', 'put']);
     expect(Object.keys(doc.paths['/mqtt/sessions/{sel}']).sort()).toEqual(['delete', 'get']);
     expect(doc.components.schemas.TokenInput).toMatchObject({ type: 'object', additionalProperties: false });
     expect(Object.keys(doc.components.schemas.TokenInput.properties).sort())

@@ -112,14 +112,15 @@ describe.each(['memory', 'redis'] as const)('/platform/tokens with the %s store'
     expect(await storedTokens(srv.store)).toEqual(before);
   });
 
-  test('selectors: all, an id, a comma list in the order asked; unknown ids are skipped', async () => {
+  test('selectors: all, an id, a comma list, ordered by id (SPEC §5 listings); unknown ids are skipped', async () => {
     const created = (await call('POST', '/platform/tokens', [{ ttl: 60, info: 'x' }, { ttl: 60, info: 'y' }, { ttl: 60, info: 'z' }])).body.result as { id: number }[];
     const [x, y, z] = created.map((t) => t.id);
     const list = await call('GET', `/platform/tokens/${z},${x},${z},999999`);
     expect(list.status).toBe(200);
-    expect(list.body.result.map((t: { id: number }) => t.id)).toEqual([z, x]);
+    expect(list.body.result.map((t: { id: number }) => t.id)).toEqual([x, z]);
+    expect(list.body.pagination).toEqual({ offset: 0, limit: 1000, total: 2 });
     expect((await call('GET', `/platform/tokens/${y}`)).body.result).toHaveLength(1);
-    expect((await call('GET', '/platform/tokens/999999')).body).toEqual({ result: [] });
+    expect((await call('GET', '/platform/tokens/999999')).body).toEqual({ result: [], pagination: { offset: 0, limit: 1000, total: 0 } });
     const bad = await call('GET', '/platform/tokens/x,1');
     expect(bad.status).toBe(400);
     expect(reasonOf(bad)).toBe("sel: must be 'all', a token id or a comma list of token ids");
@@ -199,6 +200,6 @@ describe.each(['memory', 'redis'] as const)('/platform/tokens with the %s store'
     const res = await rest(srv.httpUrl, 'GET', '/platform/nothing');
     expect(res.status).toBe(404);
     expect(reasonOf(res)).toBe('no route GET /platform/nothing');
-    expect((await call('PATCH', `/platform/tokens/${masterId}`, { info: 'x' })).status).toBe(404);
+    expect((await call('POST', `/platform/tokens/${masterId}`, { info: 'x' })).status).toBe(404);
   });
 });

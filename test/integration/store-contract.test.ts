@@ -76,6 +76,17 @@ describe.each(backends(tracker))('%s (TokenStore contract)', (_name, open) => {
       expect(await store.findByKey('')).toBeNull();
     });
 
+    test('keeps ACL ids and submodules, through create, findByKey and update: dropping them would widen the entry (SPEC §3)', async () => {
+      const store = await open();
+      const entry = { uri: 'mqtt/sessions', methods: ['GET' as const], ids: ['truck-*'], submodules: [{ name: 'subscriptions', methods: ['GET' as const, 'DELETE' as const] }] };
+      const access = { type: ACCESS_ACL, acl: [entry] } as const;
+      const [a] = await store.create([{ ttl: 60, access: { type: access.type, acl: [entry] } }], nowSec());
+      expect((await store.findByKey(a!.key))!.access.acl).toEqual([entry]);
+      const [b] = await store.create([{ ttl: 60 }], nowSec());
+      await store.update([b!.id], { access: { type: access.type, acl: [entry] } }, nowSec());
+      expect((await store.get([b!.id]))[0]!.access.acl).toEqual([entry]);
+    });
+
     test('ids are never reused, not even after a delete (SPEC §2)', async () => {
       const store = await open();
       const now = nowSec();

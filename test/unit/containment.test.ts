@@ -107,11 +107,77 @@ describe('child containment, cases from SPEC §3 "Rights never widen by accident
     const parent = acl(rest('mqtt/sessions', 'GET'), rest('mqtt/messages', 'POST'));
     expect(contained(acl(rest('mqtt/sessions', 'GET')), parent)).toBe(true);
     expect(contained(acl(rest('mqtt/sessions/', 'HEAD')), parent)).toBe(true);
-    expect(contained(acl(rest('mqtt/sessions/x/subscriptions', 'GET')), parent)).toBe(true);
+    // SPEC §3 submodules: GET on the sessions does not grant GET on their subscriptions.
+    expect(contained(acl(rest('mqtt/sessions/x/subscriptions', 'GET')), parent)).toBe(false);
+    expect(contained(acl(rest('mqtt/messages/x', 'POST')), parent)).toBe(true);
     expect(contained(acl(rest('mqtt/sessions', 'DELETE')), parent)).toBe(false);
     expect(contained(acl(rest('mqtt/sessionsx', 'GET')), parent)).toBe(false);
     expect(contained(acl(rest('mqtt', 'GET')), parent)).toBe(false);
     expect(contained(acl(rest('mqtt/messages', 'POST', 'GET')), parent)).toBe(false);
+  });
+});
+
+describe('SPEC §3 ids and submodules: a child never widens them', () => {
+  const sessions = (methods: HttpMethod[], extra: Partial<AclEntry> = {}): AclEntry => ({ uri: 'mqtt/sessions', methods, ...extra });
+  const subs = (...methods: HttpMethod[]) => [{ name: 'subscriptions', methods }];
+
+  test('ids: a child keeps within the parent entry\'s masks', () => {
+    const parent = acl(sessions(['GET'], { ids: ['dev-*', 'tool'] }));
+    expect(contained(acl(sessions(['GET'], { ids: ['dev-1'] })), parent)).toBe(true);
+    expect(contained(acl(sessions(['GET'], { ids: ['dev-1*', 'tool'] })), parent)).toBe(true);
+    expect(contained(acl(sessions(['GET'])), parent)).toBe(false); // no ids = all
+    expect(contained(acl(sessions(['GET'], { ids: ['*'] })), parent)).toBe(false);
+    expect(contained(acl(sessions(['GET'], { ids: ['dev?'] })), parent)).toBe(false);
+    expect(contained(acl(sessions(['GET'], { ids: ['other'] })), parent)).toBe(false);
+  });
+
+  test('submodules: item and submodule methods are separate; a broad uri covers both', () => {
+    const parent = acl(sessions(['GET'], { submodules: subs('GET') }));
+    expect(contained(acl(sessions(['GET'], { submodules: subs('GET') })), parent)).toBe(true);
+    expect(contained(acl(sessions(['GET'], { submodules: subs('DELETE') })), parent)).toBe(false);
+    expect(contained(acl(sessions(['DELETE'])), acl(sessions(['GET'], { submodules: subs('DELETE') })))).toBe(false);
+    expect(contained(acl(sessions(['GET'], { submodules: subs('GET') })), acl(sessions(['GET'])))).toBe(false);
+    const broad = acl(rest('mqtt', 'GET', 'DELETE'));
+    expect(contained(acl(sessions(['GET'], { ids: ['a'], submodules: subs('GET', 'DELETE') })), broad)).toBe(true);
+    expect(contained(acl(sessions(['GET'], { submodules: subs('POST') })), broad)).toBe(false);
+  });
+
+  test('sound: a contained child REST entry allows no request its parent does not (compiled rights)', () => {
+    const METHODS: HttpMethod[] = ['GET', 'DELETE'];
+    const IDS = ['a', 'ab', 'b', 'a*', 'b?', '*'];
+    const entryArb = fc.record({
+      uri: fc.constantFrom('mqtt', 'mqtt/sessions', 'mqtt/sessions/', 'mqtt/sessions/ab', 'mqtt/messages'),
+      methods: fc.subarray(METHODS, { minLength: 1 }),
+      ids: fc.option(fc.subarray(IDS, { minLength: 1 }), { nil: undefined }),
+      submodules: fc.option(fc.subarray(METHODS, { minLength: 1 }).map((m) => subs(...m)), { nil: undefined }),
+    }).map((e) => {
+      const out: AclEntry = { uri: e.uri, methods: e.methods };
+      // validate.ts admits ids/submodules on uri mqtt/sessions only
+      if (e.uri === 'mqtt/sessions') {
+        if (e.ids) out.ids = e.ids;
+        if (e.submodules) out.submodules = e.submodules;
+      }
+      return out;
+    });
+    const PATHS = ['/mqtt/sessions', '/mqtt/sessions/all', '/mqtt/sessions/ab', '/mqtt/sessions/b1', '/mqtt/sessions/a%2Fb',
+      '/mqtt/sessions/ab/subscriptions', '/mqtt/sessions/all/subscriptions/x', '/mqtt/sessions/b1/subscriptions', '/mqtt/messages/x'];
+    const CLIENTS = ['ab', 'b1', 'a', 'zz', 'a/b'];
+    fc.assert(fc.property(fc.array(entryArb, { minLength: 1, maxLength: 3 }), entryArb, (parentEntries, childEntry) => {
+      const parent = acl(...parentEntries);
+      const child = acl(childEntry);
+      if (!contained(child, parent)) return;
+      const pr = compileRights(parent, { clientId: 'x', tokenId: PARENT_ID });
+      const cr = compileRights(child, { clientId: 'x', tokenId: CHILD_ID });
+      for (const method of METHODS) {
+        for (const path of PATHS) {
+          if (!cr.canRest(method, path)) continue;
+          expect(pr.canRest(method, path)).toBe(true);
+          const pIds = pr.restClientIds(method, path);
+          const cIds = cr.restClientIds(method, path);
+          for (const id of CLIENTS) if (cIds === null || cIds(id)) expect(pIds === null || pIds(id)).toBe(true);
+        }
+      }
+    }), { seed: 11, numRuns: 2000 });
   });
 });
 

@@ -338,3 +338,48 @@ describe('compiled matcher agrees with a linear scan of the entries (property)',
     );
   });
 });
+
+describe('SPEC §3 ids and submodules of mqtt/sessions', () => {
+  const ctx = { clientId: 'x', tokenId: 1 };
+  const rights = (...entries: AclEntry[]) => compileRights(acl(...entries), ctx);
+
+  test('SPEC §3 example: GET on the sessions, GET and DELETE on their subscriptions', () => {
+    const r = rights({ uri: 'mqtt/sessions', methods: ['GET'], submodules: [{ name: 'subscriptions', methods: ['GET', 'DELETE'] }] });
+    expect(r.canRest('GET', '/mqtt/sessions/all')).toBe(true);
+    expect(r.canRest('DELETE', '/mqtt/sessions/all')).toBe(false);
+    expect(r.canRest('GET', '/mqtt/sessions/all/subscriptions')).toBe(true);
+    expect(r.canRest('DELETE', '/mqtt/sessions/a/subscriptions/x%2Fy')).toBe(true);
+    expect(r.canRest('POST', '/mqtt/sessions/a/subscriptions')).toBe(false);
+  });
+
+  test('a method on the item does not grant it on the submodule, nor the reverse (flespi rule)', () => {
+    const items = rights({ uri: 'mqtt/sessions', methods: ['GET', 'DELETE'] });
+    expect(items.canRest('GET', '/mqtt/sessions/all/subscriptions')).toBe(false);
+    expect(items.canRest('DELETE', '/mqtt/sessions/a/subscriptions/t')).toBe(false);
+    // an encoded '/' in a client id stays one segment: `a/subscriptions` is an item
+    expect(items.canRest('GET', '/mqtt/sessions/a%2Fsubscriptions')).toBe(true);
+    const subsOnly = rights({ uri: 'mqtt/sessions', methods: ['HEAD'], submodules: [{ name: 'subscriptions', methods: ['GET'] }] });
+    expect(subsOnly.canRest('GET', '/mqtt/sessions/all')).toBe(false);
+    expect(subsOnly.canRest('GET', '/mqtt/sessions/all/subscriptions')).toBe(true);
+    // an encoded '/' may not shift the segments towards a submodule
+    expect(subsOnly.canRest('GET', '/mqtt%2Fsessions/all/x/subscriptions')).toBe(false);
+  });
+
+  test('the broad uri `mqtt` covers every /mqtt path, submodules included', () => {
+    const r = rights({ uri: 'mqtt', methods: ['GET'] });
+    expect(r.canRest('GET', '/mqtt/sessions/all/subscriptions')).toBe(true);
+    expect(r.restClientIds('GET', '/mqtt/sessions/all')).toBeNull();
+  });
+
+  test('ids: the union of the masks of the entries that grant the request', () => {
+    const r = rights(
+      { uri: 'mqtt/sessions', methods: ['GET'], ids: ['dev-*'] },
+      { uri: 'mqtt/sessions', methods: ['GET', 'DELETE'], ids: ['tool?'] },
+    );
+    const get = r.restClientIds('GET', '/mqtt/sessions/all')!;
+    expect(['dev-1', 'tool1', 'tool', 'x'].map(get)).toEqual([true, true, false, false]);
+    const del = r.restClientIds('DELETE', '/mqtt/sessions/all')!;
+    expect(['dev-1', 'tool1'].map(del)).toEqual([false, true]);
+    expect(compileRights({ type: ACCESS_STANDARD }, ctx).restClientIds('GET', '/mqtt/sessions/all')).toBeNull();
+  });
+});

@@ -255,3 +255,31 @@ describe('validatePatch and checkResult (SPEC §5 PUT)', () => {
     expect(error.message).toBe("ttl: has already run out since the token's last use: the change would expire the token (use DELETE to remove it)");
   });
 });
+
+describe('SPEC §3 ids and submodules', () => {
+  const make = (entry: unknown) => validateCreate({ ttl: 60, access: { type: 2, acl: [entry] } }, 1000);
+  const fieldOf = (entry: unknown): string => {
+    try {
+      make(entry);
+    } catch (err) {
+      if (err instanceof TokenValidationError) return err.field;
+      throw err;
+    }
+    return 'accepted';
+  };
+
+  test('kept on a mqtt/sessions entry', () => {
+    const entry = { uri: 'mqtt/sessions', methods: ['GET'], ids: ['dev-*'], submodules: [{ name: 'subscriptions', methods: ['GET', 'DELETE'] }] };
+    expect(make(entry).access.acl).toEqual([entry]);
+  });
+
+  test('refused elsewhere and when malformed, naming the field', () => {
+    expect(fieldOf({ uri: 'mqtt/messages', methods: ['GET'], ids: ['a'] })).toBe('access.acl[0].ids');
+    expect(fieldOf({ uri: 'mqtt', topic: 'a', actions: ['publish'], ids: ['a'] })).toBe('access.acl[0]');
+    expect(fieldOf({ uri: 'mqtt/sessions', methods: ['GET'], ids: [] })).toBe('access.acl[0].ids');
+    expect(fieldOf({ uri: 'mqtt/sessions', methods: ['GET'], ids: [''] })).toBe('access.acl[0].ids[0]');
+    expect(fieldOf({ uri: 'mqtt/sessions', methods: ['GET'], submodules: [{ name: 'other', methods: ['GET'] }] })).toBe('access.acl[0].submodules[0].name');
+    expect(fieldOf({ uri: 'mqtt/sessions', methods: ['GET'], submodules: [{ name: 'subscriptions', methods: ['GET'], x: 1 }] }))
+      .toMatch(/^access\.acl\[0\]\.submodules\[0\]/);
+  });
+});
