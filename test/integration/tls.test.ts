@@ -37,7 +37,7 @@ describe('TLS listeners', () => {
   test('MQTT over TLS and over secure WebSocket authenticate with a token; listings say tls and wss', async () => {
     const tls = await connect(`mqtts://127.0.0.1:${ports.mqtts}`, master, { rejectUnauthorized: false, clientId: 'over-tls' });
     const wss = await connect(`wss://127.0.0.1:${ports.wss}/mqtt`, master, { rejectUnauthorized: false, clientId: 'over-wss', wsOptions: { rejectUnauthorized: false } });
-    const res = await fetch(`http://127.0.0.1:${srv.ports.http}/mqtt/sessions/over-tls,over-wss?fields=client_id,transport`, {
+    const res = await fetch(`http://127.0.0.1:${srv.ports.http}/mqtt/sessions/all?client_id=over-*&fields=client_id,transport`, {
       headers: { authorization: `FlespiToken ${master}` },
     });
     const { result } = (await res.json()) as { result: { client_id: string; transport: string }[] };
