@@ -90,9 +90,10 @@ export function createAuthenticate(deps: AuthDeps) {
     if (!conn) return finish('store_unavailable', CONNACK.SERVER_UNAVAILABLE, 'connection not registered by a listener');
     // The parser keeps the CONNECT packet as long as the connection lives; it needs only its
     // protocol fields, not the key (nor a copy per session).
+    // Only fields it has: assigning one it lacks would grow every session's packet (issue 9).
     if (connect) {
-      connect.packet.username = undefined;
-      connect.packet.password = undefined;
+      if (connect.packet.username !== undefined) connect.packet.username = undefined;
+      if (connect.packet.password !== undefined) connect.packet.password = undefined;
     }
     if (connect?.emptyIdPersistent) {
       return finish('client_id_rejected', CONNACK.IDENTIFIER_REJECTED, 'empty client id needs clean session (MQTT-3.1.3-8)');

@@ -46,8 +46,6 @@ export interface OwnershipDeps {
 }
 
 export class ClientOwnership {
-  /** Claims of this node's sessions, for their release; a WeakMap so sessions.ts stays as it is. */
-  private readonly claims = new WeakMap<Session, Claim>();
   private readonly nonceBase = `${randomBytes(6).toString('hex')}:`;
   private seq = 0;
   private persistence: WipePersistence | null = null;
@@ -97,9 +95,13 @@ export class ClientOwnership {
     return { ok: true, claim };
   }
 
-  /** The claim is now this session's: released when it ends. */
+  /**
+   * The claim is now this session's: released when it ends. The session keeps
+   * only the nonce and any ancestors (what the undo needed is dropped).
+   */
   bind(session: Session, claim: Claim): void {
-    this.claims.set(session, claim);
+    session.claimNonce = claim.nonce;
+    session.claimAncestors = claim.slots.length > 1 ? claim.slots.slice(1).map((slot) => slot.tokenId) : null;
   }
 
   /** Claims whose session never came to be (client gone mid-connect): put back what they replaced. */
@@ -113,10 +115,14 @@ export class ClientOwnership {
    * back (unless a newer claim holds them: compare-and-delete).
    */
   sessionEnded(session: Session): void {
-    const claim = this.claims.get(session);
-    if (claim === undefined) return;
-    this.claims.delete(session);
-    this.deps.store.owners.endSession(claim.slots, claim.clean).catch((err: unknown) => this.failed('release', claim.clientId, err));
+    const nonce = session.claimNonce;
+    if (nonce === null) return;
+    session.claimNonce = null;
+    const { clientId } = session;
+    const node = this.deps.nodeId;
+    const slots: SessionSlot[] = [{ tokenId: session.tokenId, clientId, nonce, node }];
+    for (const tokenId of session.claimAncestors ?? []) slots.push({ tokenId, clientId, nonce, node });
+    this.deps.store.owners.endSession(slots, session.clean).catch((err: unknown) => this.failed('release', clientId, err));
   }
 
   private undoSlot(slot: SessionSlot, previous: string | null): void {

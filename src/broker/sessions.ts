@@ -34,6 +34,13 @@ export class Session implements RightsContext {
   listedActivity = -1;
   /** SPEC §2 limits.publish_rate of its token (0 = unlimited), kept current by enforcement. */
   publishRate = 0;
+  /**
+   * Its client id and session-slot claims (client-ownership.ts): their nonce, null when none;
+   * the tokens whose slots it holds beyond its own (a child's ancestors), null when none.
+   * Two fields rather than a claim object: per session, issue 9.
+   */
+  claimNonce: string | null = null;
+  claimAncestors: readonly number[] | null = null;
 
   constructor(
     readonly client: Client,
