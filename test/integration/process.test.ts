@@ -51,7 +51,9 @@ describe('tokenmq process', () => {
       const res = await fetch(`http://127.0.0.1:${srv.ports.http}/health`);
       expect(res.status).toBe(200);
       // Failed attempts are logged with their reason, never with the key.
-      expect(await refusedCode(`mqtt://127.0.0.1:${srv.ports.mqtt}`, `${key!.slice(0, 63)}X`)).toBe(4);
+      // A wrong key: the last character changed (a fixed 'X' was the key itself 1 time in 62).
+      const wrong = `${key!.slice(0, 63)}${key!.endsWith('X') ? 'Y' : 'X'}`;
+      expect(await refusedCode(`mqtt://127.0.0.1:${srv.ports.mqtt}`, wrong)).toBe(4);
       await c.endAsync();
       const code = await within(srv.stop('SIGTERM'), 10_000, 'exit after SIGTERM');
       expect(code).toBe(0);
