@@ -4,7 +4,7 @@ import type { AuthenticateError, Client, ConnectPacket } from 'aedes';
 import type { Logger } from 'pino';
 import { topicError, type Rights, type Token } from '../tokens/index.js';
 import { ACCESS_MASTER } from '../tokens/types.js';
-import { StoreDataError, type TokenStore } from '../store/types.js';
+import { StoreDataError, type AdmitRequest, type AdmitResult, type TokenStore } from '../store/types.js';
 import type { AccessCheck, AccessGate, Decision, Grant } from '../access/gate.js';
 import { CONNACK, CONNACK_BY_CAUSE, LOG_REASON } from '../access/causes.js';
 import type { CompiledToken, Enforcement, LookupWatch } from './enforcement.js';
@@ -13,7 +13,7 @@ import { connectWill } from './aedes-internals.js';
 import { Session, type SessionRegistry } from './sessions.js';
 import type { BrokerStats, ConnectResult } from './stats.js';
 import type { BrokerEvents } from './events.js';
-import type { Claim, ClientOwnership } from './client-ownership.js';
+import type { Admission, Claim, ClientOwnership } from './client-ownership.js';
 
 const PREFIX = 'FlespiToken ';
 /** Reads of one CONNECT's token while it keeps changing under it; then the session is refreshed once registered. */
@@ -111,6 +111,22 @@ export function createAuthenticate(deps: AuthDeps) {
     let compiledToken: CompiledToken | undefined;
     // What the ownership check claimed in the store: the session's once it exists, else given back.
     let claim: Claim | undefined;
+    // What the store's find-and-admit answered for this CONNECT (Redis mode: the claim made in
+    // the lookup's round trip), until the ownership check takes it over; given back if never taken.
+    let found: { req: AdmitRequest; tokenId: number; result: AdmitResult } | undefined;
+    const giveBack = (): void => {
+      if (claim !== undefined) ownership.abandon(claim);
+      claim = undefined;
+      if (found?.result.ok) ownership.abandon(ownership.claimOf(found.req, [found.tokenId], found.result));
+      found = undefined;
+    };
+    const findAndAdmit = store.findByKeyAndAdmit?.bind(store);
+    const firstRead = findAndAdmit === undefined ? undefined : async (k: string): Promise<Token | null> => {
+      const req = ownership.request(client.id, client.clean);
+      const { token, admission } = await findAndAdmit(k, req);
+      if (token !== null && admission !== null) found = { req, tokenId: token.id, result: admission };
+      return token;
+    };
     // MQTT's checks after the gate's common ones (gate.ts, step 8), in order. SPEC §2 order:
     // `clientids` and client id ownership (CONNACK 2) before `limits.sessions` (CONNACK 5).
     // The claim goes last, so that no CONNECT refused for another reason holds one; it
@@ -122,9 +138,17 @@ export function createAuthenticate(deps: AuthDeps) {
         ? 'will_denied' : null),
       async (grant) => {
         const { token } = grant;
-        // SPEC §2 parent: a child's session counts toward its own limits.sessions and each ancestor's.
-        const counts = [token, ...(grant.ancestors ?? [])].map((t) => ({ tokenId: t.id, limit: t.limits.sessions }));
-        const admission = await ownership.admit(client.id, token.id, client.clean, token.access.type === ACCESS_MASTER, counts);
+        let admission: Admission;
+        if (found !== undefined && found.tokenId === token.id) {
+          // Claimed in the lookup's own round trip (Redis mode): its answer, as judged there.
+          const { req, result } = found;
+          found = undefined;
+          admission = await ownership.admitted(req, [token.id], result);
+        } else {
+          // SPEC §2 parent: a child's session counts toward its own limits.sessions and each ancestor's.
+          const counts = [token, ...(grant.ancestors ?? [])].map((t) => ({ tokenId: t.id, limit: t.limits.sessions }));
+          admission = await ownership.admit(client.id, token.id, client.clean, token.access.type === ACCESS_MASTER, counts);
+        }
         if (!admission.ok) return admission.reason;
         claim = admission.claim;
         return null;
@@ -134,8 +158,7 @@ export function createAuthenticate(deps: AuthDeps) {
     const admit = (decision: Decision | null): void => {
       if (decision === null || client.closed || !decision.ok) {
         // Refused, or gone while we waited: a claim made for it is given back.
-        if (claim !== undefined) ownership.abandon(claim);
-        claim = undefined;
+        giveBack();
       }
       if (decision === null || client.closed) return; // gone while we waited: nothing to register
       if (!decision.ok) {
@@ -158,6 +181,7 @@ export function createAuthenticate(deps: AuthDeps) {
       registry.add(session);
       if (claim !== undefined) ownership.bind(session, claim);
       claim = undefined;
+      giveBack(); // a find-and-admit claim the ownership check never took (none when it ran)
       enforcement.tokenInUse(token, compiled);
       if (unsettled) enforcement.refresh(token.id);
       finish('ok', 0, 'ok', token.id);
@@ -171,7 +195,7 @@ export function createAuthenticate(deps: AuthDeps) {
     };
 
     gate.authorize(key, ip, {
-      lookup: (k) => readToken(store, k, watch, client),
+      lookup: (k) => readToken(store, k, watch, client, firstRead),
       // The rights and matcher this token's live sessions hold, when unchanged (enforcement.ts).
       compile: (token) => (compiledToken = enforcement.compile(token)),
       checks,
@@ -182,8 +206,7 @@ export function createAuthenticate(deps: AuthDeps) {
       .then(admit)
       // `.catch` last: a throw while admitting is handled here, never an unhandled rejection (PITFALLS).
       .catch((err: unknown) => {
-        if (claim !== undefined) ownership.abandon(claim);
-        claim = undefined;
+        giveBack();
         if (client.closed) return;
         log.error({ err, clientId: client.id, ip }, 'token lookup failed');
         finish('store_unavailable', CONNACK.SERVER_UNAVAILABLE, LOG_REASON.store_unavailable);
@@ -198,8 +221,10 @@ export function createAuthenticate(deps: AuthDeps) {
  * during the read (SPEC §4 "no window"): a change that committed after the
  * store answered would otherwise be applied to nothing.
  */
-async function readToken(store: TokenStore, key: string, watch: LookupWatch, client: Client): Promise<Token | null> {
-  let token = await store.findByKey(key);
+async function readToken(
+  store: TokenStore, key: string, watch: LookupWatch, client: Client, firstRead?: (key: string) => Promise<Token | null>,
+): Promise<Token | null> {
+  let token = await (firstRead ?? ((k: string) => store.findByKey(k)))(key);
   for (let reads = 1; token !== null && reads < MAX_READS && watch.changed(token.id) && !client.closed; reads++) {
     watch.restart();
     token = await store.findByKey(key);

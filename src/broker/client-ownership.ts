@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Aedes } from 'aedes';
 import type { Logger } from 'pino';
-import type { SessionSlot, TokenStore } from '../store/types.js';
+import type { AdmitRequest, AdmitResult, SessionSlot, TokenStore } from '../store/types.js';
 import type { SlotLimit } from '../store/owners.js';
 import type { Session } from './sessions.js';
 
@@ -76,23 +76,41 @@ export class ClientOwnership {
    * first, so a new owner never inherits a deleted token's queue.
    */
   async admit(clientId: string, tokenId: number, clean: boolean, master: boolean, counts: readonly SlotLimit[]): Promise<Admission> {
-    const owners = this.deps.store.owners;
-    const nonce = `${this.nonceBase}${++this.seq}`;
-    const node = this.deps.nodeId;
+    const req = this.request(clientId, clean);
     // One store call (Redis: one script) checks and claims all; a refusal wrote nothing.
-    const admitted = await owners.admit({ clientId, tokenId, nonce, node, persistent: !clean, override: master }, counts);
+    const admitted = await this.deps.store.owners.admit({ ...req, tokenId, override: master }, counts);
+    return this.admitted(req, counts.map((c) => c.tokenId), admitted);
+  }
+
+  /** A CONNECT's claim request, for `admit` or the store's find-and-admit (one round trip with the lookup). */
+  request(clientId: string, clean: boolean): AdmitRequest {
+    return { clientId, nonce: `${this.nonceBase}${++this.seq}`, node: this.deps.nodeId, persistent: !clean };
+  }
+
+  /**
+   * What the store answered for `req` as an Admission: its claim, in the slots of
+   * `slotTokens` (the token's own, then its ancestors'), after wiping the stored
+   * session of a deleted token whose record it took over.
+   */
+  async admitted(req: AdmitRequest, slotTokens: readonly number[], admitted: AdmitResult): Promise<Admission> {
     if (!admitted.ok) return admitted.refused === 'owner' ? HELD_BY_OTHER : LIMIT_REACHED;
-    const slots = counts.map((c): SessionSlot => ({ tokenId: c.tokenId, clientId, nonce, node }));
-    const claim: Claim = { clientId, clean, nonce, slots, ownerPrevious: admitted.ownerPrevious, slotPrevious: admitted.slotPrevious };
+    const claim = this.claimOf(req, slotTokens, admitted);
     if (admitted.orphan) {
       try {
-        await this.wipe(clientId);
+        await this.wipe(req.clientId);
       } catch (err) {
         this.abandon(claim);
         throw err;
       }
     }
     return { ok: true, claim };
+  }
+
+  /** The claim a granted admission made (to bind to its session, or to give back). */
+  claimOf(req: AdmitRequest, slotTokens: readonly number[], admitted: AdmitResult & { ok: true }): Claim {
+    const { clientId, nonce, node } = req;
+    const slots = slotTokens.map((tokenId): SessionSlot => ({ tokenId, clientId, nonce, node }));
+    return { clientId, clean: !req.persistent, nonce, slots, ownerPrevious: admitted.ownerPrevious, slotPrevious: admitted.slotPrevious };
   }
 
   /**

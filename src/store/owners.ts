@@ -93,6 +93,14 @@ export interface SlotLimit {
   limit: number;
 }
 
+/** A CONNECT's claim as the store's find-and-admit takes it (the token's id, limit and override come from the store). */
+export interface AdmitRequest {
+  clientId: string;
+  nonce: string;
+  node: string;
+  persistent: boolean;
+}
+
 export type AdmitResult =
   /** All claimed; `orphan`/`ownerPrevious` as ClaimResult, `slotPrevious` as SlotClaim's, one per slot in order. */
   | { ok: true; orphan: boolean; ownerPrevious: string | null; slotPrevious: (string | null)[] }

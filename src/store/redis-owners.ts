@@ -14,7 +14,8 @@
 // liveness key (SPEC §6: a node that died must not keep client ids forever).
 // A persistent session's record stays whatever its node: the session is stored.
 import type { Redis } from 'ioredis';
-import type { AdmitResult, ClaimResult, ClientOwners, OwnerClaim, SessionSlot, SlotClaim, SlotLimit } from './owners.js';
+import { FIND_LOOKUP, PRELUDE } from './redis-scripts.js';
+import type { AdmitRequest, AdmitResult, ClaimResult, ClientOwners, OwnerClaim, SessionSlot, SlotClaim, SlotLimit } from './owners.js';
 
 const NODE_TTL_MS = 15_000;
 const NODE_RENEW_MS = 5_000;
@@ -113,42 +114,82 @@ return 0`;
 // KEYS: owner, owned(new token), then one slots hash per counted token.
 // ARGV: token, nonce, node, pers, override, prefix, clientId, nodeTtl, then one limit per slots hash.
 // Returns {0, orphan, owner previous, slot previous...} | {1, owner} | {2, 0-based index of the full hash}.
-const ADMIT = `
-local p = ARGV[6]
-redis.call('SET', p .. 'owner-node:' .. ARGV[3], '1', 'PX', ARGV[8])
-local cur = redis.call('HMGET', KEYS[1], 'tok', 'nonce', 'node', 'pers')
-local orphan, previous, from = 0, '', nil
-if cur[1] == ARGV[1] then
-  previous = tostring(cur[2]) .. '|' .. tostring(cur[3]) .. '|' .. tostring(cur[4])
-elseif cur[1] then
-  local gone = redis.call('EXISTS', p .. 'token:' .. cur[1]) == 0
-  local dead = cur[4] ~= '1' and redis.call('EXISTS', p .. 'owner-node:' .. tostring(cur[3])) == 0
-  -- SPEC §4 before §2: CONNACK 2 wins over CONNACK 5.
-  if not gone and not dead and ARGV[5] ~= '1' then return {1, cur[1]} end
-  if gone then orphan = 1 end
-  from = cur[1]
-end
-local cid = ARGV[7]
-for k = 3, #KEYS do
-  local slots, limit = KEYS[k], tonumber(ARGV[6 + k])
-  if limit > 0 and redis.call('HEXISTS', slots, cid) == 0 and redis.call('HLEN', slots) >= limit then
-    local all = redis.call('HGETALL', slots)
-    for i = 1, #all, 2 do
-      local node = string.match(all[i + 1], '^(.*)|[^|]*$')
-      if node == nil or redis.call('EXISTS', p .. 'owner-node:' .. node) == 0 then redis.call('HDEL', slots, all[i]) end
-    end
-    if redis.call('HLEN', slots) >= limit then return {2, tostring(k - 3)} end
+/**
+ * The check-and-claim of ADMIT as a Lua function of (keys, args), for ADMIT
+ * itself and for FIND_ADMIT. K: owner, owned, then the slots hashes. A: tokenId,
+ * nonce, node, persistent, override, prefix, clientId, node TTL ms, then one
+ * limit per slots hash.
+ */
+const ADMIT_FN = `
+local function admit(K, A)
+  local p = A[6]
+  redis.call('SET', p .. 'owner-node:' .. A[3], '1', 'PX', A[8])
+  local cur = redis.call('HMGET', K[1], 'tok', 'nonce', 'node', 'pers')
+  local orphan, previous, from = 0, '', nil
+  if cur[1] == A[1] then
+    previous = tostring(cur[2]) .. '|' .. tostring(cur[3]) .. '|' .. tostring(cur[4])
+  elseif cur[1] then
+    local gone = redis.call('EXISTS', p .. 'token:' .. cur[1]) == 0
+    local dead = cur[4] ~= '1' and redis.call('EXISTS', p .. 'owner-node:' .. tostring(cur[3])) == 0
+    -- SPEC §4 before §2: CONNACK 2 wins over CONNACK 5.
+    if not gone and not dead and A[5] ~= '1' then return {1, cur[1]} end
+    if gone then orphan = 1 end
+    from = cur[1]
   end
+  local cid = A[7]
+  for k = 3, #K do
+    local slots, limit = K[k], tonumber(A[6 + k])
+    if limit > 0 and redis.call('HEXISTS', slots, cid) == 0 and redis.call('HLEN', slots) >= limit then
+      local all = redis.call('HGETALL', slots)
+      for i = 1, #all, 2 do
+        local node = string.match(all[i + 1], '^(.*)|[^|]*$')
+        if node == nil or redis.call('EXISTS', p .. 'owner-node:' .. node) == 0 then redis.call('HDEL', slots, all[i]) end
+      end
+      if redis.call('HLEN', slots) >= limit then return {2, tostring(k - 3)} end
+    end
+  end
+  local out = {0, tostring(orphan), previous}
+  for k = 3, #K do
+    out[#out + 1] = redis.call('HGET', K[k], cid) or ''
+    redis.call('HSET', K[k], cid, A[3] .. '|' .. A[2])
+  end
+  if from then redis.call('SREM', p .. 'owned:' .. from, cid) end
+  redis.call('HSET', K[1], 'tok', A[1], 'nonce', A[2], 'node', A[3], 'pers', A[4])
+  redis.call('SADD', K[2], cid)
+  return out
 end
-local out = {0, tostring(orphan), previous}
-for k = 3, #KEYS do
-  out[#out + 1] = redis.call('HGET', KEYS[k], cid) or ''
-  redis.call('HSET', KEYS[k], cid, ARGV[3] .. '|' .. ARGV[2])
+`;
+
+const ADMIT = `${ADMIT_FN}
+return admit(KEYS, ARGV)`;
+
+/**
+ * findByKey and ADMIT in one round trip (issue 10: the CONNECT path in Redis
+ * mode): the token of a key, and for an enabled token with no parent the claim
+ * of its client id and session slot, its `limits.sessions` and master override
+ * read from the stored token itself. KEYS[1]: the key index. ARGV: prefix,
+ * nonce, node, persistent, clientId, node TTL ms. Returns what FIND returns, or
+ * with the claim's answer appended (ADMIT's reply) when one was attempted: a
+ * child (its ancestors' slots) or data that does not decode go the two-step way.
+ */
+const FIND_ADMIT = `${PRELUDE}${ADMIT_FN}${FIND_LOOKUP}
+if fields[2] ~= '1' or (fields[11] and fields[11] ~= '0') then return {id, fields} end
+local okA, acc = pcall(cjson.decode, fields[7] or '')
+if not okA or type(acc) ~= 'table' then return {id, fields} end
+local limit = 0
+if fields[13] then
+  local okL, lim = pcall(cjson.decode, fields[13])
+  if not okL or type(lim) ~= 'table' then return {id, fields} end
+  if type(lim.sessions) == 'number' then limit = lim.sessions end
 end
-if from then redis.call('SREM', p .. 'owned:' .. from, cid) end
-redis.call('HSET', KEYS[1], 'tok', ARGV[1], 'nonce', ARGV[2], 'node', ARGV[3], 'pers', ARGV[4])
-redis.call('SADD', KEYS[2], cid)
-return out`;
+local p, cid = ARGV[1], ARGV[5]
+local override = '0'
+if acc.type == 1 then override = '1' end
+local out = admit({p .. 'owner:' .. cid, p .. 'owned:' .. id, p .. 'slots:' .. id},
+  {id, ARGV[2], ARGV[3], ARGV[4], override, p, cid, ARGV[6], string.format('%.0f', limit)})
+local reply = {id, fields}
+for i = 1, #out do reply[#reply + 1] = tostring(out[i]) end
+return reply`;
 
 // A session ended: RELEASE_SLOT in each slots hash, then (clean session) RELEASE, in one script.
 // KEYS: owner, then the slots hashes. ARGV: clientId, node|nonce, nonce, prefix, release owner ('1'/'0').
@@ -165,6 +206,7 @@ return 1`;
 
 interface OwnerCommands {
   tokenmqOwnerAdmit(numKeys: number, ...keysAndArgs: string[]): Promise<[number, ...string[]]>;
+  tokenmqFindAdmit(indexKey: string, ...argv: string[]): Promise<[string, (string | null)[], ...string[]] | null>;
   tokenmqOwnerEnd(numKeys: number, ...keysAndArgs: string[]): Promise<number>;
   tokenmqOwnerClaim(owner: string, owned: string, ...argv: string[]): Promise<[number, string, string?]>;
   tokenmqOwnerUndo(owner: string, nonce: string, prefix: string, clientId: string, previous: string): Promise<number>;
@@ -195,6 +237,7 @@ export class RedisOwners implements ClientOwners {
     client.defineCommand('tokenmqSlotUndo', { numberOfKeys: 1, lua: UNDO_SLOT });
     // Key counts vary with the ancestors: given per call.
     client.defineCommand('tokenmqOwnerAdmit', { lua: ADMIT });
+    client.defineCommand('tokenmqFindAdmit', { numberOfKeys: 1, lua: FIND_ADMIT });
     client.defineCommand('tokenmqOwnerEnd', { lua: END_SESSION });
     this.redis = client as Redis & OwnerCommands;
   }
@@ -210,6 +253,23 @@ export class RedisOwners implements ClientOwners {
     if (code === 1) return { ok: false, refused: 'owner', owner: Number(a) };
     if (code === 2) return { ok: false, refused: 'limit', tokenId: slots[Number(a)]?.tokenId ?? c.tokenId };
     return { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: prev.map((p) => (p ? p : null)) };
+  }
+
+  /**
+   * FIND_ADMIT: the raw lookup (id and field values, as StoreScripts.find) and
+   * the admission when one was attempted.
+   */
+  async findAndAdmit(indexKey: string, req: AdmitRequest): Promise<{ id: string; fields: (string | null)[]; admission: AdmitResult | null } | null> {
+    this.keepAlive(req.node);
+    const reply = await this.call(() => this.redis.tokenmqFindAdmit(
+      indexKey, this.prefix, req.nonce, req.node, req.persistent ? '1' : '0', req.clientId, String(NODE_TTL_MS),
+    ));
+    if (reply === null) return null;
+    const [id, fields, code, a, b, ...prev] = reply;
+    if (code === undefined) return { id, fields, admission: null };
+    if (code === '1') return { id, fields, admission: { ok: false, refused: 'owner', owner: Number(a) } };
+    if (code === '2') return { id, fields, admission: { ok: false, refused: 'limit', tokenId: Number(id) } };
+    return { id, fields, admission: { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: prev.map((p) => (p ? p : null)) } };
   }
 
   async endSession(slots: readonly SessionSlot[], releaseOwner: boolean): Promise<void> {

@@ -28,7 +28,7 @@ import { HASH_FIELDS } from './redis-codec.js';
  * Helpers shared by the scripts. Numbers are formatted with %.0f: Redis would
  * turn a large Lua number into exponent notation, which PEXPIREAT refuses.
  */
-const PRELUDE = `
+export const PRELUDE = `
 local function int(v)
   if type(v) ~= 'string' or #v > 15 or not string.match(v, '^%d+$') then return nil end
   return tonumber(v)
@@ -333,7 +333,12 @@ return due
  * findByKey. KEYS: the key index. ARGV: prefix. One round trip: the id the
  * index names, then its fields (HASH_FIELDS order). Returns nil or {id, fields}.
  */
-const FIND = `${PRELUDE}
+/**
+ * The lookup of findByKey, shared with the owners' find-and-admit script
+ * (redis-owners.ts): KEYS[1] the key index, ARGV[1] the prefix; leaves `id`
+ * and `fields` (HASH_FIELDS order) or returns.
+ */
+export const FIND_LOOKUP = `
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'none' then return false end
 if kind ~= 'string' then return redis.error_reply('TOKENMQ_CORRUPT - a key index holds a ' .. kind .. ', not a token id') end
@@ -343,7 +348,11 @@ local tk = token_key(ARGV[1], id)
 local tkind = redis.call('TYPE', tk).ok
 if tkind == 'none' then return false end
 if tkind ~= 'hash' then return corrupt(id, 'the stored key holds a ' .. tkind .. ', not a hash') end
-return {id, read_token(tk)}
+local fields = read_token(tk)
+`;
+
+const FIND = `${PRELUDE}${FIND_LOOKUP}
+return {id, fields}
 `;
 
 /**

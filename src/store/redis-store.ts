@@ -29,7 +29,7 @@ import { isReplyError, mapRedisError } from './redis-errors.js';
 import { StoreScripts, type ChildGuard, type CreateMode } from './redis-scripts.js';
 import { RedisOwners } from './redis-owners.js';
 import { copyPatch, isMaster, newToken, toIdList, toSeconds } from './token-record.js';
-import { StoreDataError, StoreUnavailableError, type ChangeListener, type StoreLogger, type TokenStore } from './types.js';
+import { StoreDataError, StoreUnavailableError, type AdmitRequest, type AdmitResult, type ChangeListener, type StoreLogger, type TokenStore } from './types.js';
 
 export interface RedisStoreOptions {
   /** redis:// or rediss:// URL; omitted: `redis` options alone say where to connect. */
@@ -222,6 +222,26 @@ export class RedisStore implements TokenStore {
     // The index and the token must agree, or a stale index entry could authenticate the wrong token.
     if (decoded.hash !== hash) throw new StoreDataError(`token ${id}: the key index names a token with another key`, id);
     return decoded.token;
+  }
+
+  async findByKeyAndAdmit(key: string, req: AdmitRequest): Promise<{ token: Token | null; admission: AdmitResult | null }> {
+    const hash = hashKey(key);
+    const found = await this.owners.findAndAdmit(this.indexKey(hash), req);
+    if (found === null) return { token: null, admission: null };
+    const id = Number(found.id);
+    try {
+      const decoded = decodeToken(id, fromValues(found.fields));
+      if (decoded.hash !== hash) throw new StoreDataError(`token ${id}: the key index names a token with another key`, id);
+      return { token: decoded.token, admission: found.admission };
+    } catch (err) {
+      // Claimed, then unreadable: give the claim back before refusing (best effort, like any undo).
+      const a = found.admission;
+      if (a?.ok) {
+        void this.owners.undo(req.clientId, req.nonce, a.ownerPrevious).catch(() => {});
+        void this.owners.undoSlot({ tokenId: id, clientId: req.clientId, nonce: req.nonce, node: req.node }, a.slotPrevious[0] ?? null).catch(() => {});
+      }
+      throw err;
+    }
   }
 
   async update(ids: number[], patch: TokenPatch, now: number): Promise<Token[]> {

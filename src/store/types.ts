@@ -1,7 +1,7 @@
 import type { ChangeKind, CreatedToken, Token, TokenInput, TokenPatch } from '../tokens/types.js';
-import type { ClientOwners } from './owners.js';
+import type { AdmitRequest, AdmitResult, ClientOwners } from './owners.js';
 
-export type { ClaimResult, ClientOwners, OwnerClaim, SessionSlot } from './owners.js';
+export type { AdmitRequest, AdmitResult, ClaimResult, ClientOwners, OwnerClaim, SessionSlot } from './owners.js';
 
 export type ChangeListener = (id: number, kind: ChangeKind) => void;
 
@@ -83,6 +83,14 @@ export interface TokenStore {
    * Read-only: it runs at every CONNECT and REST call, so a store may hand out a shared, frozen object.
    */
   findByKey(key: string): Promise<Token | null>;
+  /**
+   * findByKey and, for an enabled token with no parent, `owners.admit` of this
+   * CONNECT's client id and session slot (its limit and master override read
+   * from the stored token) in one round trip: Redis mode's CONNECT path.
+   * `admission` null: not attempted (a child, or no such store method): admit
+   * the two-step way. A claim made here is the caller's to bind or undo.
+   */
+  findByKeyAndAdmit?(key: string, req: AdmitRequest): Promise<{ token: Token | null; admission: AdmitResult | null }>;
   /**
    * Partial, atomic update: only the fields in `patch` change (each replaced
    * whole), all tokens or none. Returns the updated tokens (missing ids

@@ -51,9 +51,20 @@ export function holdable(inner: TokenStore): HeldStore {
     if (delay) await delay();
     return token;
   };
+  // Redis mode's CONNECT reads through findByKeyAndAdmit (lookup and claim in one call): held alike.
+  const findByKeyAndAdmit = inner.findByKeyAndAdmit === undefined ? undefined : async (
+    ...args: Parameters<NonNullable<TokenStore['findByKeyAndAdmit']>>
+  ): ReturnType<NonNullable<TokenStore['findByKeyAndAdmit']>> => {
+    const answer = await inner.findByKeyAndAdmit!(...args);
+    const g = gate;
+    if (g) await g.pass();
+    if (delay) await delay();
+    return answer;
+  };
   const store = new Proxy(inner, {
     get(target, prop) {
       if (prop === 'findByKey') return findByKey;
+      if (prop === 'findByKeyAndAdmit') return findByKeyAndAdmit;
       const value = Reflect.get(target, prop, target) as unknown;
       return typeof value === 'function' ? value.bind(target) : value;
     },
