@@ -10,7 +10,7 @@ import mqtt from 'mqtt';
 import { startCluster } from '../test/helpers/cluster.js';
 import { startProcess } from '../test/helpers/process.js';
 import { startBroker } from './brokers.js';
-import { forkChild, onRequest, pairSummary, selfPath, tell, type Child } from './lib-pairs.js';
+import { forkChild, onRequest, pairSummary, selfPath, tell, type Child, runAs } from './lib-pairs.js';
 import { median, pairRatios, percentile, round, throughput, PUBLISHERS } from './lib.js';
 
 // Interleaved pairs (single node, then cluster); ratios per pair, median and minimum printed.
@@ -106,16 +106,4 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
-if (process.argv[1] !== SELF) {
-  // Imported, not run.
-} else if (process.argv[2] === 'bare-node') {
-  bareNodeChild(process.argv[3]!).catch((err: unknown) => {
-    process.stderr.write(`bare node failed: ${String(err instanceof Error ? err.stack : err)}\n`);
-    process.exit(1);
-  });
-} else {
-  main().catch((err: unknown) => {
-    process.stderr.write(`bench failed: ${String(err instanceof Error ? err.stack : err)}\n`);
-    process.exit(1);
-  });
-}
+runAs(SELF, { 'bare-node': ([redisUrl]) => bareNodeChild(redisUrl!) }, main);

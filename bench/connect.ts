@@ -10,8 +10,7 @@ import { startRedisServer } from '../test/helpers/redis-server.js';
 import { benchAcl, sentCommands, startBroker, type BrokerKind } from './brokers.js';
 import {
   closeClients, commandDelta, connectRate, fileLimit, forkChild, loopbackSources, median, onRequest, openClients, pairSummary, perOp,
-  redisCommandCalls, round, selfPath, sumCounts, tell, type RateResult,
-} from './lib-pairs.js';
+  redisCommandCalls, round, selfPath, sumCounts, tell, type RateResult, runAs } from './lib-pairs.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CONNECTS = Number(process.env.BENCH_CONNECTS ?? 2000);
@@ -171,17 +170,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-const role = process.argv[2];
-if (process.argv[1] !== SELF) {
-  // Imported, not run.
-} else if (role === 'broker') {
-  brokerChild(process.argv[3] as BrokerKind, process.argv[4]!).catch((err: unknown) => {
-    process.stderr.write(`broker child failed: ${String(err instanceof Error ? err.stack : err)}\n`);
-    process.exit(1);
-  });
-} else {
-  main().then(() => process.exit(0), (err: unknown) => {
-    process.stderr.write(`bench failed: ${String(err instanceof Error ? err.stack : err)}\n`);
-    process.exit(1);
-  });
-}
+runAs(SELF, { broker: ([kind, redisUrl]) => brokerChild(kind as BrokerKind, redisUrl!) }, main);

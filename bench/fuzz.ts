@@ -9,17 +9,9 @@ import { randomInt } from 'node:crypto';
 import { captureLogs, runFuzz } from '../test/helpers/fuzz-harness.js';
 import { releaseRedis, startRedisServer, type RedisServerHandle } from '../test/helpers/redis-server.js';
 import { startTestServer, uniquePrefix } from '../test/helpers/server.js';
+import { cliArgs } from './lib.js';
 import { RedisStore } from '../src/store/redis-store.js';
 
-function args(): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const a of process.argv.slice(2)) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
-    if (!m) throw new Error(`unknown argument ${a}`);
-    out.set(m[1]!, m[2] ?? 'true');
-  }
-  return out;
-}
 
 function num(v: string | undefined, fallback: number, name: string): number {
   if (v === undefined) return fallback;
@@ -29,7 +21,7 @@ function num(v: string | undefined, fallback: number, name: string): number {
 }
 
 async function main(): Promise<number> {
-  const a = args();
+  const a = cliArgs();
   const seed = num(a.get('seed') ?? process.env.FUZZ_SEED, randomInt(2 ** 31), 'seed');
   const count = num(a.get('count') ?? process.env.FUZZ_COUNT, 50_000, 'count');
   const maxSeconds = num(a.get('max-seconds') ?? process.env.FUZZ_MAX_SECONDS, 1800, 'max-seconds');

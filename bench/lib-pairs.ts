@@ -285,3 +285,20 @@ export async function connectRate(port: number, spec: (i: number) => ConnectSpec
   latencies.sort((a, b) => a - b);
   return { per_s: round(total / seconds, 0), p50_ms: round(percentile(latencies, 50)), p99_ms: round(percentile(latencies, 99)), refused };
 }
+
+/**
+ * Runs a bench file as what its command line says: the child role `argv[2]`
+ * names (given the arguments after it), else the main run (exit 0 when done);
+ * nothing when the file is imported. A failure prints its stack and exits 1.
+ */
+export function runAs(self: string, roles: Record<string, (args: string[]) => unknown>, main: () => Promise<void>): void {
+  if (process.argv[1] !== self) return;
+  const fail = (what: string) => (err: unknown): void => {
+    process.stderr.write(`${what} failed: ${String(err instanceof Error ? err.stack : err)}\n`);
+    process.exit(1);
+  };
+  const role = process.argv[2];
+  const child = role === undefined ? undefined : roles[role];
+  if (child) Promise.resolve().then(() => child(process.argv.slice(3))).catch(fail(`${role} child`));
+  else main().then(() => process.exit(0), fail('bench'));
+}

@@ -12,6 +12,17 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[i]!;
 }
 
+/** `--name=value` and `--flag` arguments of a bench command (an unknown shape throws). */
+export function cliArgs(argv: readonly string[] = process.argv.slice(2)): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const a of argv) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    if (!m) throw new Error(`unknown argument ${a}`);
+    out.set(m[1]!, m[2] ?? 'true');
+  }
+  return out;
+}
+
 export function round(n: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;

@@ -12,8 +12,7 @@ import { writeHeapSnapshot } from 'node:v8';
 import type { TokenInput } from '../src/tokens/types.js';
 import { benchAcl, startBroker } from './brokers.js';
 import {
-  fileLimit, forkChild, onRequest, openClients, round, selfPath, settledMemory, tell, type ConnectSpec, type IdleClient,
-} from './lib-pairs.js';
+  fileLimit, forkChild, onRequest, openClients, round, selfPath, settledMemory, tell, type ConnectSpec, type IdleClient, runAs } from './lib-pairs.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 10_000);
 const PER_TOKEN = Number(process.env.BENCH_PER_TOKEN ?? 5);
@@ -106,19 +105,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-const role = process.argv[2];
-if (process.argv[1] !== SELF) {
-  // Imported, not run.
-} else if (role === 'broker') {
-  brokerChild(process.argv[3] as Kind).catch((err: unknown) => {
-    process.stderr.write(`broker child failed: ${String(err instanceof Error ? err.stack : err)}\n`);
-    process.exit(1);
-  });
-} else if (role === 'clients') {
-  clientChild();
-} else {
-  main().then(() => process.exit(0), (err: unknown) => {
-    process.stderr.write(`bench failed: ${String(err instanceof Error ? err.stack : err)}\n`);
-    process.exit(1);
-  });
-}
+runAs(SELF, { broker: ([kind]) => brokerChild(kind as Kind), clients: () => clientChild() }, main);

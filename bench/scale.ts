@@ -11,8 +11,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { benchAcl, startBroker, type BrokerKind } from './brokers.js';
 import {
   fileLimit, forkChild, loopbackSources, onRequest, openClients, round, selfPath, settledMemory, tell,
-  type Child, type ConnectSpec, type IdleClient,
-} from './lib-pairs.js';
+  type Child, type ConnectSpec, type IdleClient, runAs } from './lib-pairs.js';
 import type { AclEntry } from '../src/tokens/types.js';
 
 const REQUESTED = Number(process.env.BENCH_SESSIONS ?? 20_000);
@@ -256,19 +255,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-const role = process.argv[2];
-if (process.argv[1] !== SELF) {
-  // Imported, not run.
-} else if (role === 'broker') {
-  brokerChild(process.argv[3] as BrokerKind, Number(process.argv[4])).catch((err: unknown) => {
-    process.stderr.write(`broker child failed: ${String(err instanceof Error ? err.stack : err)}\n`);
-    process.exit(1);
-  });
-} else if (role === 'clients') {
-  clientChild();
-} else {
-  main().then(() => process.exit(0), (err: unknown) => {
-    process.stderr.write(`bench failed: ${String(err instanceof Error ? err.stack : err)}\n`);
-    process.exit(1);
-  });
-}
+runAs(SELF, { broker: ([kind, n]) => brokerChild(kind as BrokerKind, Number(n)), clients: () => clientChild() }, main);

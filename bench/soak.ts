@@ -24,20 +24,11 @@ import { Rng } from '../test/helpers/mqtt-fuzz.js';
 import { releaseRedis, startRedisServer, type RedisServerHandle } from '../test/helpers/redis-server.js';
 import { rest } from '../test/helpers/rest.js';
 import { startTestServer, uniquePrefix, type TestServer } from '../test/helpers/server.js';
-import { percentile, round } from './lib.js';
+import { cliArgs, percentile, round } from './lib.js';
 
 // ---- configuration ---------------------------------------------------------------
 
-function args(): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const a of process.argv.slice(2)) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
-    if (!m) throw new Error(`unknown argument ${a}`);
-    out.set(m[1]!, m[2] ?? 'true');
-  }
-  return out;
-}
-const A = args();
+const A = cliArgs();
 function num(name: string, env: string, fallback: number): number {
   const v = A.get(name) ?? process.env[env];
   if (v === undefined) return fallback;
