@@ -8,6 +8,7 @@ import type { AuthLimiter } from '../../src/access/auth-limiter.js';
 import type { AccessGate } from '../../src/access/gate.js';
 import type { Config } from '../../src/config.js';
 import { startTokenmq } from '../../src/start.js';
+import { within } from './wait.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { TokenStore } from '../../src/store/types.js';
 import type { CreatedToken, Token, TokenInput } from '../../src/tokens/types.js';
@@ -165,3 +166,13 @@ export const NODE_MODES = [
     return [a, await secondNode(a)];
   }],
 ] as const;
+
+/** A store of its own (Redis: a fresh prefix), answering and with its change feed subscribed: for tests that wrap it. */
+export async function openStore(kind: 'memory' | 'redis'): Promise<TokenStore> {
+  if (kind === 'memory') return new MemoryStore();
+  const { RedisStore } = await import('../../src/store/redis-store.js');
+  const store = new RedisStore({ url: process.env.REDIS_URL!, prefix: uniquePrefix(), logger: pino({ level: 'silent' }), readyTimeoutMs: 5000 });
+  await store.ping();
+  await within(store.feedReady(), 5000, 'change feed subscription');
+  return store;
+}

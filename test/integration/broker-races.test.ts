@@ -8,14 +8,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from '@jest/globals';
 import { Redis } from 'ioredis';
 import type { MqttClient } from 'mqtt';
-import { pino } from 'pino';
-import { MemoryStore } from '../../src/store/memory-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import type { TokenStore } from '../../src/store/types.js';
 import { compileIpMasks, compileRights, isValid, type TokenAccess } from '../../src/tokens/index.js';
 import { holdable, type HeldStore } from '../helpers/held-store.js';
 import { closed, connect, within } from '../helpers/mqtt.js';
-import { startTestServer, uniquePrefix, type TestServer } from '../helpers/server.js';
+import { startTestServer, type TestServer, openStore } from '../helpers/server.js';
 import { eventually } from '../helpers/wait.js';
 
 const now = (): number => Math.floor(Date.now() / 1000);
@@ -26,14 +24,6 @@ const AB: TokenAccess = { type: 2, acl: [...A.acl!, ...B.acl!] };
 const NO_MQTT: TokenAccess = { type: 2, acl: [{ uri: 'mqtt/sessions', methods: ['GET'] }] };
 
 type Outcome = { client: MqttClient } | { refused: unknown };
-
-async function openStore(kind: 'memory' | 'redis'): Promise<TokenStore> {
-  if (kind === 'memory') return new MemoryStore();
-  const store = new RedisStore({ url: process.env.REDIS_URL!, prefix: uniquePrefix(), logger: pino({ level: 'silent' }), readyTimeoutMs: 5000 });
-  await store.ping();
-  await within(store.feedReady(), 5000, 'change feed subscription');
-  return store;
-}
 
 /** Resolves when the store reports a change of `id` on this node (enforcement's listener, added first, has run). */
 function changeSeen(store: TokenStore, id: number): Promise<void> {

@@ -3,28 +3,17 @@
 // parent changes, then released.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import type { MqttClient } from 'mqtt';
-import { pino } from 'pino';
-import { MemoryStore } from '../../src/store/memory-store.js';
-import { RedisStore } from '../../src/store/redis-store.js';
 import type { TokenStore } from '../../src/store/types.js';
 import { ACCESS_ACL, ACCESS_MASTER, type AclEntry, type TokenAccess, type TokenInput } from '../../src/tokens/types.js';
 import { Gate, holdable, type HeldStore } from '../helpers/held-store.js';
-import { closed, connect, within } from '../helpers/mqtt.js';
+import { closed, connect } from '../helpers/mqtt.js';
 import { rest } from '../helpers/rest.js';
-import { startTestServer, uniquePrefix, type TestServer } from '../helpers/server.js';
+import { openStore, startTestServer, type TestServer } from '../helpers/server.js';
 
 const nowSec = (): number => Math.floor(Date.now() / 1000);
 const ENFORCE_MS = 1500; // SPEC: within 1 s; the margin absorbs a loaded machine
 const sub = (topic: string): AclEntry => ({ uri: 'mqtt', topic, actions: ['subscribe'] });
 const acl = (...entries: AclEntry[]): TokenAccess => ({ type: ACCESS_ACL, acl: entries });
-
-async function openStore(kind: 'memory' | 'redis'): Promise<TokenStore> {
-  if (kind === 'memory') return new MemoryStore();
-  const store = new RedisStore({ url: process.env.REDIS_URL!, prefix: uniquePrefix(), logger: pino({ level: 'silent' }), readyTimeoutMs: 5000 });
-  await store.ping();
-  await within(store.feedReady(), 5000, 'change feed subscription');
-  return store;
-}
 
 /** `inner` whose createChildren waits at `gate` (when set) before it runs. */
 function holdingChildren(inner: TokenStore): { store: TokenStore; hold(): Gate } {
