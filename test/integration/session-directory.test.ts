@@ -119,7 +119,10 @@ describe('session directory heartbeat (SPEC §6, issue 9 scale)', () => {
       (busy.conn.socket as { bytesRead: number }).bytesRead = 1234;
       busy.msgsIn = 7;
       await eventually(async () => JSON.parse((await redis.hget(key, 'busy'))!).msgs_in === 7, 5000, 'busy counters renewed');
-      await new Promise((resolve) => setTimeout(resolve, 200)); // a few more heartbeats
+      // A later heartbeat (it renews the busy entry again) still leaves the idle one as marked.
+      (busy.conn.socket as { bytesRead: number }).bytesRead = 2000;
+      busy.msgsIn = 8;
+      await eventually(async () => JSON.parse((await redis.hget(key, 'busy'))!).msgs_in === 8, 5000, 'busy counters renewed again');
       expect(await redis.hget(key, 'idle')).toBe(marked);
       expect(await redis.pttl(key)).toBeGreaterThan(4000); // the expiry is renewed all the same
       // The hash lost (e.g. Redis restarted empty): the next heartbeat after a failure or reconnect rewrites all.
