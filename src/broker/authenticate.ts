@@ -114,11 +114,14 @@ export function createAuthenticate(deps: AuthDeps) {
     // What the store's find-and-admit answered for this CONNECT (Redis mode: the claim made in
     // the lookup's round trip), until the ownership check takes it over; given back if never taken.
     let found: { req: AdmitRequest; tokenId: number; result: AdmitResult } | undefined;
-    const giveBack = (): void => {
-      if (claim !== undefined) ownership.abandon(claim);
+    /** Resolves once the store answered every undo (never rejects). */
+    const giveBack = (): Promise<void> => {
+      const undone: Promise<void>[] = [];
+      if (claim !== undefined) undone.push(ownership.abandon(claim));
       claim = undefined;
-      if (found?.result.ok) ownership.abandon(ownership.claimOf(found.req, [found.tokenId], found.result));
+      if (found?.result.ok) undone.push(ownership.abandon(ownership.claimOf(found.req, [found.tokenId], found.result)));
       found = undefined;
+      return Promise.all(undone).then(() => {});
     };
     const findAndAdmit = store.findByKeyAndAdmit?.bind(store);
     const firstRead = findAndAdmit === undefined ? undefined : async (k: string): Promise<Token | null> => {
@@ -156,15 +159,19 @@ export function createAuthenticate(deps: AuthDeps) {
     ];
 
     const admit = (decision: Decision | null): void => {
-      if (decision === null || client.closed || !decision.ok) {
-        // Refused, or gone while we waited: a claim made for it is given back.
-        giveBack();
+      if (decision === null || client.closed) {
+        void giveBack(); // gone while we waited: nothing to register, a claim made for it is given back
+        return;
       }
-      if (decision === null || client.closed) return; // gone while we waited: nothing to register
       if (!decision.ok) {
-        if (decision.cause === 'token_unreadable') return unreadable(decision.tokenId, decision.error);
-        const reason = decision.key === 'malformed' || decision.key === 'missing' ? 'malformed token' : LOG_REASON[decision.cause];
-        return finish(decision.cause, CONNACK_BY_CAUSE[decision.cause], reason, decision.tokenId);
+        // Answered once the claim the lookup made (Redis mode) is given back: a refused CONNECT
+        // holds no client id, so the next one for it sees the record as before.
+        void giveBack().then(() => {
+          if (decision.cause === 'token_unreadable') return unreadable(decision.tokenId, decision.error);
+          const reason = decision.key === 'malformed' || decision.key === 'missing' ? 'malformed token' : LOG_REASON[decision.cause];
+          return finish(decision.cause, CONNACK_BY_CAUSE[decision.cause], reason, decision.tokenId);
+        }).catch((err: unknown) => log.error({ err, clientId: client.id }, 'connect refusal failed'));
+        return;
       }
       const { token } = decision;
       const compiled = compiledToken ?? enforcement.compile(token);
@@ -181,7 +188,7 @@ export function createAuthenticate(deps: AuthDeps) {
       registry.add(session);
       if (claim !== undefined) ownership.bind(session, claim);
       claim = undefined;
-      giveBack(); // a find-and-admit claim the ownership check never took (none when it ran)
+      void giveBack(); // a find-and-admit claim the ownership check never took (none when it ran)
       enforcement.tokenInUse(token, compiled);
       if (unsettled) enforcement.refresh(token.id);
       finish('ok', 0, 'ok', token.id);
@@ -206,7 +213,7 @@ export function createAuthenticate(deps: AuthDeps) {
       .then(admit)
       // `.catch` last: a throw while admitting is handled here, never an unhandled rejection (PITFALLS).
       .catch((err: unknown) => {
-        giveBack();
+        void giveBack();
         if (client.closed) return;
         log.error({ err, clientId: client.id, ip }, 'token lookup failed');
         finish('store_unavailable', CONNACK.SERVER_UNAVAILABLE, LOG_REASON.store_unavailable);

@@ -99,7 +99,7 @@ export class ClientOwnership {
       try {
         await this.wipe(req.clientId);
       } catch (err) {
-        this.abandon(claim);
+        void this.abandon(claim);
         throw err;
       }
     }
@@ -123,9 +123,12 @@ export class ClientOwnership {
   }
 
   /** Claims whose session never came to be (client gone mid-connect): put back what they replaced. */
-  abandon(claim: Claim): void {
-    claim.slots.forEach((slot, i) => this.undoSlot(slot, claim.slotPrevious[i] ?? null));
-    this.deps.store.owners.undo(claim.clientId, claim.nonce, claim.ownerPrevious).catch((err: unknown) => this.failed('undo', claim.clientId, err));
+  abandon(claim: Claim): Promise<void> {
+    const undone = claim.slots.map((slot, i) => this.undoSlot(slot, claim.slotPrevious[i] ?? null));
+    undone.push(this.deps.store.owners.undo(claim.clientId, claim.nonce, claim.ownerPrevious)
+      .catch((err: unknown) => this.failed('undo', claim.clientId, err)));
+    // Resolves once every undo answered (a failed one is logged): never rejects.
+    return Promise.all(undone).then(() => {});
   }
 
   /**
@@ -143,8 +146,8 @@ export class ClientOwnership {
     this.deps.store.owners.endSession(slots, session.clean).catch((err: unknown) => this.failed('release', clientId, err));
   }
 
-  private undoSlot(slot: SessionSlot, previous: string | null): void {
-    this.deps.store.owners.undoSlot(slot, previous).catch((err: unknown) => this.failed('slot undo', slot.clientId, err));
+  private undoSlot(slot: SessionSlot, previous: string | null): Promise<void> {
+    return this.deps.store.owners.undoSlot(slot, previous).catch((err: unknown) => this.failed('slot undo', slot.clientId, err));
   }
 
   private failed(what: string, clientId: string, err: unknown): void {
