@@ -43,6 +43,22 @@ describe.each(modes)('client id ownership (SPEC §4) %s', (_mode, start) => {
     await publisher.publishAsync(topic, 'secret', { qos: 1 });
   };
 
+  test('a CONNECT refused after its token was read (ips) keeps no client id: another token takes it next (SPEC §4)', async () => {
+    // Redis mode reads the token and claims the client id in one call: the claim of a
+    // CONNECT refused by a later check must be given back before the refusal is answered.
+    const fenced = await node(0).token({ ttl: 3600, ips: '10.9.9.9', clientids: '' });
+    const other = await token();
+    for (let round = 0; round < 5; round++) {
+      const id = clientId(`refused-${round}`);
+      for (const i of [0, 1]) {
+        expect(await refusedCode(node(i).mqttUrl, fenced.key, { clientId: id, clean: false })).toBe(5);
+        const c = await open(node(1 - i), other.key, { clientId: id, clean: round % 2 === 0 });
+        expect(c.connected).toBe(true);
+        await c.endAsync();
+      }
+    }
+  });
+
   test('a persistent session of another token cannot be taken over, nor its queue read (CONNACK 2)', async () => {
     const victim = await token();
     const attacker = await token();
