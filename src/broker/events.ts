@@ -50,6 +50,8 @@ export interface BrokerEventsOptions {
   brokerLog?: BrokerLog;
   /** False: nothing is published or logged (bench: cost of events). */
   enabled?: boolean;
+  /** Whether any node has a subscriber that can receive an event (event-listeners.ts); none given: always publish. */
+  listeners?: { readonly any: boolean };
 }
 
 export class BrokerEvents implements EventSink {
@@ -105,7 +107,7 @@ export class BrokerEvents implements EventSink {
     const record: BrokerEvent = { time: Date.now() / 1000, node: this.opts.nodeId, ...input };
     this.opts.brokerLog?.append(record);
     const aedes = this.aedes;
-    if (aedes === null || aedes.closed) return;
+    if (aedes === null || aedes.closed || this.opts.listeners?.any === false) return;
     const topic = `${EVENTS_TOPIC_PREFIX}${record.event}/${record.token_id ?? 0}`;
     aedes.publish({ cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(record)), qos: 0, retain: false, dup: false }, (err) => {
       if (err) this.opts.log.debug({ err: err.message, topic }, 'event not published');

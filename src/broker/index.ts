@@ -24,6 +24,7 @@ import { guardClientTable } from './client-table.js';
 import { clientTableOf } from './aedes-internals.js';
 import type { BrokerLog } from '../events/types.js';
 import { BrokerEvents, eventReason } from './events.js';
+import { EventListeners } from './event-listeners.js';
 
 export { BrokerStats, CONNECT_RESULTS } from './stats.js';
 export type { Session, SessionRegistry, SessionView, Transport } from './sessions.js';
@@ -89,7 +90,9 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   const stats = new BrokerStats();
   const enforcement = new Enforcement({ store: deps.store, gate: deps.gate, registry, stats, log });
   const authDeps = { registry, stats, log };
-  const events = new BrokerEvents({ nodeId: deps.nodeId, log, brokerLog: deps.brokerLog, enabled: deps.events });
+  // SPEC §8 events are published only while some node has a subscriber for them (the log takes every one).
+  const eventListeners = new EventListeners(deps.nodeId, log, deps.mq !== undefined);
+  const events = new BrokerEvents({ nodeId: deps.nodeId, log, brokerLog: deps.brokerLog, enabled: deps.events, listeners: eventListeners });
   const ownership = new ClientOwnership({ store: deps.store, nodeId: deps.nodeId, log });
   // Aedes 1.2 defects that tokenmq works around (aedes-fixes.ts).
   const deliveries = new DeliveryFixes();
@@ -112,6 +115,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   guardRegistration(aedes, log, (old) => events.cause(old, 'takeover'));
   // Publishing, `connected`, and the causes Aedes reports (keepalive, client errors, remote takeovers).
   events.attach(aedes, registry);
+  eventListeners.attach(aedes);
   // A client closing while its successor registers must not drop the successor's entry (MQTT-3.1.4-2).
   guardClientTable(aedes);
   recordSubscribeDecisions(aedes, decisions);
@@ -158,7 +162,10 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   };
   const sessions: SessionDirectory = deps.directory ? deps.directory(registry, kick) : new LocalSessionDirectory(registry, kick);
   // SPEC §8: sessions of a dead node get `disconnected` with `node_down` from the node that notices.
-  sessions.onNodeDown?.((_node, views) => events.nodeDown(views));
+  sessions.onNodeDown?.((node, views) => {
+    eventListeners.forget(node);
+    events.nodeDown(views);
+  });
 
   // Per connection, only what must be: shared functions, no closures (issue 9: memory per session).
   const limitPacketSize = createPacketLimit(maxPacketSize, (client, announced) => {
@@ -222,6 +229,7 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     kick,
     async close() {
       events.shutdown();
+      eventListeners.stop();
       stopExpired?.();
       const stopped = listeners?.close();
       await enforcement.stop();

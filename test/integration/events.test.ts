@@ -318,6 +318,77 @@ describe('events and the log across two nodes (SPEC §6, §8)', () => {
     observer.end(true);
   });
 
+  /** `$tokenmq/events/` messages node `srv` publishes from now on. */
+  function countPublished(srv: TestServer): { readonly count: number; stop(): void } {
+    const aedes = srv.broker.aedes as unknown as { publish: (packet: { topic: string }, done?: unknown) => void };
+    const publish = aedes.publish;
+    const counter = { count: 0, stop: () => { aedes.publish = publish; } };
+    aedes.publish = function counted(this: unknown, packet, done) {
+      if (packet.topic.startsWith('$tokenmq/events/')) counter.count++;
+      return publish.call(this, packet, done);
+    };
+    return counter;
+  }
+
+  test('nobody subscribed on any node: events are logged, not published; a SUBACK on node A is enough for node B to publish the next (issue 11 cost, SPEC §8)', async () => {
+    const master = await a.token({ ttl: 3600, access: { type: 1 } });
+    const t = await b.token({ ttl: 3600 });
+    const published = countPublished(b);
+    try {
+      const quiet = clientId('quiet');
+      const c = await connect(b.mqttUrl, t.key, { clientId: quiet });
+      await c.endAsync();
+      await eventually(async () => {
+        const r = await rest(a.httpUrl, 'GET', `/mqtt/logs?client_id=${encodeURIComponent(quiet)}&event=disconnected&limit=1`, { key: master.key });
+        return r.body.result?.length === 1 ? r : null;
+      }, WAIT, 'the disconnect in the log');
+      expect(published.count).toBe(0);
+      // Each round starts with no listener anywhere, so the SUBSCRIBE turns node A into a listening node:
+      // the event node B emits right after the SUBACK reaches the subscriber, without any retry.
+      for (let round = 0; round < 8; round++) {
+        const observer = await connect(a.mqttUrl, master.key);
+        const w = watch(observer);
+        await observer.subscribeAsync(round % 2 === 0 ? '$tokenmq/events/#' : `$tokenmq/events/connected/${t.id}`);
+        const id = clientId(`suback-${round}`);
+        const device = await connect(b.mqttUrl, t.key, { clientId: id });
+        await w.find((r) => r.event === 'connected' && r.client_id === id, `round ${round}: connected from node B`);
+        device.end(true);
+        await observer.endAsync();
+      }
+      expect(published.count).toBeGreaterThanOrEqual(8);
+      // Last listener gone: node B stops publishing once node A's word arrives.
+      await eventually(async () => {
+        const before = published.count;
+        const d = await connect(b.mqttUrl, t.key, { clientId: clientId('after') });
+        await d.endAsync();
+        return published.count === before ? true : null;
+      }, WAIT, 'node B publishing no more');
+    } finally {
+      published.stop();
+    }
+  });
+
+  test('a node that starts after a subscriber on another node publishes its events to it (SPEC §6, §8)', async () => {
+    const master = await a.token({ ttl: 3600, access: { type: 1 } });
+    const observer = await connect(a.mqttUrl, master.key);
+    const w = watch(observer);
+    await observer.subscribeAsync('$tokenmq/events/+/#');
+    const { RedisStore } = await import('../../src/store/redis-store.js');
+    const prefix = (a.store as unknown as { prefix: string }).prefix;
+    const c = await startTestServer({ store: new RedisStore({ url: process.env.REDIS_URL!, prefix }), cluster: true });
+    try {
+      const t = await c.token({ ttl: 3600 });
+      const id = clientId('late-node');
+      const device = await connect(c.mqttUrl, t.key, { clientId: id });
+      const seen = await w.find((r) => r.event === 'connected' && r.client_id === id, 'connected from the new node');
+      expect(seen.record.node).toBe(c.nodeId);
+      device.end(true);
+    } finally {
+      observer.end(true);
+      await c.close();
+    }
+  });
+
   test('a takeover from another node ends the old session with reason takeover (MQTT-3.1.4-2, SPEC §8)', async () => {
     const master = await a.token({ ttl: 3600, access: { type: 1 } });
     const t = await a.token({ ttl: 3600 });
