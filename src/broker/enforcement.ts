@@ -17,7 +17,7 @@
 // every session of the token.
 import type { Logger } from 'pino';
 import {
-  compileClientIdMasks, deadline, isValid, touchInterval, type ClientIdMatcher, type IpMatcher, type Rights, type Token,
+  compileClientIdMasks, deadline, isValid, touchInterval, type ClientIdMatcher, type IpMatcher, type Rights, type Token, type TokenAccess,
 } from '../tokens/index.js';
 import { StoreUnavailableError, type TokenStore } from '../store/types.js';
 import { DeadlineQueue } from '../store/deadline-queue.js';
@@ -57,6 +57,8 @@ class Held implements CompiledToken {
   accessed!: number;
   ips!: string;
   clientids!: string;
+  /** The reading's `access` object: a CONNECT reading the same object (memory store) skips the comparison. */
+  access!: TokenAccess;
   /** Next periodic touch, epoch ms. */
   nextTouch = 0;
   /** When to re-read the token (its deadline, or a retry), epoch ms. */
@@ -83,6 +85,7 @@ class Held implements CompiledToken {
     this.accessed = token.accessed;
     this.ips = token.ips;
     this.clientids = token.clientids;
+    this.access = token.access;
   }
 }
 
@@ -131,7 +134,7 @@ export class Enforcement {
    */
   private readonly due = new DeadlineQueue();
   /** Rights of tokens whose last session ended lately (reconnects), oldest first; bounded. */
-  private readonly released = new Map<number, Rights>();
+  private readonly released = new Map<number, Held>();
   private readonly touch: TouchBatcher;
 
   constructor(private readonly deps: EnforcementDeps) {
@@ -216,9 +219,9 @@ export class Enforcement {
   compile(token: Token): CompiledToken {
     const h = this.held.get(token.id);
     // The usual CONNECT: a token held (or lately released), unchanged. Else equal access, equal rights: the JSON is the key.
-    const prior = h?.rights ?? this.released.get(token.id);
-    const rights = prior !== undefined && sameData(prior.access, token.access)
-      ? prior
+    const prior = h ?? this.released.get(token.id);
+    const rights = prior !== undefined && (prior.access === token.access || sameData(prior.rights.access, token.access))
+      ? prior.rights
       : this.deps.gate.sharedRights(token);
     const ipMatcher = h !== undefined && h.ips === token.ips ? h.ipMatcher : this.deps.gate.ipMatcher(token.ips);
     const clientIds = h !== undefined && h.clientids === token.clientids ? h.clientIds : compileClientIdMasks(token.clientids, token.id);
@@ -255,7 +258,7 @@ export class Enforcement {
       this.held.delete(id); // its entry in `due`, if any, is skipped when popped
       if (h !== undefined) {
         this.released.delete(id);
-        this.released.set(id, h.rights);
+        this.released.set(id, h);
         if (this.released.size > RELEASED_KEPT) this.released.delete(this.released.keys().next().value as number);
       }
     }
