@@ -18,6 +18,7 @@ import type { Admission, Claim, ClientOwnership } from './client-ownership.js';
 const PREFIX = 'FlespiToken ';
 /** Reads of one CONNECT's token while it keeps changing under it; then the session is refreshed once registered. */
 const MAX_READS = 3;
+const DONE: Promise<void> = Promise.resolve();
 
 export interface AuthDeps {
   store: TokenStore;
@@ -116,6 +117,10 @@ export function createAuthenticate(deps: AuthDeps) {
     let found: { req: AdmitRequest; tokenId: number; result: AdmitResult } | undefined;
     /** Resolves once the store answered every undo (never rejects). */
     const giveBack = (): Promise<void> => {
+      if (claim === undefined && !found?.result.ok) {
+        found = undefined;
+        return DONE; // the usual CONNECT: nothing to give back
+      }
       const undone: Promise<void>[] = [];
       if (claim !== undefined) undone.push(ownership.abandon(claim));
       claim = undefined;

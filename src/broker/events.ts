@@ -82,8 +82,9 @@ export class BrokerEvents implements EventSink {
     // listener, registered first, has closed and unregistered it by the time this one runs (the
     // emitter calls both in one go), but the session is still in the registry until its socket's
     // close: the closed one is the one taken over. Per CONNECT in the cluster, not per message.
+    const own = `$SYS/${aedes.id}/new/clients`;
     (aedes as unknown as AedesEmitter).mq.on('$SYS/+/new/clients', (packet, cb) => {
-      if (packet.topic.split('/')[1] !== aedes.id) {
+      if (packet.topic !== own) {
         for (const s of registry.byClientId(packet.payload.toString())) if (s.client.closed) this.cause(s.client, 'takeover');
       }
       cb();
