@@ -58,8 +58,11 @@ export interface Refusal {
 
 export type Decision = Grant | Refusal;
 
-/** A check after the common ones: a refusal cause, or null to let the next check run (sync when it can: no promise per CONNECT). */
-export type AccessCheck = (grant: Grant) => RefusalCause | null | Promise<RefusalCause | null>;
+/**
+ * A check after the common ones: a refusal cause, or null to let the next check run (sync when it
+ * can: no promise per CONNECT). It is given the context it runs for, so that one list serves every call.
+ */
+export type AccessCheck = (grant: Grant, ctx: AuthorizeContext) => RefusalCause | null | Promise<RefusalCause | null>;
 
 export interface AuthorizeContext {
   /** Reads the token of a well-formed key (MQTT: the store with its re-reads; REST: the key cache). */
@@ -83,6 +86,8 @@ export interface AccessGateOptions {
   /** Where a child token's ancestors are read (step 7); without it tokens are judged alone. */
   ancestors?: Pick<TokenStore, 'get'>;
 }
+
+const NO_CONTEXT: AuthorizeContext = { lookup: () => Promise.resolve(null) };
 
 export function refusal(cause: RefusalCause, tokenId?: number, key?: KeyProblem): Refusal {
   return { ok: false, cause, tokenId, key };
@@ -133,7 +138,7 @@ export class AccessGate {
       if (decision.ok) decision = { ...decision, ancestors: chain };
     }
     if (!decision.ok || !ctx.checks?.length) return decision;
-    const checked = await this.check(decision, ctx.checks);
+    const checked = await this.check(decision, ctx.checks, ctx);
     if (ctx.stillWanted && !ctx.stillWanted()) return null;
     return checked;
   }
@@ -171,11 +176,11 @@ export class AccessGate {
    * async (a store read: ancestors, live session counts); a store error it
    * throws refuses like the lookup's (unavailable / unreadable).
    */
-  async check(grant: Grant, checks: readonly AccessCheck[] | undefined): Promise<Decision> {
+  async check(grant: Grant, checks: readonly AccessCheck[] | undefined, ctx: AuthorizeContext = NO_CONTEXT): Promise<Decision> {
     for (const check of checks ?? []) {
       let cause: RefusalCause | null;
       try {
-        const answer = check(grant);
+        const answer = check(grant, ctx);
         cause = answer instanceof Promise ? await answer : answer;
       } catch (err) {
         if (err instanceof StoreUnavailableError) {
