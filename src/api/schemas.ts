@@ -123,6 +123,10 @@ const tokenProperties = {
     additionalProperties: false,
     properties: { sessions: { type: 'integer' }, publish_rate: { type: 'integer' } },
   },
+  unreadable: {
+    type: 'array', items: { type: 'string' },
+    description: 'SPEC §2: only on a stored token that cannot be read: the fields that could not (it is listed with the rest, and refused everywhere)',
+  },
 } as const;
 
 /** A stored token as listed: never a key. */

@@ -64,6 +64,11 @@ const TAGS = ['tokens'];
 const FIELD_SELECTOR = /^(info|enabled|parent|metadata\.[^=]+)=(.*)$/s;
 const SECURITY = [{ FlespiToken: [] }];
 
+/** A listed token whose validity could not be read (SPEC §2): listed, since whether it expired is unknown. */
+function clocksUnknown(t: Token): boolean {
+  return t.unreadable !== undefined && (t.unreadable.includes('expire') || t.unreadable.includes('ttl'));
+}
+
 function nowSec(): number {
   return Math.floor(Date.now() / 1000);
 }
@@ -92,12 +97,15 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
   app.addHook('onRequest', opts.authenticate);
 
   /** Tokens of a selector that are still valid by time (SPEC §2: expired ones no longer appear). */
-  async function select(sel: string): Promise<Token[]> {
+  async function select(sel: string, listing = false): Promise<Token[]> {
     const now = nowSec();
+    // SPEC §2: a listing shows a stored token that cannot be read with what could be (`unreadable`);
+    // changes and deletions select readable tokens only.
+    const read = listing && store.list ? (ids: number[] | 'all') => (store.list as NonNullable<TokenStore['list']>)(ids) : (ids: number[] | 'all') => store.get(ids);
     // SPEC §5 `field=value` (`parent=N`: the children of token N); listings ordered by id.
     const byField = fieldSelector(sel);
-    const tokens = byField === null ? await store.get(parseIdSelector(sel)) : (await store.get('all')).filter(byField);
-    return tokens.filter((t) => !isExpired(t, now)).sort((a, b) => a.id - b.id);
+    const tokens = byField === null ? await read(parseIdSelector(sel)) : (await read('all')).filter(byField);
+    return tokens.filter((t) => !isExpired(t, now) || clocksUnknown(t)).sort((a, b) => a.id - b.id);
   }
 
   /**
@@ -159,7 +167,7 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
       response: { 200: paged(resultOf('Token', 'the tokens')), ...ERROR_RESPONSES },
     },
   }, async (request) => {
-    const page = paginate(await select(request.params.sel), request.query);
+    const page = paginate(await select(request.params.sel, true), request.query);
     return { result: pickFields(page.result, request.query.fields, TOKEN_FIELDS), pagination: page.pagination };
   });
 

@@ -111,6 +111,51 @@ export function decodeToken(id: number, fields: FieldSource): DecodedToken {
   return { token, hash };
 }
 
+/**
+ * SPEC §2 "GET /platform/tokens still lists it with what could be read": a
+ * token for a listing, each field read on its own. A field that does not decode
+ * takes a value that grants nothing (disabled, no clocks, no rights, no
+ * addresses) and is named in `unreadable`; a token that decodes has none. For
+ * listings only: every other reader uses decodeToken and refuses the token.
+ */
+export function decodeForListing(id: number, fields: FieldSource): Token {
+  try {
+    return decodeToken(id, fields).token;
+  } catch (err) {
+    if (!(err instanceof StoreDataError)) throw err;
+  }
+  const read = new FieldReader(id, fields);
+  const unreadable: string[] = [];
+  const field = <T>(name: string, get: () => T, fallback: T): T => {
+    try {
+      return get();
+    } catch (err) {
+      if (!(err instanceof StoreDataError)) throw err;
+      unreadable.push(name);
+      return fallback;
+    }
+  };
+  const token: Token = {
+    id,
+    info: field('info', () => read.string('info'), ''),
+    enabled: field('enabled', () => read.flag('enabled'), false),
+    expire: field('expire', () => read.integer('expire'), 0),
+    ttl: field('ttl', () => read.integer('ttl'), 0),
+    created: field('created', () => read.integer('created'), 0),
+    accessed: field('accessed', () => read.integer('accessed'), 0),
+    access: field('access', () => read.json('access', decodeAccess), { type: 2, acl: [] }),
+    ips: field('ips', () => read.string('ips'), ''),
+    metadata: field('metadata', () => read.json('metadata', decodeMetadata), {}),
+    parent: field('parent', () => (fields('parent') === undefined ? 0 : read.integer('parent')), 0),
+    clientids: field('clientids', () => read.optional('clientids') ?? '', ''),
+    limits: field('limits', () => (read.optional('limits') === undefined ? { sessions: 0, publish_rate: 0 } : read.json('limits', decodeLimits)), { sessions: 0, publish_rate: 0 }),
+  };
+  // The key hash is never listed; a bad one alone still makes the token unreadable.
+  if (unreadable.length === 0) unreadable.push('key');
+  token.unreadable = unreadable;
+  return token;
+}
+
 /** Reasons for a bad field; `FieldReader` adds the token id and field name. */
 class Malformed extends Error {}
 

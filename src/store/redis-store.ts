@@ -24,7 +24,7 @@ import type { ChangeKind, CreatedToken, Token, TokenInput, TokenPatch } from '..
 import { ACCESS_MASTER, MAX_CHILDREN } from '../tokens/types.js';
 import { ChangeFeed, SILENT_LOGGER } from './change-feed.js';
 import { generateKey, hashKey } from './key.js';
-import { decodeToken, encodePatch, encodeToken, fromRecord, fromValues } from './redis-codec.js';
+import { decodeForListing, decodeToken, encodePatch, encodeToken, fromRecord, fromValues, type FieldSource } from './redis-codec.js';
 import { isReplyError, mapRedisError } from './redis-errors.js';
 import { StoreScripts, type ChildGuard, type CreateMode } from './redis-scripts.js';
 import { RedisOwners } from './redis-owners.js';
@@ -200,7 +200,17 @@ export class RedisStore implements TokenStore {
   }
 
   async get(ids: number[] | 'all'): Promise<Token[]> {
-    if (ids === 'all') return this.listAll();
+    if (ids === 'all') return this.listAll(false);
+    return this.getMany(ids, (id, fields) => decodeToken(id, fields).token);
+  }
+
+  /** SPEC §2: as `get`, but a token that cannot be decoded is listed with what could be read (`unreadable`). */
+  async list(ids: number[] | 'all'): Promise<Token[]> {
+    if (ids === 'all') return this.listAll(true);
+    return this.getMany(ids, decodeForListing);
+  }
+
+  private async getMany(ids: number[], decode: (id: number, fields: FieldSource) => Token): Promise<Token[]> {
     const list = toIdList(ids);
     if (list.length === 0) return [];
     const replies = await this.hgetallMany(list);
@@ -208,7 +218,7 @@ export class RedisStore implements TokenStore {
     list.forEach((id, i) => {
       const [err, fields] = replies[i] as HashReply;
       if (err) throw new StoreDataError(`token ${id}: the stored key holds something other than a hash`, id);
-      if (fields && Object.keys(fields).length > 0) out.push(decodeToken(id, fromRecord(fields)).token);
+      if (fields && Object.keys(fields).length > 0) out.push(decode(id, fromRecord(fields)));
     });
     return out;
   }
@@ -447,8 +457,11 @@ export class RedisStore implements TokenStore {
     });
   }
 
-  /** SPEC §5 `GET /platform/tokens/all`: one undecodable token is skipped and logged, not fatal to the listing. */
-  private async listAll(): Promise<Token[]> {
+  /**
+   * Every token. One that cannot be decoded is never fatal: `lenient` (listings, SPEC §2)
+   * lists it with what could be read, else it is skipped and logged.
+   */
+  private async listAll(lenient: boolean): Promise<Token[]> {
     const members = await this.call(() => this.client.zrange(this.keys.ids, 0, '-1'));
     const ids: number[] = [];
     for (const member of members) {
@@ -470,7 +483,7 @@ export class RedisStore implements TokenStore {
         // Empty: expired by itself and not swept yet.
         if (!fields || Object.keys(fields).length === 0) return;
         try {
-          out.push(decodeToken(id, fromRecord(fields)).token);
+          out.push(lenient ? decodeForListing(id, fromRecord(fields)) : decodeToken(id, fromRecord(fields)).token);
         } catch (decodeErr) {
           if (!(decodeErr instanceof StoreDataError)) throw decodeErr;
           this.logger.warn({ tokenId: id, reason: decodeErr.message }, 'token store: skipping a token that cannot be decoded');

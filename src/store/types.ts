@@ -79,6 +79,11 @@ export interface TokenStore {
    */
   get(ids: number[] | 'all'): Promise<Token[]>;
   /**
+   * For listings (SPEC §2): as `get`, but a stored token that cannot be decoded is
+   * listed with what could be read, `unreadable` naming the rest. Without it, `get`.
+   */
+  list?(ids: number[] | 'all'): Promise<Token[]>;
+  /**
    * The token with this key (looked up by its SHA-256), or null. Does not check validity.
    * Read-only: it runs at every CONNECT and REST call, so a store may hand out a shared, frozen object.
    */

@@ -64,6 +64,11 @@ export interface Token {
   clientids: string;
   /** SPEC §2: 0 = unlimited. */
   limits: TokenLimits;
+  /**
+   * Listings only (SPEC §2): the fields of a stored token that could not be read; the
+   * token is listed with what could be, and refused everywhere else. Absent when readable.
+   */
+  unreadable?: string[];
 }
 
 /** SPEC §2 `limits`. */

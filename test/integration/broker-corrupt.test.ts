@@ -93,14 +93,29 @@ describe('a stored token that cannot be read (redis store)', () => {
     await stillServing();
   });
 
-  test('REST: 401 for either kind of unreadable token; the listing still lists the one that decodes', async () => {
+  test('REST: 401 for either kind of unreadable token; listings still list both, with what could be read (SPEC §2)', async () => {
     const badIps = await corrupted('ips', '10.0.0.0/33');
     const badAccess = await corrupted('access', '{not json');
     expect((await rest(srv.httpUrl, 'GET', '/auth/info', { key: badIps.key })).status).toBe(401);
     expect((await rest(srv.httpUrl, 'GET', '/auth/info', { key: badAccess.key })).status).toBe(401);
     const list = await rest(srv.httpUrl, 'GET', '/platform/tokens/all', { key: masterKey });
     expect(list.status).toBe(200);
-    expect((list.body.result as { id: number }[]).map((t) => t.id)).toContain(badIps.id);
+    const listed = new Map((list.body.result as { id: number }[]).map((t) => [t.id, t as Record<string, unknown>]));
+    expect(listed.get(badIps.id)).toBeDefined();
+    expect(listed.get(badIps.id)!.unreadable).toBeUndefined(); // its ips are a string: readable, refused only when compiled
+    expect(listed.get(badAccess.id)).toMatchObject({ id: badAccess.id, enabled: true, unreadable: ['access'] });
+    expect(listed.get(badAccess.id)!.ttl).toBeGreaterThan(0);
+    // By id and by field selector too; `?fields=` may ask for it.
+    const byId = await rest(srv.httpUrl, 'GET', `/platform/tokens/${badAccess.id}?fields=id,unreadable`, { key: masterKey });
+    expect(byId.status).toBe(200);
+    expect(byId.body.result).toEqual([{ id: badAccess.id, unreadable: ['access'] }]);
+    // A change of every token passes over it (its stored data is never rewritten from a guess); a deletion removes it.
+    const put = await rest(srv.httpUrl, 'PUT', '/platform/tokens/all', { key: masterKey, body: { info: 'after' } });
+    expect(put.status).toBe(200);
+    expect((put.body.result as { id: number }[]).map((t) => t.id)).not.toContain(badAccess.id);
+    expect(await redis.hget(`${prefix}token:${badAccess.id}`, 'access')).toBe('{not json');
+    const del = await rest(srv.httpUrl, 'DELETE', `/platform/tokens/${badAccess.id}`, { key: masterKey });
+    expect(del.status).toBe(200);
   });
 
   test('REST and MQTT agree on ips that do not compile: unreadable (401 / CONNACK 5), logged by id, not "unauthorized location" (SPEC §2)', async () => {
