@@ -447,6 +447,20 @@ describe('console: limits, ACL ids and submodules, one-client-id selectors (memo
     expect((await tokenById(t.id)).clientids).toBe('');
   });
 
+  test("a reason naming a field is shown next to it, also as \"unknown field 'x'\" from a node without that field (SPEC §9: errors show the API's reason)", async () => {
+    const page = await tokensPage();
+    // A node that predates SPEC §2 `clientids` (the answer is stubbed: this node has it).
+    await page.route(/\/platform\/tokens$/, (route) => route.fulfill({ status: 400, json: { errors: [{ code: 400, reason: "unknown field 'clientids'" }] } }));
+    await page.getByRole('button', { name: 'New token' }).click();
+    await page.getByLabel('Client id masks').fill('dev-*');
+    const answered = page.waitForResponse((r) => r.request().method() === 'POST');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await answered;
+    // The form is done with the answer once its button is enabled again (it is disabled while the request runs).
+    await page.waitForFunction('!document.querySelector(\'form.token-form button[type="submit"]\')?.disabled');
+    expect(await fieldError(page, 'clientids').allTextContents()).toEqual(["unknown field 'clientids'"]);
+  });
+
   test("the client ids a session path cannot name ('all', '..') show their own subscriptions and are kicked alone (SPEC §5 session selectors)", async () => {
     const bystander = await connect(srv.mqttUrl, master, { clientId: 'bystander' });
     devices.push(bystander);
