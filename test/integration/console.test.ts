@@ -268,6 +268,8 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     await expect(page2.getByRole('navigation', { name: 'Views' }).getByRole('link').allTextContents()).resolves.toEqual(['Sessions', 'Tokens', 'Live']);
     await page2.locator(`tr[data-client-id="seen-${kind}"]`).waitFor({ timeout: UI_MS });
     expect(await page2.getByRole('button', { name: /^Kick/ }).count()).toBe(0);
+    // SPEC §3: GET on mqtt/sessions does not grant its subscriptions submodule: no button that could only answer 403.
+    expect(await page2.getByRole('button', { name: 'Subscriptions' }).count()).toBe(0);
     await shot(page2, 'sessions-phone-acl');
     await page2.getByRole('link', { name: 'Live' }).click();
     await page2.getByTestId('mqtt-state').getByText('connected', { exact: true }).waitFor({ timeout: UI_MS });
@@ -445,6 +447,31 @@ describe('console: limits, ACL ids and submodules, one-client-id selectors (memo
     await page.getByRole('button', { name: 'Save' }).click();
     await put;
     expect((await tokenById(t.id)).clientids).toBe('');
+  });
+
+  test('an ACL token whose mqtt/sessions entry has ids and the subscriptions submodule sees only those sessions, and their subscriptions (SPEC §3)', async () => {
+    const desk = await srv.token({
+      info: 'desk viewer',
+      access: { type: 2, acl: [
+        { uri: 'mqtt/sessions', methods: ['GET'], ids: ['desk-*'], submodules: [{ name: 'subscriptions', methods: ['GET'] }] },
+        { uri: 'mqtt', topic: 'desk/#', actions: ['subscribe'] },
+      ] },
+    });
+    const mine = await connect(srv.mqttUrl, master, { clientId: 'desk-1' });
+    const other = await connect(srv.mqttUrl, master, { clientId: 'yard-1' });
+    devices.push(mine, other);
+    await mine.subscribeAsync('desk/1/cmd');
+    const page = await newPage();
+    await logIn(page, srv.httpUrl, desk.key);
+    const row = page.locator('tr[data-client-id="desk-1"]');
+    await row.waitFor({ timeout: UI_MS });
+    await expect(page.locator('table.sessions tbody tr[data-client-id]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-client-id'))))
+      .resolves.toEqual(['desk-1']);
+    expect(await row.getByRole('button', { name: /^Kick/ }).count()).toBe(0);
+    await row.getByRole('button', { name: 'Subscriptions' }).click();
+    await page.getByRole('list', { name: 'subscriptions of desk-1' }).getByText('desk/1/cmd').waitFor({ timeout: UI_MS });
+    await shot(page, 'sessions-acl-ids');
+    expect(problemsOf(page)).toEqual([]);
   });
 
   test("a reason naming a field is shown next to it, also as \"unknown field 'x'\" from a node without that field (SPEC §9: errors show the API's reason)", async () => {

@@ -42,6 +42,10 @@ export function SessionsView({ token, features }) {
   const [notice, setNotice] = useState('');
   const [open, setOpen] = useState(null);
   const mayKick = canRest(token, 'DELETE', '/mqtt/sessions/x');
+  // SPEC §3: with a narrower uri, the subscriptions submodule is a right of its own (the item's GET does not grant it).
+  const maySeeSubs = features.has('GET', '/mqtt/sessions/{sel}/subscriptions')
+    ? canRest(token, 'GET', '/mqtt/sessions/x/subscriptions')
+    : canRest(token, 'GET', '/mqtt/sessions/x');
   const serverPaging = features.takes('GET', '/mqtt/sessions/{sel}', 'limit');
 
   async function load() {
@@ -115,8 +119,8 @@ export function SessionsView({ token, features }) {
               <td data-label="Connected">${formatTime(s.connected)}</td>
               <td data-label="In / out">${s.msgs_in} / ${s.msgs_out}</td>
               <td class="actions">
-                <button type="button" class="secondary" aria-expanded=${open === s.client_id}
-                  onClick=${() => setOpen(open === s.client_id ? null : s.client_id)}>Subscriptions</button>
+                ${maySeeSubs && html`<button type="button" class="secondary" aria-expanded=${open === s.client_id}
+                  onClick=${() => setOpen(open === s.client_id ? null : s.client_id)}>Subscriptions</button>`}
                 ${mayKick && html`<${ConfirmButton} label="Kick" confirmLabel="Confirm kick" what=${s.client_id} onConfirm=${() => kick(s.client_id)} />`}
               </td>
             </tr>
