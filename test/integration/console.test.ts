@@ -426,6 +426,8 @@ describe('console: limits, ACL ids and submodules, one-client-id selectors (memo
     await page.getByLabel('Info').fill('kept');
     // A change to one entry resends the whole access: the other entries go back as they came.
     await page.locator('.acl-row[data-entry="0"]').getByLabel('publish').uncheck();
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, 'tokens-edit-phone');
     const put = page.waitForRequest((r) => r.method() === 'PUT');
     await page.getByRole('button', { name: 'Save' }).click();
     expect(Object.keys((await put).postDataJSON()).sort()).toEqual(['access', 'info']);
