@@ -490,13 +490,13 @@ describe('console: limits, ACL ids and submodules, one-client-id selectors (memo
     expect(await fieldError(page, 'clientids').allTextContents()).toEqual(["unknown field 'clientids'"]);
   });
 
-  test("the client ids a session path cannot name ('all', '..') show their own subscriptions and are kicked alone (SPEC §5 session selectors)", async () => {
+  test("the client ids a session path cannot name ('all', '..', '.') show their own subscriptions and are kicked alone (SPEC §5 session selectors)", async () => {
     const bystander = await connect(srv.mqttUrl, master, { clientId: 'bystander' });
     devices.push(bystander);
     await bystander.subscribeAsync('only/bystander');
     const page = await newPage();
     await logIn(page, srv.httpUrl, master);
-    for (const id of ['all', '..']) {
+    for (const id of ['all', '..', '.']) {
       const device = await connect(srv.mqttUrl, master, { clientId: id });
       devices.push(device);
       await device.subscribeAsync(`only/${id}`);
