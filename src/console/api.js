@@ -79,6 +79,25 @@ export async function loadFeatures() {
   };
 }
 
+/**
+ * The REST path of one session (SPEC §5: a session selector is `all` or ONE
+ * client id, URL-encoded; a ',' is part of the id, never a list), with `sub`
+ * (`/subscriptions`) and `query` appended. A path cannot name three ids: `all`
+ * (the selector of every session) and `.`/`..` (the browser folds them into the
+ * parent path); those are selected by `all?client_id=<id>`, a mask with no `*`
+ * or `?` matching that id alone.
+ */
+export function sessionPath(clientId, sub = '', query = {}) {
+  const q = new URLSearchParams(query);
+  let sel = encodeURIComponent(clientId);
+  if (clientId === 'all' || clientId === '.' || clientId === '..') {
+    sel = 'all';
+    q.set('client_id', clientId);
+  }
+  const search = q.toString();
+  return `/mqtt/sessions/${sel}${sub}${search ? `?${search}` : ''}`;
+}
+
 /** `*` and `?` masks as SPEC §5 selectors use them, as a case-sensitive RegExp. */
 export function maskRegExp(mask) {
   const body = mask.split('').map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('');

@@ -14,6 +14,24 @@ const UI_MS = 10_000;
 // A browser walk through several views on a 2-core machine shared with other suites.
 jest.setTimeout(60_000);
 
+type Viewport = { width: number; height: number };
+type WatchedPage = Page & { problems: string[] };
+
+/** A page in a context of its own; any CSP violation or script error is collected for the test that caused it. */
+async function openPage(browser: Browser, contexts: BrowserContext[], viewport: Viewport = { width: 1280, height: 800 }): Promise<Page> {
+  const context = await browser.newContext({ viewport });
+  contexts.push(context);
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (err) => problems.push(err.message));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && !/status of 40[0134]/.test(msg.text())) problems.push(msg.text());
+  });
+  (page as WatchedPage).problems = problems;
+  return page;
+}
+const problemsOf = (page: Page) => (page as WatchedPage).problems;
+
 describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9)', (kind) => {
   let srv: TestServer;
   let master: string;
@@ -22,20 +40,7 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
   const devices: MqttClient[] = [];
   const shot = (page: Page, name: string) => screenshot(page, `${kind}-${name}`);
 
-  async function newPage(viewport = { width: 1280, height: 800 }): Promise<Page> {
-    const context = await browser.newContext({ viewport });
-    contexts.push(context);
-    const page = await context.newPage();
-    // Any CSP violation or script error fails the test that caused it.
-    const problems: string[] = [];
-    page.on('pageerror', (err) => problems.push(err.message));
-    page.on('console', (msg) => {
-      if (msg.type() === 'error' && !/status of 40[134]/.test(msg.text())) problems.push(msg.text());
-    });
-    (page as Page & { problems: string[] }).problems = problems;
-    return page;
-  }
-  const problemsOf = (page: Page) => (page as Page & { problems: string[] }).problems;
+  const newPage = (viewport?: Viewport) => openPage(browser, contexts, viewport);
 
   beforeAll(async () => {
     // Redis: cluster mode as main.ts wires it, so Sessions reads the Redis session directory of every node.
@@ -157,7 +162,7 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     expect(problemsOf(page)).toEqual([]);
   });
 
-  test("a client id with ',' (read as a list by the sessions selector) shows its own subscriptions and cannot be kicked alone", async () => {
+  test("a client id with ',' is one session (SPEC §5: the selector is one URL-encoded client id): its own subscriptions, and Kick closes that client only", async () => {
     const listed = await connect(srv.mqttUrl, master, { clientId: `x-${kind},y` });
     const bystander = await connect(srv.mqttUrl, master, { clientId: `x-${kind}` });
     devices.push(listed, bystander);
@@ -167,11 +172,23 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     await logIn(page, srv.httpUrl, master);
     const row = page.locator(`tr[data-client-id="x-${kind},y"]`);
     await row.waitFor({ timeout: UI_MS });
-    expect(await row.getByRole('button', { name: `Kick x-${kind},y` }).isDisabled()).toBe(true);
+    const kick = row.getByRole('button', { name: `Kick x-${kind},y`, exact: true });
+    expect(await kick.isDisabled()).toBe(false);
     await row.getByRole('button', { name: 'Subscriptions' }).click();
     const subs = page.getByRole('list', { name: `subscriptions of x-${kind},y` });
     await subs.getByText('only/xy').waitFor({ timeout: UI_MS });
     expect(await subs.getByText('only/x', { exact: true }).count()).toBe(0);
+
+    await kick.click();
+    const gone = closed(listed, UI_MS);
+    await page.getByRole('button', { name: 'Confirm kick' }).click();
+    await gone;
+    await row.waitFor({ state: 'detached', timeout: UI_MS });
+    // `x-<kind>`, what reading ',' as a list would have closed too, is still there.
+    const still = await rest(srv.httpUrl, 'GET', `/mqtt/sessions/x-${kind}`, { key: master });
+    expect(still.body.result).toEqual([expect.objectContaining({ client_id: `x-${kind}` })]);
+    expect(bystander.connected).toBe(true);
+    expect(problemsOf(page)).toEqual([]);
   });
 
   test('the ACL editor refuses a bad filter next to its field and shows the server reason', async () => {
@@ -251,6 +268,8 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     await expect(page2.getByRole('navigation', { name: 'Views' }).getByRole('link').allTextContents()).resolves.toEqual(['Sessions', 'Tokens', 'Live']);
     await page2.locator(`tr[data-client-id="seen-${kind}"]`).waitFor({ timeout: UI_MS });
     expect(await page2.getByRole('button', { name: /^Kick/ }).count()).toBe(0);
+    // SPEC §3: GET on mqtt/sessions does not grant its subscriptions submodule: no button that could only answer 403.
+    expect(await page2.getByRole('button', { name: 'Subscriptions' }).count()).toBe(0);
     await shot(page2, 'sessions-phone-acl');
     await page2.getByRole('link', { name: 'Live' }).click();
     await page2.getByTestId('mqtt-state').getByText('connected', { exact: true }).waitFor({ timeout: UI_MS });
@@ -263,6 +282,241 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     expect(await page2.evaluate<string>('JSON.stringify(sessionStorage)')).not.toContain(viewer.key);
     expect(problemsOf(page)).toEqual([]);
     expect(problemsOf(page2)).toEqual([]);
+  });
+});
+
+// What the API offers since the console was written: token `limits` (SPEC §2),
+// REST entries' `ids` and `submodules` (SPEC §3), session selectors that are
+// one URL-encoded client id (SPEC §5). The console writes, REST reads back.
+describe('console: limits, ACL ids and submodules, one-client-id selectors (memory store)', () => {
+  let srv: TestServer;
+  let master: string;
+  let browser: Browser;
+  const contexts: BrowserContext[] = [];
+  const devices: MqttClient[] = [];
+  const newPage = (viewport?: Viewport) => openPage(browser, contexts, viewport);
+  const shot = (page: Page, name: string) => screenshot(page, `memory-${name}`);
+  const tokenById = async (id: number) => {
+    const res = await rest(srv.httpUrl, 'GET', `/platform/tokens/${id}`, { key: master });
+    expect(res.status).toBe(200);
+    return res.body.result[0];
+  };
+  const tokenByInfo = async (info: string) => {
+    const res = await rest(srv.httpUrl, 'GET', '/platform/tokens/all', { key: master });
+    const found = (res.body.result as ({ id: number; info: string } & Record<string, unknown>)[]).filter((t) => t.info === info);
+    expect(found).toHaveLength(1);
+    return found[0]!;
+  };
+  async function tokensPage(): Promise<Page> {
+    const page = await newPage();
+    await logIn(page, srv.httpUrl, master);
+    await page.getByRole('link', { name: 'Tokens' }).click();
+    return page;
+  }
+  const fieldError = (page: Page, field: string) => page.locator(`[id="err-${field}"]`);
+
+  beforeAll(async () => {
+    srv = await startTestServer({ store: 'memory', console: true });
+    master = (await srv.token({ access: { type: 1 }, info: 'ops' })).key;
+    browser = await launchBrowser();
+  });
+  afterAll(async () => {
+    await Promise.all(devices.map((d) => d.endAsync(true)));
+    await Promise.all(contexts.map((c) => c.close()));
+    await browser?.close();
+    await srv?.close();
+  });
+
+  test('limits set in the form are what REST returns and show in the list; a refused value shows the API reason next to its field; emptied, they are unlimited (SPEC §2 limits)', async () => {
+    const page = await tokensPage();
+    await page.getByRole('button', { name: 'New token' }).click();
+    await page.getByLabel('Info').fill('limited');
+    await page.getByLabel('Max sessions').fill('5x');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await fieldError(page, 'limits.sessions').getByText('must be a whole number').waitFor({ timeout: UI_MS });
+    // A bound only the server knows: its 400 names the field, shown next to it.
+    await page.getByLabel('Max sessions').fill('5');
+    await page.getByLabel('Publish rate').fill('99999999');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await fieldError(page, 'limits.publish_rate').getByText(/^limits\.publish_rate: /).waitFor({ timeout: UI_MS });
+    expect(await page.getByLabel('Publish rate').getAttribute('aria-invalid')).toBe('true');
+    await shot(page, 'tokens-limits-refused');
+    await page.getByLabel('Publish rate').fill('10');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.getByTestId('new-key').waitFor({ timeout: UI_MS });
+    const created = await tokenByInfo('limited');
+    expect(created.limits).toEqual({ sessions: 5, publish_rate: 10 });
+    const row = page.locator(`tr[data-token-id="${created.id}"]`);
+    await row.locator('td[data-label="Limits"]').getByText('≤ 5 sessions, 10 msg/s', { exact: true }).waitFor({ timeout: UI_MS });
+    await shot(page, 'tokens-limits');
+
+    // Edit shows them; emptied, they are sent as 0 (unlimited) and the list shows none.
+    await page.getByRole('button', { name: 'Done' }).click();
+    await page.getByRole('button', { name: `edit token ${created.id}` }).click();
+    expect(await page.getByLabel('Max sessions').inputValue()).toBe('5');
+    expect(await page.getByLabel('Publish rate').inputValue()).toBe('10');
+    await page.getByLabel('Max sessions').fill('');
+    await page.getByLabel('Publish rate').fill('0');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await row.locator('td[data-label="Limits"]').getByText('—').waitFor({ timeout: UI_MS });
+    expect((await tokenById(created.id)).limits).toEqual({ sessions: 0, publish_rate: 0 });
+    expect(problemsOf(page)).toEqual([]);
+  });
+
+  test('an ACL token with a mqtt/sessions entry with ids and submodules, made in the editor, is what REST returns; the API judges and its reason shows next to the value (SPEC §3)', async () => {
+    const page = await tokensPage();
+    await page.getByRole('button', { name: 'New token' }).click();
+    await page.getByLabel('Info').fill('session desk');
+    await page.getByLabel('Access').selectOption({ label: 'ACL' });
+    await page.getByRole('button', { name: 'Add MQTT topic entry' }).click();
+    await page.getByLabel('Topic filter').fill('desk/#');
+    await page.getByRole('button', { name: 'Add REST entry' }).click();
+    const entry = page.locator('.acl-row[data-entry="1"]');
+    await entry.getByLabel('DELETE', { exact: true }).check();
+    await entry.getByRole('button', { name: 'add client id mask to entry 2' }).click();
+    await entry.getByRole('button', { name: 'add client id mask to entry 2' }).click();
+    await entry.getByLabel('entry 2 client id mask 1').fill('desk-*');
+    await entry.getByLabel('entry 2 subscriptions GET').check();
+
+    // An empty mask: the API's reason, next to that mask.
+    await page.getByRole('button', { name: 'Create' }).click();
+    await fieldError(page, 'access.acl[1].ids[1]').getByText(/^access\.acl\[1\]\.ids\[1\]: /).waitFor({ timeout: UI_MS });
+    expect(await entry.getByLabel('entry 2 client id mask 2').getAttribute('aria-invalid')).toBe('true');
+    // ids on another uri: still shown (never dropped behind the user's back), and the API says why not.
+    await entry.getByLabel('entry 2 client id mask 2').fill('a,b');
+    await entry.getByLabel('REST uri').selectOption('mqtt/messages');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await fieldError(page, 'access.acl[1].ids').getByText("only an entry with uri 'mqtt/sessions' takes it").waitFor({ timeout: UI_MS });
+    await shot(page, 'tokens-acl-scope-refused');
+    await entry.getByLabel('REST uri').selectOption('mqtt/sessions');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await page.getByTestId('new-key').waitFor({ timeout: UI_MS });
+
+    const stored = await tokenByInfo('session desk');
+    expect(stored.access).toEqual({ type: 2, acl: [
+      { uri: 'mqtt', topic: 'desk/#', actions: ['subscribe'] },
+      { uri: 'mqtt/sessions', methods: ['GET', 'DELETE'], ids: ['desk-*', 'a,b'], submodules: [{ name: 'subscriptions', methods: ['GET'] }] },
+    ] });
+    // Edit shows what REST returns.
+    await page.getByRole('button', { name: 'Done' }).click();
+    await page.getByRole('button', { name: `edit token ${stored.id}` }).click();
+    const shown = page.locator('.acl-row[data-entry="1"]');
+    expect(await shown.getByLabel('entry 2 client id mask 1').inputValue()).toBe('desk-*');
+    expect(await shown.getByLabel('entry 2 client id mask 2').inputValue()).toBe('a,b');
+    expect(await shown.getByLabel('entry 2 subscriptions GET').isChecked()).toBe(true);
+    expect(await shown.getByLabel('entry 2 subscriptions DELETE').isChecked()).toBe(false);
+    expect(await shown.getByLabel('DELETE', { exact: true }).isChecked()).toBe(true);
+    await shot(page, 'tokens-acl-scope');
+    expect(problemsOf(page)).toEqual([]);
+  });
+
+  test('editing a token keeps what the editor does not show (metadata, other methods, entry fields) and changes only what was edited (SPEC §5 PUT)', async () => {
+    const acl = [
+      { uri: 'mqtt', topic: 'keep/#', actions: ['publish', 'subscribe'] },
+      { uri: 'mqtt/sessions', methods: ['GET', 'PATCH'], ids: ['keep-*'], submodules: [{ name: 'subscriptions', methods: ['GET', 'DELETE'] }] },
+      { uri: 'mqtt/messages', methods: ['POST'] },
+    ] as const;
+    const t = await srv.token({
+      info: 'keep me', ttl: 3600, ips: '127.0.0.1, 10.0.0.0/8', clientids: 'keep-*', metadata: { customer: 'acme', site: 'north' },
+      limits: { sessions: 3, publish_rate: 0 }, access: { type: 2, acl: acl.map((e) => structuredClone(e)) as never },
+    });
+    const before = await tokenById(t.id);
+    const page = await tokensPage();
+    await page.getByRole('button', { name: `edit token ${t.id}` }).click();
+    await page.getByLabel('Info').fill('kept');
+    // A change to one entry resends the whole access: the other entries go back as they came.
+    await page.locator('.acl-row[data-entry="0"]').getByLabel('publish').uncheck();
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot(page, 'tokens-edit-phone');
+    const put = page.waitForRequest((r) => r.method() === 'PUT');
+    await page.getByRole('button', { name: 'Save' }).click();
+    expect(Object.keys((await put).postDataJSON()).sort()).toEqual(['access', 'info']);
+    await page.locator(`tr[data-token-id="${t.id}"]`).getByText('kept', { exact: true }).waitFor({ timeout: UI_MS });
+    const after = await tokenById(t.id);
+    expect(after).toEqual({
+      ...before, info: 'kept', accessed: expect.any(Number),
+      access: { type: 2, acl: [{ ...acl[0], actions: ['subscribe'] }, acl[1], acl[2]] },
+    });
+    expect(problemsOf(page)).toEqual([]);
+  });
+
+  test('editing a token: client id masks emptied in the form are sent, so the token admits every client id again (SPEC §5 PUT changes the fields given)', async () => {
+    const t = await srv.token({ info: 'clear masks', clientids: 'only-*' });
+    const page = await tokensPage();
+    await page.getByRole('button', { name: `edit token ${t.id}` }).click();
+    await page.getByLabel('Client id masks').fill('');
+    const put = page.waitForResponse((r) => r.request().method() === 'PUT');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await put;
+    expect((await tokenById(t.id)).clientids).toBe('');
+  });
+
+  test('an ACL token whose mqtt/sessions entry has ids and the subscriptions submodule sees only those sessions, and their subscriptions (SPEC §3)', async () => {
+    const desk = await srv.token({
+      info: 'desk viewer',
+      access: { type: 2, acl: [
+        { uri: 'mqtt/sessions', methods: ['GET'], ids: ['desk-*'], submodules: [{ name: 'subscriptions', methods: ['GET'] }] },
+        { uri: 'mqtt', topic: 'desk/#', actions: ['subscribe'] },
+      ] },
+    });
+    const mine = await connect(srv.mqttUrl, master, { clientId: 'desk-1' });
+    const other = await connect(srv.mqttUrl, master, { clientId: 'yard-1' });
+    devices.push(mine, other);
+    await mine.subscribeAsync('desk/1/cmd');
+    const page = await newPage();
+    await logIn(page, srv.httpUrl, desk.key);
+    const row = page.locator('tr[data-client-id="desk-1"]');
+    await row.waitFor({ timeout: UI_MS });
+    await expect(page.locator('table.sessions tbody tr[data-client-id]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-client-id'))))
+      .resolves.toEqual(['desk-1']);
+    expect(await row.getByRole('button', { name: /^Kick/ }).count()).toBe(0);
+    await row.getByRole('button', { name: 'Subscriptions' }).click();
+    await page.getByRole('list', { name: 'subscriptions of desk-1' }).getByText('desk/1/cmd').waitFor({ timeout: UI_MS });
+    await shot(page, 'sessions-acl-ids');
+    expect(problemsOf(page)).toEqual([]);
+  });
+
+  test("a reason naming a field is shown next to it, also as \"unknown field 'x'\" from a node without that field (SPEC §9: errors show the API's reason)", async () => {
+    const page = await tokensPage();
+    // A node that predates SPEC §2 `clientids` (the answer is stubbed: this node has it).
+    await page.route(/\/platform\/tokens$/, (route) => route.fulfill({ status: 400, json: { errors: [{ code: 400, reason: "unknown field 'clientids'" }] } }));
+    await page.getByRole('button', { name: 'New token' }).click();
+    await page.getByLabel('Client id masks').fill('dev-*');
+    const answered = page.waitForResponse((r) => r.request().method() === 'POST');
+    await page.getByRole('button', { name: 'Create' }).click();
+    await answered;
+    // The form is done with the answer once its button is enabled again (it is disabled while the request runs).
+    await page.waitForFunction('!document.querySelector(\'form.token-form button[type="submit"]\')?.disabled');
+    expect(await fieldError(page, 'clientids').allTextContents()).toEqual(["unknown field 'clientids'"]);
+  });
+
+  test("the client ids a session path cannot name ('all', '..', '.') show their own subscriptions and are kicked alone (SPEC §5 session selectors)", async () => {
+    const bystander = await connect(srv.mqttUrl, master, { clientId: 'bystander' });
+    devices.push(bystander);
+    await bystander.subscribeAsync('only/bystander');
+    const page = await newPage();
+    await logIn(page, srv.httpUrl, master);
+    for (const id of ['all', '..', '.']) {
+      const device = await connect(srv.mqttUrl, master, { clientId: id });
+      devices.push(device);
+      await device.subscribeAsync(`only/${id}`);
+      const row = page.locator(`tr[data-client-id="${id}"]`);
+      await row.waitFor({ timeout: UI_MS });
+      await row.getByRole('button', { name: 'Subscriptions' }).click();
+      const subs = page.getByRole('list', { name: `subscriptions of ${id}` });
+      await subs.getByText(`only/${id}`).waitFor({ timeout: UI_MS });
+      expect(await subs.getByText('only/bystander').count()).toBe(0);
+      await row.getByRole('button', { name: `Kick ${id}`, exact: true }).click();
+      const gone = closed(device, UI_MS);
+      await page.getByRole('button', { name: 'Confirm kick' }).click();
+      await gone;
+      await row.waitFor({ state: 'detached', timeout: UI_MS });
+      const still = await rest(srv.httpUrl, 'GET', '/mqtt/sessions/bystander', { key: master });
+      expect([id, still.body.result]).toEqual([id, [expect.objectContaining({ client_id: 'bystander' })]]);
+      expect(bystander.connected).toBe(true);
+    }
+    await page.getByRole('alert').waitFor({ state: 'detached' });
+    expect(problemsOf(page)).toEqual([]);
   });
 });
 

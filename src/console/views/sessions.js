@@ -2,7 +2,7 @@
 // id, token id or IP; kick with confirmation; a session's subscriptions.
 // One page of rows in the DOM, never the whole listing.
 import { html, useState } from '../vendor/htm-preact.js';
-import { api, asMask, formatTime, textFilter } from '../api.js';
+import { api, asMask, formatTime, sessionPath, textFilter } from '../api.js';
 import { canRest } from '../access.js';
 import { ConfirmButton, ErrorLine, Pager, usePoll } from '../ui.js';
 
@@ -10,20 +10,16 @@ const PAGE = 50;
 const POLL_MS = 2000;
 const LIST_FIELDS = 'client_id,token_id,ip,transport,node,connected,msgs_in,msgs_out';
 
-function Subscriptions({ clientId, tokenId, features }) {
+function Subscriptions({ clientId, features }) {
   const [subs, setSubs] = useState(null);
   const [error, setError] = useState('');
   usePoll(async () => {
     try {
-      const sel = encodeURIComponent(clientId);
       // SPEC §5 subscriptions route when this node has it; else the session object's own list.
       const body = features.has('GET', '/mqtt/sessions/{sel}/subscriptions')
-        ? await api('GET', `/mqtt/sessions/${sel}/subscriptions`)
+        ? await api('GET', sessionPath(clientId, '/subscriptions'))
         : {
-          // The sessions selector reads ',' as a list: such a client id is found among its token's sessions.
-          result: (await api('GET', clientId.includes(',')
-            ? `/mqtt/sessions/all?token_id=${tokenId}&fields=client_id,subscriptions`
-            : `/mqtt/sessions/${sel}?fields=client_id,subscriptions`)).result
+          result: (await api('GET', sessionPath(clientId, '', { fields: 'client_id,subscriptions' }))).result
             .filter((s) => s.client_id === clientId).flatMap((s) => s.subscriptions ?? []),
         };
       setSubs(body.result);
@@ -46,6 +42,10 @@ export function SessionsView({ token, features }) {
   const [notice, setNotice] = useState('');
   const [open, setOpen] = useState(null);
   const mayKick = canRest(token, 'DELETE', '/mqtt/sessions/x');
+  // SPEC §3: with a narrower uri, the subscriptions submodule is a right of its own (the item's GET does not grant it).
+  const maySeeSubs = features.has('GET', '/mqtt/sessions/{sel}/subscriptions')
+    ? canRest(token, 'GET', '/mqtt/sessions/x/subscriptions')
+    : canRest(token, 'GET', '/mqtt/sessions/x');
   const serverPaging = features.takes('GET', '/mqtt/sessions/{sel}', 'limit');
 
   async function load() {
@@ -79,7 +79,7 @@ export function SessionsView({ token, features }) {
 
   async function kick(clientId) {
     try {
-      await api('DELETE', `/mqtt/sessions/${encodeURIComponent(clientId)}`);
+      await api('DELETE', sessionPath(clientId));
       setNotice(`closed ${clientId}`);
       load();
     } catch (err) {
@@ -119,14 +119,13 @@ export function SessionsView({ token, features }) {
               <td data-label="Connected">${formatTime(s.connected)}</td>
               <td data-label="In / out">${s.msgs_in} / ${s.msgs_out}</td>
               <td class="actions">
-                <button type="button" class="secondary" aria-expanded=${open === s.client_id}
-                  onClick=${() => setOpen(open === s.client_id ? null : s.client_id)}>Subscriptions</button>
-                ${mayKick && html`<${ConfirmButton} label="Kick" confirmLabel="Confirm kick" what=${s.client_id} onConfirm=${() => kick(s.client_id)}
-                  disabled=${s.client_id.includes(',')} title=${s.client_id.includes(',') ? "the API reads ',' in a selector as a list: this session cannot be kicked alone" : undefined} />`}
+                ${maySeeSubs && html`<button type="button" class="secondary" aria-expanded=${open === s.client_id}
+                  onClick=${() => setOpen(open === s.client_id ? null : s.client_id)}>Subscriptions</button>`}
+                ${mayKick && html`<${ConfirmButton} label="Kick" confirmLabel="Confirm kick" what=${s.client_id} onConfirm=${() => kick(s.client_id)} />`}
               </td>
             </tr>
             ${open === s.client_id && html`<tr class="detail"><td colspan="8"><span class="note">Subscriptions of <code>${s.client_id}</code>:</span>
-              <${Subscriptions} clientId=${s.client_id} tokenId=${s.token_id} features=${features} /></td></tr>`}`)}
+              <${Subscriptions} clientId=${s.client_id} features=${features} /></td></tr>`}`)}
         </tbody>
       </table></div>
       ${rows.length > 10 && html`<${Pager} offset=${offset} limit=${PAGE} total=${page.total} onChange=${setOffset} />`}`}

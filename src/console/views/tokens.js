@@ -9,36 +9,91 @@ import { ConfirmButton, ErrorLine, Pager, usePoll } from '../ui.js';
 const PAGE = 25;
 const REST_URIS = ['mqtt', 'mqtt/sessions', 'mqtt/messages', 'mqtt/logs'];
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE'];
+/** SPEC §3: the one uri that takes `ids` and `submodules`, and its submodules with the methods they answer. */
+const SESSIONS_URI = 'mqtt/sessions';
+const SUBMODULES = { subscriptions: ['GET', 'DELETE'] };
+/** Fields of an ACL entry the editor shows; the form keeps `extra` (the entry as stored) for the rest. */
+const ENTRY_PARTS = ['topic', 'actions', 'uri', 'methods', 'ids', 'submodules'];
 
-/** A server reason (`access.acl[2].topic: ...`) → the field it names, so it is shown next to that field. */
-function fieldOf(reason) {
-  const m = /^'?([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*)'?[: ]/.exec(reason);
-  return m ? m[1] : '';
+/**
+ * Where the form shows a reason (`access.acl[2].ids[0]: ...`, `limits.sessions: ...`,
+ * `unknown field 'limits.x'`): the field it names when the form has that field,
+ * else the nearest one it has, else above the form. Never a key nobody renders.
+ */
+function placeOf(reason, form) {
+  const named = /^unknown field '([^']*)'/.exec(reason)?.[1] ?? /^([A-Za-z_]+(?:\[\d+\])?(?:\.[A-Za-z_]+(?:\[\d+\])?)*):/.exec(reason)?.[1] ?? '';
+  if (['info', 'ttl', 'expire', 'ips', 'clientids', 'limits.sessions', 'limits.publish_rate'].includes(named)) return named;
+  if (named.startsWith('limits')) return 'limits';
+  const acl = /^access\.acl\[(\d+)\](?:\.([a-z_]+)(?:\[(\d+)\])?)?/.exec(named);
+  if (acl) {
+    const [, i, part, k] = acl;
+    if (Number(i) >= form.acl.length) return 'access.acl';
+    if (part === 'ids' && k !== undefined) return `access.acl[${i}].ids[${k}]`;
+    return ENTRY_PARTS.includes(part) ? `access.acl[${i}].${part}` : `access.acl[${i}]`;
+  }
+  if (named === 'access.acl') return named;
+  if (named.startsWith('access')) return 'access';
+  return 'form';
 }
 
 function emptyForm(type = STANDARD) {
-  return { info: '', ttl: '86400', expire: '', type: String(type), ips: '', clientids: '', acl: [], enabled: true };
+  return {
+    info: '', ttl: '86400', expire: '', type: String(type), ips: '', clientids: '', acl: [], enabled: true,
+    limits: { sessions: '', publish_rate: '' },
+  };
+}
+
+/** A stored ACL entry as the editor holds it; `extra` keeps the entry whole, so a field the editor does not know survives an edit. */
+function entryForm(e) {
+  if (Array.isArray(e.methods)) {
+    return {
+      kind: 'rest', uri: e.uri, methods: [...e.methods], ids: [...(e.ids ?? [])],
+      submodules: e.submodules?.map((s) => ({ ...s, methods: [...(s.methods ?? [])] })), extra: e,
+    };
+  }
+  return { kind: 'mqtt', topic: e.topic, actions: [...(e.actions ?? [])], extra: e };
 }
 
 function formOf(t) {
   return {
     info: t.info ?? '', ttl: String(t.ttl ?? ''), expire: String(t.expire || ''), type: String(t.access?.type ?? STANDARD),
     ips: t.ips ?? '', clientids: t.clientids ?? '', enabled: t.enabled,
-    acl: (t.access?.acl ?? []).map((e) => (Array.isArray(e.methods)
-      ? { kind: 'rest', uri: e.uri, methods: [...e.methods], extra: e }
-      : { kind: 'mqtt', topic: e.topic, actions: [...(e.actions ?? [])] })),
+    limits: { sessions: String(t.limits?.sessions || ''), publish_rate: String(t.limits?.publish_rate || '') },
+    acl: (t.access?.acl ?? []).map(entryForm),
   };
 }
 
-/** The form as a token body; `problems` maps fields to client-side reasons. */
-function bodyOf(form, problems) {
+/** A REST entry of the form as the API takes it (SPEC §3): `ids` only when some are given, `submodules` as edited. */
+function restEntryOf(e) {
+  const { ids: _ids, submodules: _subs, ...others } = e.extra ?? {};
+  const entry = { ...others, uri: e.uri, methods: e.methods };
+  if (e.ids.length > 0) entry.ids = e.ids;
+  // An empty list is sent only if the stored entry had one (nothing dropped, nothing added).
+  if (e.submodules !== undefined && (e.submodules.length > 0 || Object.hasOwn(e.extra ?? {}, 'submodules'))) entry.submodules = e.submodules;
+  return entry;
+}
+
+/**
+ * The form as a token body; `problems` maps fields to client-side reasons.
+ * `full`: every field the form shows, also when empty (an edit compares two
+ * full bodies and sends what differs, so clearing a field is a change).
+ */
+function bodyOf(form, problems, full = false) {
   const body = { info: form.info, ips: form.ips };
-  // Sent only when set: a node without SPEC §2 `clientids` answers 400 "unknown field".
-  if (form.clientids.trim() !== '') body.clientids = form.clientids;
+  // Sent only when set (or edited): a node without SPEC §2 `clientids`/`limits` answers 400 "unknown field".
+  if (full || form.clientids.trim() !== '') body.clientids = form.clientids;
   body.ttl = form.ttl.trim() === '' ? 0 : Number(form.ttl);
   body.expire = form.expire.trim() === '' ? 0 : Number(form.expire);
   if (!Number.isInteger(body.ttl) || body.ttl < 0) problems.ttl = 'must be a whole number of seconds';
   if (!Number.isInteger(body.expire) || body.expire < 0) problems.expire = 'must be UNIX seconds';
+  // SPEC §2 `limits`: empty or 0 = unlimited; the bounds are the server's to judge (its 400 is shown here).
+  const limits = {};
+  for (const name of ['sessions', 'publish_rate']) {
+    const text = form.limits[name].trim();
+    if (text !== '' && !/^\d+$/.test(text)) problems[`limits.${name}`] = 'must be a whole number (empty or 0: unlimited)';
+    limits[name] = text === '' ? 0 : Number(text);
+  }
+  if (full || limits.sessions > 0 || limits.publish_rate > 0) body.limits = limits;
   const type = Number(form.type);
   body.access = { type };
   if (type === ACL) {
@@ -47,11 +102,10 @@ function bodyOf(form, problems) {
         const problem = filterProblem(e.topic);
         if (problem) problems[`access.acl[${i}].topic`] = `topic filter ${problem}`;
         if (e.actions.length === 0) problems[`access.acl[${i}].actions`] = 'pick publish and/or subscribe';
-        return { uri: 'mqtt', topic: e.topic, actions: e.actions };
+        return { ...(e.extra ?? {}), uri: 'mqtt', topic: e.topic, actions: e.actions };
       }
       if (e.methods.length === 0) problems[`access.acl[${i}].methods`] = 'pick at least one method';
-      const { kind: _k, extra, ...rest } = e;
-      return { ...(extra ?? {}), ...rest, uri: e.uri, methods: e.methods };
+      return restEntryOf(e);
     });
   }
   return body;
@@ -66,31 +120,93 @@ function FieldError({ problems, name }) {
   return reason ? html`<span class="field-error" id=${`err-${name}`} role="alert">${reason}</span>` : null;
 }
 
+/** The methods offered for a list: the usual ones and any other the stored entry holds (PATCH, HEAD, ...). */
+function methodChoices(usual, held) {
+  return [...new Set([...usual, ...held])];
+}
+
+/**
+ * SPEC §3 `ids` and `submodules` of a `mqtt/sessions` entry. Shown for that uri,
+ * and for any entry that has them, so that a value the API refuses (on another
+ * uri) stays in sight next to its reason.
+ */
+function SessionScope({ entry, index, onChange, problems }) {
+  const at = `access.acl[${index}]`;
+  const n = index + 1;
+  const setId = (k, value) => onChange({ ...entry, ids: entry.ids.map((id, j) => (j === k ? value : id)) });
+  const subs = entry.submodules ?? [];
+  const names = [...new Set([...Object.keys(SUBMODULES), ...subs.map((s) => s.name)])];
+  function toggleSub(name, method) {
+    const held = subs.find((s) => s.name === name);
+    let next;
+    if (!held) next = [...subs, { name, methods: [method] }];
+    else {
+      const methods = toggle(held.methods, method);
+      // A submodule with no method left is no right at all: removed (the API refuses an empty list).
+      next = methods.length === 0 ? subs.filter((s) => s !== held) : subs.map((s) => (s === held ? { ...s, methods } : s));
+    }
+    onChange({ ...entry, submodules: next });
+  }
+  return html`<div class="acl-scope">
+    <fieldset class="ids">
+      <legend>Client ids (masks with * and ?; none: every client id)</legend>
+      ${entry.ids.map((id, k) => html`<span class="id-item" key=${k}>
+        <input name=${`acl-${index}-id-${k}`} value=${id} aria-label=${`entry ${n} client id mask ${k + 1}`} spellcheck="false"
+          aria-invalid=${Boolean(problems[`${at}.ids[${k}]`])} onInput=${(ev) => setId(k, ev.target.value)} />
+        <button type="button" class="secondary small" aria-label=${`remove client id mask ${k + 1} of entry ${n}`}
+          onClick=${() => onChange({ ...entry, ids: entry.ids.filter((_, j) => j !== k) })}>×</button>
+        <${FieldError} problems=${problems} name=${`${at}.ids[${k}]`} />
+      </span>`)}
+      <button type="button" class="secondary small" aria-label=${`add client id mask to entry ${n}`}
+        onClick=${() => onChange({ ...entry, ids: [...entry.ids, ''] })}>Add client id mask</button>
+      <${FieldError} problems=${problems} name=${`${at}.ids`} />
+    </fieldset>
+    <fieldset class="submodules">
+      <legend>Submodules</legend>
+      ${names.map((name) => {
+        const held = subs.find((s) => s.name === name);
+        return html`<span class="submodule" key=${name}><span class="sub-name">${name}</span>
+          ${methodChoices(SUBMODULES[name] ?? [], held?.methods ?? []).map((m) => html`<label class="check">
+            <input type="checkbox" aria-label=${`entry ${n} ${name} ${m}`} checked=${held?.methods.includes(m) ?? false}
+              onChange=${() => toggleSub(name, m)} /> ${m}</label>`)}</span>`;
+      })}
+      <${FieldError} problems=${problems} name=${`${at}.submodules`} />
+    </fieldset>
+  </div>`;
+}
+
 function AclEditor({ acl, onChange, problems }) {
   const set = (i, entry) => onChange(acl.map((e, j) => (j === i ? entry : e)));
+  const remove = (i) => html`<button type="button" class="secondary" aria-label=${`remove entry ${i + 1}`}
+    onClick=${() => onChange(acl.filter((_, j) => j !== i))}>Remove</button>`;
+  const entryErrors = (i) => html`<${FieldError} problems=${problems} name=${`access.acl[${i}].uri`} />
+    <${FieldError} problems=${problems} name=${`access.acl[${i}]`} />`;
   return html`<fieldset class="acl">
     <legend>ACL entries</legend>
     <${FieldError} problems=${problems} name="access.acl" />
     ${acl.length === 0 && html`<p class="note">No entries: this token may do nothing.</p>`}
-    ${acl.map((e, i) => html`<div class="acl-row" key=${i}>
+    ${acl.map((e, i) => html`<div class="acl-row" key=${i} data-entry=${i}>
       ${e.kind === 'mqtt' ? html`
         <label>Topic filter <input name=${`acl-${i}-topic`} value=${e.topic} onInput=${(ev) => set(i, { ...e, topic: ev.target.value })}
           aria-invalid=${Boolean(problems[`access.acl[${i}].topic`])} /></label>
         ${['publish', 'subscribe'].map((a) => html`<label class="check"><input type="checkbox" checked=${e.actions.includes(a)}
           onChange=${() => set(i, { ...e, actions: toggle(e.actions, a) })} /> ${a}</label>`)}
+        ${remove(i)}
         <${FieldError} problems=${problems} name=${`access.acl[${i}].topic`} />
         <${FieldError} problems=${problems} name=${`access.acl[${i}].actions`} />
-        <${FieldError} problems=${problems} name=${`access.acl[${i}]`} />` : html`
+        ${entryErrors(i)}` : html`
         <label>REST uri <select value=${e.uri} onChange=${(ev) => set(i, { ...e, uri: ev.target.value })}>
           ${[...new Set([...REST_URIS, e.uri])].map((u) => html`<option value=${u}>${u}</option>`)}</select></label>
-        ${METHODS.map((m) => html`<label class="check"><input type="checkbox" checked=${e.methods.includes(m)}
+        ${methodChoices(METHODS, e.methods).map((m) => html`<label class="check"><input type="checkbox" checked=${e.methods.includes(m)}
           onChange=${() => set(i, { ...e, methods: toggle(e.methods, m) })} /> ${m}</label>`)}
+        ${remove(i)}
         <${FieldError} problems=${problems} name=${`access.acl[${i}].methods`} />
-        <${FieldError} problems=${problems} name=${`access.acl[${i}]`} />`}
-      <button type="button" class="secondary" aria-label=${`remove entry ${i + 1}`} onClick=${() => onChange(acl.filter((_, j) => j !== i))}>Remove</button>
+        ${entryErrors(i)}
+        ${(e.uri === SESSIONS_URI || e.ids.length > 0 || (e.submodules ?? []).length > 0)
+          && html`<${SessionScope} entry=${e} index=${i} problems=${problems} onChange=${(x) => set(i, x)} />`}`}
     </div>`)}
     <button type="button" class="secondary" onClick=${() => onChange([...acl, { kind: 'mqtt', topic: '', actions: ['subscribe'] }])}>Add MQTT topic entry</button>
-    <button type="button" class="secondary" onClick=${() => onChange([...acl, { kind: 'rest', uri: 'mqtt/sessions', methods: ['GET'] }])}>Add REST entry</button>
+    <button type="button" class="secondary" onClick=${() => onChange([...acl, { kind: 'rest', uri: 'mqtt/sessions', methods: ['GET'], ids: [] }])}>Add REST entry</button>
   </fieldset>`;
 }
 
@@ -100,13 +216,15 @@ function TokenForm({ mode, initial, onDone, onCancel }) {
   const [problems, setProblems] = useState({});
   const [busy, setBusy] = useState(false);
   const set = (name) => (e) => setForm({ ...form, [name]: e.target.value });
+  const setLimit = (name) => (e) => setForm({ ...form, limits: { ...form.limits, [name]: e.target.value } });
   async function submit(event) {
     event.preventDefault();
     const found = {};
-    let body = bodyOf(form, found);
+    let body = bodyOf(form, found, mode === 'edit');
     if (mode === 'edit') {
       // Only what changed: resending `access` or `ips` unchanged would still count as a change (children deleted, SPEC §2).
-      const before = bodyOf(initial, {});
+      // Both bodies are full, so a field emptied in the form (clientids, limits) is a change and is sent.
+      const before = bodyOf(initial, {}, true);
       body = Object.fromEntries(Object.entries(body).filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(before[k])));
     }
     setProblems(found);
@@ -119,8 +237,7 @@ function TokenForm({ mode, initial, onDone, onCancel }) {
       onDone(answer.result[0]);
     } catch (err) {
       // The server's reason next to the field it names (or above the form).
-      const field = fieldOf(err.message);
-      setProblems(field && !['body', 'token'].includes(field) ? { [field]: err.message } : { form: err.message });
+      setProblems({ [placeOf(err.message, form)]: err.message });
     } finally {
       setBusy(false);
     }
@@ -145,11 +262,31 @@ function TokenForm({ mode, initial, onDone, onCancel }) {
     <${FieldError} problems=${problems} name="ips" />
     <label>Client id masks <input name="clientids" value=${form.clientids} placeholder="truck-${'${token_id}'}-*" onInput=${set('clientids')} /></label>
     <${FieldError} problems=${problems} name="clientids" />
+    <fieldset class="limits">
+      <legend>Limits (empty or 0: unlimited)</legend>
+      <div class="row">
+        <label>Max sessions <input name="limits_sessions" inputmode="numeric" value=${form.limits.sessions} placeholder="unlimited"
+          aria-invalid=${Boolean(problems['limits.sessions'])} onInput=${setLimit('sessions')} /></label>
+        <label>Publish rate (msg/s per session) <input name="limits_publish_rate" inputmode="numeric" value=${form.limits.publish_rate}
+          placeholder="unlimited" aria-invalid=${Boolean(problems['limits.publish_rate'])} onInput=${setLimit('publish_rate')} /></label>
+      </div>
+      <${FieldError} problems=${problems} name="limits.sessions" />
+      <${FieldError} problems=${problems} name="limits.publish_rate" />
+      <${FieldError} problems=${problems} name="limits" />
+    </fieldset>
     <div class="row">
       <button type="submit" disabled=${busy}>${mode === 'edit' ? 'Save' : 'Create'}</button>
       <button type="button" class="secondary" onClick=${onCancel}>Cancel</button>
     </div>
   </form>`;
+}
+
+/** SPEC §2 `limits` in a few words ("≤ 5 sessions, 10 msg/s"); '' when unlimited. */
+function limitsText(limits) {
+  const parts = [];
+  if (limits?.sessions) parts.push(`≤ ${limits.sessions} session${limits.sessions === 1 ? '' : 's'}`);
+  if (limits?.publish_rate) parts.push(`${limits.publish_rate} msg/s`);
+  return parts.join(', ');
 }
 
 function NewKey({ created, onClose }) {
@@ -241,12 +378,13 @@ export function TokensView({ token, features }) {
         <${Pager} offset=${offset} limit=${PAGE} total=${total} onChange=${setOffset} />
         <div class="table-wrap"><table class="tokens">
           <thead><tr><th scope="col">Id</th><th scope="col">Info</th><th scope="col">Access</th><th scope="col">Enabled</th>
-            <th scope="col">Expire / TTL</th><th scope="col">Accessed</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+            <th scope="col">Limits</th><th scope="col">Expire / TTL</th><th scope="col">Accessed</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
           <tbody>${shown.map((t) => html`<tr key=${t.id} data-token-id=${t.id}>
             <td data-label="Id">${t.id}</td>
             <td data-label="Info">${t.info}</td>
             <td data-label="Access">${accessName(t.access?.type)}${t.access?.type === ACL ? ` (${t.access.acl?.length ?? 0})` : ''}</td>
             <td data-label="Enabled">${t.enabled ? 'yes' : 'no'}</td>
+            <td data-label="Limits">${limitsText(t.limits) || html`<span class="note">—</span>`}</td>
             <td data-label="Expire / TTL">${t.expire ? formatTime(t.expire) : `${t.ttl} s`}</td>
             <td data-label="Accessed">${formatTime(t.accessed)}</td>
             <td class="actions">
