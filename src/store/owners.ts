@@ -129,11 +129,22 @@ interface OwnerRecord {
   persistent: boolean;
 }
 
+/**
+ * What one token holds: per client id, the nonce of its session slot, or null
+ * when the token holds only the client id's record (no live session of it
+ * here). One map per token for both (issue 9: a Set and a Map per token cost
+ * ~100 bytes per session), and the slot count beside it.
+ */
+interface TokenHold {
+  held: Map<string, string | null>;
+  slots: number;
+}
+
 /** One node, in memory: a clean claim dies with the process, so there is no stale node to think of. */
 export class MemoryOwners implements ClientOwners {
   private readonly byClient = new Map<string, OwnerRecord>();
-  private readonly byToken = new Map<number, Set<string>>();
-  private readonly slots = new Map<number, Map<string, string>>();
+  /** Invariant: `held` has a client id iff the token owns its record or holds a slot for it. */
+  private readonly byToken = new Map<number, TokenHold>();
 
   /** `exists`: whether a token id is stored (a record of a deleted token is an orphan). */
   constructor(private readonly exists: (tokenId: number) => boolean) {}
@@ -146,12 +157,12 @@ export class MemoryOwners implements ClientOwners {
       const gone = !this.exists(cur.tokenId);
       if (!gone && !c.override) return { ok: false, owner: cur.tokenId };
       orphan = gone;
+      this.byClient.delete(c.clientId);
       this.unindex(cur.tokenId, c.clientId);
     }
     this.byClient.set(c.clientId, { tokenId: c.tokenId, nonce: c.nonce, persistent: c.persistent });
-    let owned = this.byToken.get(c.tokenId);
-    if (owned === undefined) this.byToken.set(c.tokenId, (owned = new Set()));
-    owned.add(c.clientId);
+    const { held } = this.hold(c.tokenId);
+    if (!held.has(c.clientId)) held.set(c.clientId, null);
     return { ok: true, orphan, previous };
   }
 
@@ -170,12 +181,11 @@ export class MemoryOwners implements ClientOwners {
   }
 
   async dropToken(tokenId: number): Promise<string[]> {
-    this.slots.delete(tokenId);
-    const owned = this.byToken.get(tokenId);
-    if (owned === undefined) return [];
-    this.byToken.delete(tokenId);
+    const hold = this.byToken.get(tokenId);
+    if (hold === undefined) return [];
+    this.byToken.delete(tokenId); // its slots with it
     const out: string[] = [];
-    for (const id of owned) {
+    for (const id of hold.held.keys()) {
       if (this.byClient.get(id)?.tokenId !== tokenId) continue;
       this.byClient.delete(id);
       out.push(id);
@@ -212,41 +222,57 @@ export class MemoryOwners implements ClientOwners {
   }
 
   private slotFree(tokenId: number, clientId: string, limit: number): boolean {
-    const held = this.slots.get(tokenId);
-    return limit <= 0 || held === undefined || held.has(clientId) || held.size < limit;
+    const hold = this.byToken.get(tokenId);
+    return limit <= 0 || hold === undefined || typeof hold.held.get(clientId) === 'string' || hold.slots < limit;
   }
 
   async claimSlot(slot: SessionSlot, limit: number): Promise<SlotClaim | null> {
-    let held = this.slots.get(slot.tokenId);
-    if (held === undefined) this.slots.set(slot.tokenId, (held = new Map()));
-    const previous = held.get(slot.clientId) ?? null;
-    if (previous === null && limit > 0 && held.size >= limit) return null;
-    held.set(slot.clientId, slot.nonce);
+    const hold = this.hold(slot.tokenId);
+    const current = hold.held.get(slot.clientId);
+    const previous = typeof current === 'string' ? current : null;
+    if (previous === null && limit > 0 && hold.slots >= limit) {
+      if (hold.held.size === 0) this.byToken.delete(slot.tokenId);
+      return null;
+    }
+    hold.held.set(slot.clientId, slot.nonce);
+    if (previous === null) hold.slots++;
     return { previous };
   }
 
   async undoSlot(slot: SessionSlot, previous: string | null): Promise<void> {
-    const held = this.slots.get(slot.tokenId);
-    if (held === undefined || held.get(slot.clientId) !== slot.nonce) return;
+    const hold = this.byToken.get(slot.tokenId);
+    if (hold === undefined || hold.held.get(slot.clientId) !== slot.nonce) return;
     if (previous === null) return this.releaseSlot(slot);
-    held.set(slot.clientId, previous);
+    hold.held.set(slot.clientId, previous);
   }
 
   async releaseSlot(slot: SessionSlot): Promise<void> {
-    const held = this.slots.get(slot.tokenId);
-    if (held === undefined || held.get(slot.clientId) !== slot.nonce) return;
-    held.delete(slot.clientId);
-    if (held.size === 0) this.slots.delete(slot.tokenId);
+    const hold = this.byToken.get(slot.tokenId);
+    if (hold === undefined || hold.held.get(slot.clientId) !== slot.nonce) return;
+    hold.slots--;
+    if (this.byClient.get(slot.clientId)?.tokenId === slot.tokenId) {
+      hold.held.set(slot.clientId, null); // the token still owns the client id's record
+    } else {
+      hold.held.delete(slot.clientId);
+      if (hold.held.size === 0) this.byToken.delete(slot.tokenId);
+    }
   }
 
   async slotCount(tokenId: number): Promise<number> {
-    return this.slots.get(tokenId)?.size ?? 0;
+    return this.byToken.get(tokenId)?.slots ?? 0;
   }
 
+  private hold(tokenId: number): TokenHold {
+    let hold = this.byToken.get(tokenId);
+    if (hold === undefined) this.byToken.set(tokenId, (hold = { held: new Map(), slots: 0 }));
+    return hold;
+  }
+
+  /** The token no longer owns the client id's record: forget it unless the token holds a slot for it. */
   private unindex(tokenId: number, clientId: string): void {
-    const owned = this.byToken.get(tokenId);
-    if (owned === undefined) return;
-    owned.delete(clientId);
-    if (owned.size === 0) this.byToken.delete(tokenId);
+    const hold = this.byToken.get(tokenId);
+    if (hold === undefined || hold.held.get(clientId) !== null) return;
+    hold.held.delete(clientId);
+    if (hold.held.size === 0) this.byToken.delete(tokenId);
   }
 }
