@@ -5,8 +5,9 @@
 // here until `retention` newer ones push it out. A record as the broker builds
 // it (`{ time, node, ...input }`) is an object with its properties out of line
 // // and a boxed `time`: 128 bytes. The ring keeps each one as an `Entry` of fixed
-// shape instead (80 bytes): `time` as two small integers, the event and
-// transport names as indexes into shared lists, the rest as it came.
+// shape instead (72 bytes): `time` as two small integers, the event and
+// transport names as indexes into shared lists, the node once for the log, the
+// rest as it came.
 // `query` gives back records equal to the ones appended.
 import { EVENT_NAMES, matchesQuery, type BrokerEvent, type BrokerLog, type LogQuery } from './types.js';
 
@@ -29,7 +30,6 @@ class Entry {
     readonly seconds: number,
     /** Milliseconds, event index and transport index + 1 (0: none, or in `rest`), packed; or WHOLE. */
     readonly codes: number,
-    readonly node: string,
     readonly client_id: string | undefined,
     readonly token_id: number | undefined,
     readonly ip: string | undefined,
@@ -45,14 +45,15 @@ class Entry {
 const SLOTS = ['time', 'node', 'event', 'client_id', 'token_id', 'ip', 'transport'];
 
 function whole(record: BrokerEvent): Entry {
-  return new Entry(0, WHOLE, record.node, record.client_id, record.token_id, record.ip, { ...record });
+  return new Entry(0, WHOLE, record.client_id, record.token_id, record.ip, { ...record });
 }
 
-function pack(record: BrokerEvent): Entry {
+/** `node`: the node of the log's records (one process, so one node): a record of another is kept whole. */
+function pack(record: BrokerEvent, node: string): Entry {
   const { time, event } = record;
   const ms = Math.round(time * 1000);
   const eventIndex = EVENT_INDEX.get(event);
-  if (eventIndex === undefined || !Number.isSafeInteger(ms) || ms < 0 || ms / 1000 !== time) return whole(record);
+  if (eventIndex === undefined || record.node !== node || !Number.isSafeInteger(ms) || ms < 0 || ms / 1000 !== time) return whole(record);
   let transportCode = 0;
   let rest: Record<string, unknown> | undefined;
   // Fields in slots come first and in SLOTS order, so that unpack rebuilds the same object
@@ -78,17 +79,17 @@ function pack(record: BrokerEvent): Entry {
   let kept: Entry['rest'] = rest;
   if (rest !== undefined && typeof rest.reason === 'string' && Object.keys(rest).length === 1) kept = rest.reason;
   const codes = (ms % 1000) | (eventIndex << EVENT_SHIFT) | (transportCode << TRANSPORT_SHIFT);
-  return new Entry(Math.floor(ms / 1000), codes, record.node, record.client_id, record.token_id, record.ip, kept);
+  return new Entry(Math.floor(ms / 1000), codes, record.client_id, record.token_id, record.ip, kept);
 }
 
 function timeOf(e: Entry): number {
   return e.codes === WHOLE ? (e.rest as Rest).time! : (e.seconds * 1000 + (e.codes & MS_MASK)) / 1000;
 }
 
-function unpack(e: Entry): BrokerEvent {
+function unpack(e: Entry, node: string): BrokerEvent {
   if (e.codes === WHOLE) return { ...(e.rest as BrokerEvent) };
   // The order of `{ time, node, ...input }` as the broker builds it (BrokerEvents.emit).
-  const out: BrokerEvent = { time: timeOf(e), node: e.node, event: EVENT_NAMES[(e.codes >>> EVENT_SHIFT) & EVENT_MASK]! };
+  const out: BrokerEvent = { time: timeOf(e), node, event: EVENT_NAMES[(e.codes >>> EVENT_SHIFT) & EVENT_MASK]! };
   if (e.client_id !== undefined) out.client_id = e.client_id;
   if (e.token_id !== undefined) out.token_id = e.token_id;
   if (e.ip !== undefined) out.ip = e.ip;
@@ -104,6 +105,8 @@ export class MemoryLog implements BrokerLog {
   /** Index of the next write. */
   private next = 0;
   private size = 0;
+  /** The node of the first record: that of every record but a stray one. */
+  private node: string | null = null;
   readonly dropped = 0;
 
   constructor(private readonly retention: number) {
@@ -112,7 +115,8 @@ export class MemoryLog implements BrokerLog {
 
   append(record: BrokerEvent): void {
     if (this.retention <= 0) return;
-    this.ring[this.next] = pack(record);
+    this.node ??= record.node;
+    this.ring[this.next] = pack(record, this.node);
     this.next = (this.next + 1) % this.retention;
     if (this.size < this.retention) this.size++;
   }
@@ -126,7 +130,7 @@ export class MemoryLog implements BrokerLog {
       // The fields an Entry has as they came first, so that a filtered query builds no record per entry.
       if (q.clientId !== undefined && entry.client_id !== q.clientId) continue;
       if (q.tokenIds !== undefined && (entry.token_id === undefined || !q.tokenIds.includes(entry.token_id))) continue;
-      const record = unpack(entry);
+      const record = unpack(entry, this.node!);
       if (matchesQuery(record, q)) out.push(record);
     }
     return out;
