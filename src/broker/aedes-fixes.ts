@@ -156,11 +156,13 @@ export class DeliveryFixes {
     const hold: Hold = {
       parked: held,
       release(sendHeld: boolean): void {
-        if (parked === null) return;
+        // `parked`, not `held`: a closure naming `held` would keep it for the client's life.
+        const released = parked;
+        if (released === null) return;
         parked = null;
         holding.delete(c);
         if (!sendHeld) return;
-        const { items, fromQueue } = held;
+        const { items, fromQueue } = released;
         for (let i = 0; i < items.length; i += 2) {
           const packet = items[i + 1] as DeliveredPacket;
           if (fromQueue.size > 0) {
