@@ -285,17 +285,19 @@ export class SessionRegistry {
 
   countByTransport(): Record<Transport, number> {
     const out: Record<Transport, number> = { tcp: 0, ws: 0, tls: 0, wss: 0 };
-    for (const s of this.all()) out[s.transport]++;
+    for (const s of this.all()) out[s.conn.transport]++;
     return out;
   }
 
   view(session: Session): SessionView {
     const subs = subscriptionsOf(session.client);
+    // Through `conn`, as every reader outside this module (and tests' stand-in sessions) does.
+    const conn = session.conn;
     return {
       client_id: session.clientId,
       token_id: session.tokenId,
-      ip: session.ip,
-      transport: session.transport,
+      ip: conn.ip,
+      transport: conn.transport,
       node: this.node,
       connected: session.connected,
       clean: session.clean,
@@ -303,8 +305,8 @@ export class SessionRegistry {
       subscriptions: Object.keys(subs).map((topic) => ({ topic, qos: subs[topic]?.qos ?? 0 })),
       msgs_in: session.msgsIn,
       msgs_out: session.msgsOut,
-      bytes_in: session.socket.bytesRead ?? 0,
-      bytes_out: session.socket.bytesWritten ?? 0,
+      bytes_in: conn.socket.bytesRead ?? 0,
+      bytes_out: conn.socket.bytesWritten ?? 0,
     };
   }
 }
