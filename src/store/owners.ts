@@ -123,27 +123,38 @@ export interface SessionSlot {
   node: string;
 }
 
-interface OwnerRecord {
-  tokenId: number;
-  nonce: string;
-  persistent: boolean;
+/**
+ * What one token holds of a client id: the nonce of its record of the client id
+ * (`owner`) and of its session slot (`slot`), either null. Most of the time both
+ * are one claim's: then the nonce string alone stands for the pair (no object).
+ */
+class Pair {
+  constructor(readonly owner: string | null, readonly slot: string | null) {}
+}
+type Held = string | Pair;
+
+const ownerOf = (held: Held | undefined): string | null => held === undefined ? null : typeof held === 'string' ? held : held.owner;
+const slotOf = (held: Held | undefined): string | null => held === undefined ? null : typeof held === 'string' ? held : held.slot;
+
+/** One token's client id records and session slots (one map for both), and its slot count. */
+class TokenHold {
+  readonly held = new Map<string, Held>();
+  slots = 0;
+  constructor(readonly tokenId: number) {}
 }
 
 /**
- * What one token holds: per client id, the nonce of its session slot, or null
- * when the token holds only the client id's record (no live session of it
- * here). One map per token for both (issue 9: a Set and a Map per token cost
- * ~100 bytes per session), and the slot count beside it.
+ * One node, in memory: a clean claim dies with the process, so there is no stale node to think of
+ * (nor a `persistent` flag to keep: nothing here reads it).
+ *
+ * Issue 9, memory per idle session: per client id, one entry in `byClient` (its owner token's
+ * hold, shared) and one in that token's map (the nonce). No record object, no Set or Map per
+ * client id, nothing else per token but its one map.
  */
-interface TokenHold {
-  held: Map<string, string | null>;
-  slots: number;
-}
-
-/** One node, in memory: a clean claim dies with the process, so there is no stale node to think of. */
 export class MemoryOwners implements ClientOwners {
-  private readonly byClient = new Map<string, OwnerRecord>();
-  /** Invariant: `held` has a client id iff the token owns its record or holds a slot for it. */
+  /** Client id → the hold of the token owning its record. Invariant: that hold has an `owner` nonce for it. */
+  private readonly byClient = new Map<string, TokenHold>();
+  /** A token's hold, while it holds anything. */
   private readonly byToken = new Map<number, TokenHold>();
 
   /** `exists`: whether a token id is stored (a record of a deleted token is an orphan). */
@@ -152,32 +163,32 @@ export class MemoryOwners implements ClientOwners {
   async claim(c: OwnerClaim): Promise<ClaimResult> {
     const cur = this.byClient.get(c.clientId);
     let orphan = false;
-    const previous = cur !== undefined && cur.tokenId === c.tokenId ? JSON.stringify(cur) : null;
+    // Opaque to callers (undo hands it back): the nonce of the same token's record it replaces.
+    const previous = cur !== undefined && cur.tokenId === c.tokenId ? JSON.stringify({ nonce: ownerOf(cur.held.get(c.clientId)) }) : null;
     if (cur !== undefined && cur.tokenId !== c.tokenId) {
       const gone = !this.exists(cur.tokenId);
       if (!gone && !c.override) return { ok: false, owner: cur.tokenId };
       orphan = gone;
-      this.byClient.delete(c.clientId);
-      this.unindex(cur.tokenId, c.clientId);
+      this.setOwner(cur, c.clientId, null);
     }
-    this.byClient.set(c.clientId, { tokenId: c.tokenId, nonce: c.nonce, persistent: c.persistent });
-    const { held } = this.hold(c.tokenId);
-    if (!held.has(c.clientId)) held.set(c.clientId, null);
+    const hold = this.hold(c.tokenId);
+    this.setOwner(hold, c.clientId, c.nonce);
+    this.byClient.set(c.clientId, hold);
     return { ok: true, orphan, previous };
   }
 
   async undo(clientId: string, nonce: string, previous: string | null): Promise<void> {
-    const cur = this.byClient.get(clientId);
-    if (cur === undefined || cur.nonce !== nonce) return;
+    const hold = this.byClient.get(clientId);
+    if (hold === undefined || ownerOf(hold.held.get(clientId)) !== nonce) return;
     if (previous === null) return this.release(clientId, nonce);
-    this.byClient.set(clientId, JSON.parse(previous) as OwnerRecord);
+    this.setOwner(hold, clientId, (JSON.parse(previous) as { nonce: string }).nonce);
   }
 
   async release(clientId: string, nonce: string): Promise<void> {
-    const cur = this.byClient.get(clientId);
-    if (cur === undefined || cur.nonce !== nonce) return;
+    const hold = this.byClient.get(clientId);
+    if (hold === undefined || ownerOf(hold.held.get(clientId)) !== nonce) return;
     this.byClient.delete(clientId);
-    this.unindex(cur.tokenId, clientId);
+    this.setOwner(hold, clientId, null);
   }
 
   async dropToken(tokenId: number): Promise<string[]> {
@@ -185,8 +196,8 @@ export class MemoryOwners implements ClientOwners {
     if (hold === undefined) return [];
     this.byToken.delete(tokenId); // its slots with it
     const out: string[] = [];
-    for (const id of hold.held.keys()) {
-      if (this.byClient.get(id)?.tokenId !== tokenId) continue;
+    for (const [id, held] of hold.held) {
+      if (ownerOf(held) === null) continue;
       this.byClient.delete(id);
       out.push(id);
     }
@@ -223,39 +234,33 @@ export class MemoryOwners implements ClientOwners {
 
   private slotFree(tokenId: number, clientId: string, limit: number): boolean {
     const hold = this.byToken.get(tokenId);
-    return limit <= 0 || hold === undefined || typeof hold.held.get(clientId) === 'string' || hold.slots < limit;
+    return limit <= 0 || hold === undefined || slotOf(hold.held.get(clientId)) !== null || hold.slots < limit;
   }
 
   async claimSlot(slot: SessionSlot, limit: number): Promise<SlotClaim | null> {
     const hold = this.hold(slot.tokenId);
-    const current = hold.held.get(slot.clientId);
-    const previous = typeof current === 'string' ? current : null;
+    const previous = slotOf(hold.held.get(slot.clientId));
     if (previous === null && limit > 0 && hold.slots >= limit) {
       if (hold.held.size === 0) this.byToken.delete(slot.tokenId);
       return null;
     }
-    hold.held.set(slot.clientId, slot.nonce);
+    this.setSlot(hold, slot.clientId, slot.nonce);
     if (previous === null) hold.slots++;
     return { previous };
   }
 
   async undoSlot(slot: SessionSlot, previous: string | null): Promise<void> {
     const hold = this.byToken.get(slot.tokenId);
-    if (hold === undefined || hold.held.get(slot.clientId) !== slot.nonce) return;
+    if (hold === undefined || slotOf(hold.held.get(slot.clientId)) !== slot.nonce) return;
     if (previous === null) return this.releaseSlot(slot);
-    hold.held.set(slot.clientId, previous);
+    this.setSlot(hold, slot.clientId, previous);
   }
 
   async releaseSlot(slot: SessionSlot): Promise<void> {
     const hold = this.byToken.get(slot.tokenId);
-    if (hold === undefined || hold.held.get(slot.clientId) !== slot.nonce) return;
+    if (hold === undefined || slotOf(hold.held.get(slot.clientId)) !== slot.nonce) return;
     hold.slots--;
-    if (this.byClient.get(slot.clientId)?.tokenId === slot.tokenId) {
-      hold.held.set(slot.clientId, null); // the token still owns the client id's record
-    } else {
-      hold.held.delete(slot.clientId);
-      if (hold.held.size === 0) this.byToken.delete(slot.tokenId);
-    }
+    this.setSlot(hold, slot.clientId, null);
   }
 
   async slotCount(tokenId: number): Promise<number> {
@@ -264,15 +269,24 @@ export class MemoryOwners implements ClientOwners {
 
   private hold(tokenId: number): TokenHold {
     let hold = this.byToken.get(tokenId);
-    if (hold === undefined) this.byToken.set(tokenId, (hold = { held: new Map(), slots: 0 }));
+    if (hold === undefined) this.byToken.set(tokenId, (hold = new TokenHold(tokenId)));
     return hold;
   }
 
-  /** The token no longer owns the client id's record: forget it unless the token holds a slot for it. */
-  private unindex(tokenId: number, clientId: string): void {
-    const hold = this.byToken.get(tokenId);
-    if (hold === undefined || hold.held.get(clientId) !== null) return;
-    hold.held.delete(clientId);
-    if (hold.held.size === 0) this.byToken.delete(tokenId);
+  private setOwner(hold: TokenHold, clientId: string, owner: string | null): void {
+    this.put(hold, clientId, owner, slotOf(hold.held.get(clientId)));
+  }
+
+  private setSlot(hold: TokenHold, clientId: string, slot: string | null): void {
+    this.put(hold, clientId, ownerOf(hold.held.get(clientId)), slot);
+  }
+
+  private put(hold: TokenHold, clientId: string, owner: string | null, slot: string | null): void {
+    if (owner === null && slot === null) {
+      hold.held.delete(clientId);
+      if (hold.held.size === 0 && this.byToken.get(hold.tokenId) === hold) this.byToken.delete(hold.tokenId);
+    } else {
+      hold.held.set(clientId, owner !== null && owner === slot ? owner : new Pair(owner, slot));
+    }
   }
 }
