@@ -47,4 +47,19 @@ describe('MemoryLog (SPEC §8)', () => {
     for (const r of records.slice(0, 6)) log.append(r);
     expect(await log.query({ limit: 100, since: now + 0.0035 })).toEqual([records[5], records[4]]);
   });
+
+  test('wraps around across its chunks of slots, keeping exactly the last `retention`', async () => {
+    const retention = 2500; // two full chunks and a short last one
+    const log = new MemoryLog(retention);
+    const all: BrokerEvent[] = [];
+    for (let i = 0; i < 6000; i++) {
+      const r: BrokerEvent = { time: (1_764_000_000_000 + i) / 1000, node: 'n1', event: i % 2 ? 'connected' : 'disconnected', client_id: `dev-${i % 7}`, token_id: i % 3, ip: '10.0.0.1', transport: 'tcp' };
+      if (!(i % 2)) r.reason = 'client';
+      all.push(r);
+      log.append(r);
+    }
+    const kept = all.slice(-retention).reverse();
+    expect(await log.query({ limit: 10_000 })).toEqual(kept);
+    expect(await log.query({ limit: 10_000, clientId: 'dev-3', event: 'connected' })).toEqual(kept.filter((r) => r.client_id === 'dev-3' && r.event === 'connected'));
+  });
 });
