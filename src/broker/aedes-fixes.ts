@@ -136,13 +136,77 @@ export class DeliveryFixes {
   /** Call right after aedes.handle(), before the client's CONNECT is read. */
   attach(client: Client): void {
     const c = client as unknown as DeliveringClient;
-    const d = new ClientDeliveries(c);
-    holding.set(client, d);
-    // Aedes reads these when a subscription is made (restored ones included), for the
-    // retained messages of a SUBSCRIBE, and in client.publish; it calls them as plain
-    // functions, so one small closure each (issue 9: nothing else per connection).
-    c.deliver0 = (packet, cb) => d.deliver(false, packet, cb);
-    c.deliverQoS = (packet, cb) => d.deliver(true, packet, cb);
+    // Per client, only these variables (one closure context) and the two functions below
+    // (issue 9: no state object beside them). Aedes reads the functions when a subscription
+    // is made (restored ones included), for the retained messages of a SUBSCRIBE, and in
+    // client.publish, and calls them as plain functions: each needs its own closure.
+    const aedes0 = c.deliver0;
+    const aedesQoS = c.deliverQoS;
+    // The message last handed on (broker id, counter): Aedes hands the copies of one message
+    // to a client one after another, in one emitter dispatch (and in order after a hold).
+    let lastBroker: string | null = null;
+    let lastCounter = 0;
+    const held: Parked = { items: [], fromQueue: new Set() };
+    /** Held deliveries until the CONNECT series ends; null once released. */
+    let parked: Parked | null = held;
+
+    // Released (held deliveries out, or dropped on close) by the shared listener and closed():
+    // reachable from `holding` only, so it goes with the hold. Held deliveries go out through
+    // the entries below (copies dropped, QoS capped), as if they arrived now.
+    const hold: Hold = {
+      parked: held,
+      release(sendHeld: boolean): void {
+        // `parked`, not `held`: a closure naming `held` would keep it for the client's life.
+        const released = parked;
+        if (released === null) return;
+        parked = null;
+        holding.delete(c);
+        if (!sendHeld) return;
+        const { items, fromQueue } = released;
+        for (let i = 0; i < items.length; i += 2) {
+          const packet = items[i + 1] as DeliveredPacket;
+          if (fromQueue.size > 0) {
+            const key = messageKey(packet);
+            if (key !== null && fromQueue.has(key)) continue;
+          }
+          if (items[i] as boolean) c.deliverQoS(packet, noop);
+          else c.deliver0(packet, noop);
+        }
+      },
+    };
+    holding.set(client, hold);
+    // Each copy of a message Aedes hands on comes through one of these first. A later copy of
+    // the message just handed on is dropped here: Aedes would drop it too, but for a persistent
+    // session it then "clears" the copy from the offline queue by a packet id that a live copy
+    // has none of (fix 6). The two differ only in the subscription QoS they tell send().
+    c.deliver0 = (packet, cb) => {
+      if (parked === null) {
+        const broker = packet.brokerId;
+        if (broker != null) {
+          const counter = Number(packet.brokerCounter);
+          if (broker === lastBroker && counter === lastCounter) return void setImmediate(cb); // fix 6
+          lastBroker = broker;
+          lastCounter = counter;
+        }
+        return send(c, aedes0, aedesQoS, false, packet, cb);
+      }
+      parked.items.push(false, packet);
+      setImmediate(cb);
+    };
+    c.deliverQoS = (packet, cb) => {
+      if (parked === null) {
+        const broker = packet.brokerId;
+        if (broker != null) {
+          const counter = Number(packet.brokerCounter);
+          if (broker === lastBroker && counter === lastCounter) return void setImmediate(cb); // fix 6
+          lastBroker = broker;
+          lastCounter = counter;
+        }
+        return send(c, aedes0, aedesQoS, true, packet, cb);
+      }
+      parked.items.push(true, packet);
+      setImmediate(cb);
+    };
     // Before Aedes' own listener, which handles the packets the client sent meanwhile.
     // A shared listener (`this` is the client): 'connected' comes once.
     c.prependListener('connected', releaseOnConnected);
@@ -164,10 +228,10 @@ export class DeliveryFixes {
    */
   fromQueue(client: unknown, packet: DeliveredPacket): void {
     if (packet.cmd !== 'publish' || typeof client !== 'object' || client === null) return;
-    const parked = holding.get(client)?.parked;
-    if (parked != null) {
+    const hold = holding.get(client);
+    if (hold !== undefined) {
       const key = messageKey(packet);
-      if (key !== null) parked.fromQueue.add(key);
+      if (key !== null) hold.parked.fromQueue.add(key);
     }
     if (packet.qos === 2) {
       const max = maxQos((client as DeliveringClient).subscriptions ?? {}, packet.topic);
@@ -176,89 +240,44 @@ export class DeliveryFixes {
   }
 }
 
+/** A client's deliveries while held: what is held and how to let it go (once). */
+interface Hold {
+  readonly parked: Parked;
+  release(sendHeld: boolean): void;
+}
+
 /**
  * Clients whose deliveries are held (until `connected` or the connection's close),
- * for the shared listeners below and fromQueue. Keys are clients, so one map serves every broker.
+ * for the shared listener below, closed() and fromQueue. Keys are clients, so one map serves every broker.
  */
-const holding = new WeakMap<object, ClientDeliveries>();
+const holding = new WeakMap<object, Hold>();
 
-/** Per client: the delivery state of DeliveryFixes, in one object with shared methods. */
-class ClientDeliveries {
-  /** Aedes' own deliver functions. */
-  private readonly deliver0: Deliver;
-  private readonly deliverQoS: Deliver;
-  // The message last handed on (broker id, counter): Aedes hands the copies of one message
-  // to a client one after another, in one emitter dispatch (and in order after a hold).
-  private lastBroker: string | null = null;
-  private lastCounter = 0;
-  /** Held deliveries until the CONNECT series ends; null once released. */
-  parked: Parked | null = { items: [], fromQueue: new Set() };
-
-  constructor(private readonly c: DeliveringClient) {
-    this.deliver0 = c.deliver0;
-    this.deliverQoS = c.deliverQoS;
+/**
+ * Hands a delivery that is not a copy on to Aedes' own deliver functions, at the right QoS
+ * (fixes 5 and 8). `aedes0`/`aedesQoS`: the client's functions as Aedes made them.
+ */
+function send(c: DeliveringClient, aedes0: Deliver, aedesQoS: Deliver, fromQoSSubscription: boolean, packet: DeliveredPacket, cb: () => void): void {
+  const broker = packet.brokerId;
+  // Aedes' own dedupe drops a message whose counter is not above the last one seen from
+  // its broker: a message that waited for the offline queue (Redis round trips) and was
+  // overtaken by a later one of the same node was lost, QoS 1 and 2 included (fix 8).
+  // Copies are dropped before this (fix 6); let every new message through.
+  if (broker != null) c.duplicates[broker] = Number(packet.brokerCounter) - 1;
+  // [MQTT-3.3.5-1], [MQTT-3.8.4-6]: the message goes out at the lower of its own QoS and
+  // the highest QoS among the client's matching subscriptions. Aedes caps by the
+  // subscription whose filter equals the topic only, so a wildcard subscription got a
+  // message's full QoS, and of overlapping subscriptions the first copy's QoS won.
+  // A copy from a QoS 1/2 subscription at QoS 1 is right as it is (the common case).
+  let qos = packet.qos;
+  if (qos > 0 && (!fromQoSSubscription || qos === 2 || packet.retain === true)) {
+    const max = maxQos(c.subscriptions, packet.topic);
+    // None matches any more (unsubscribed meanwhile): the subscription that brought it decides.
+    if (max < 0) qos = fromQoSSubscription ? qos : 0;
+    else if (max < qos) qos = max;
+    packet.qos = qos;
   }
-
-  deliver(fromQoSSubscription: boolean, packet: DeliveredPacket, cb: () => void): void {
-    const parked = this.parked;
-    if (parked === null) return this.send(fromQoSSubscription, packet, cb);
-    parked.items.push(fromQoSSubscription, packet);
-    setImmediate(cb);
-  }
-
-  release(sendHeld: boolean): void {
-    const parked = this.parked;
-    if (parked === null) return;
-    this.parked = null;
-    holding.delete(this.c);
-    if (!sendHeld) return;
-    const { items, fromQueue } = parked;
-    for (let i = 0; i < items.length; i += 2) {
-      const packet = items[i + 1] as DeliveredPacket;
-      if (fromQueue.size > 0) {
-        const key = messageKey(packet);
-        if (key !== null && fromQueue.has(key)) continue;
-      }
-      this.send(items[i] as boolean, packet, noop);
-    }
-  }
-
-  private send(fromQoSSubscription: boolean, packet: DeliveredPacket, cb: () => void): void {
-    const c = this.c;
-    const broker = packet.brokerId;
-    if (broker != null) {
-      const counter = Number(packet.brokerCounter);
-      // A later copy of the message just handed on: drop it here. Aedes would drop it too,
-      // but for a persistent session it then "clears" the copy from the offline queue by
-      // a packet id that a live copy has none of (fix 6).
-      if (broker === this.lastBroker && counter === this.lastCounter) {
-        setImmediate(cb);
-        return;
-      }
-      this.lastBroker = broker;
-      this.lastCounter = counter;
-      // Aedes' own dedupe drops a message whose counter is not above the last one seen from
-      // its broker: a message that waited for the offline queue (Redis round trips) and was
-      // overtaken by a later one of the same node was lost, QoS 1 and 2 included (fix 8).
-      // Copies are handled above; let every new message through.
-      c.duplicates[broker] = counter - 1;
-    }
-    // [MQTT-3.3.5-1], [MQTT-3.8.4-6]: the message goes out at the lower of its own QoS and
-    // the highest QoS among the client's matching subscriptions. Aedes caps by the
-    // subscription whose filter equals the topic only, so a wildcard subscription got a
-    // message's full QoS, and of overlapping subscriptions the first copy's QoS won.
-    // A copy from a QoS 1/2 subscription at QoS 1 is right as it is (the common case).
-    let qos = packet.qos;
-    if (qos > 0 && (!fromQoSSubscription || qos === 2 || packet.retain === true)) {
-      const max = maxQos(c.subscriptions, packet.topic);
-      // None matches any more (unsubscribed meanwhile): the subscription that brought it decides.
-      if (max < 0) qos = fromQoSSubscription ? qos : 0;
-      else if (max < qos) qos = max;
-      packet.qos = qos;
-    }
-    // Aedes' deliverQoS hands QoS 0 to deliver0 itself: call Aedes' own one, not the entry above.
-    return qos > 0 ? this.deliverQoS(packet, cb) : this.deliver0(packet, cb);
-  }
+  // Aedes' deliverQoS hands QoS 0 to deliver0 itself: call Aedes' own one, not the entry above.
+  return qos > 0 ? aedesQoS(packet, cb) : aedes0(packet, cb);
 }
 
 /** The client's CONNECT series ended: held deliveries go out. */

@@ -46,7 +46,12 @@ export interface OwnershipDeps {
 }
 
 export class ClientOwnership {
-  private readonly nonceBase = `${randomBytes(6).toString('hex')}:`;
+  /**
+   * Nonces are this fixed-length random prefix (48 bits, as before) and a base-36 sequence
+   * number, joined into one flat string: a template literal of 13+ characters is a V8 cons
+   * string (two more objects), and every session keeps its nonce (issue 9: 56 -> 32 bytes).
+   */
+  private readonly nonceBase = randomBytes(6).toString('base64url');
   private seq = 0;
   private persistence: WipePersistence | null = null;
   private unsubscribe: (() => void) | null = null;
@@ -84,7 +89,7 @@ export class ClientOwnership {
 
   /** A CONNECT's claim request, for `admit` or the store's find-and-admit (one round trip with the lookup). */
   request(clientId: string, clean: boolean): AdmitRequest {
-    return { clientId, nonce: `${this.nonceBase}${++this.seq}`, node: this.deps.nodeId, persistent: !clean };
+    return { clientId, nonce: [this.nonceBase, (++this.seq).toString(36)].join(''), node: this.deps.nodeId, persistent: !clean };
   }
 
   /**

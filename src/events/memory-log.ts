@@ -1,179 +1,128 @@
 // The broker log without Redis (SPEC §8): a ring of the last `retention`
-// records in this process, kept in columns (typed arrays, and shared strings)
-// rather than one object per record. A log of 100,000 records as objects was
-// 100,000 objects surviving into the old generation, each copied by the young
-// collector on its way there: on a node taking thousands of CONNECTs a second
-// that cost more than everything else the log does (issue 11: events' cost
-// within 3 %). Appending stores a few numbers and two string references;
-// records are rebuilt only for a query's answer.
-import { EVENT_NAMES, matchesQuery, type BrokerEvent, type BrokerLog, type EventName, type LogQuery } from './types.js';
+// records in this process. Appending is a few array stores.
+//
+// Issue 9, memory per idle session: each connect leaves a `connected` record
+// here until `retention` newer ones push it out. A record as the broker builds
+// it (`{ time, node, ...input }`) is an object with its properties out of line
+// and a boxed `time`: 128 bytes. The ring keeps each record in six slots of a
+// flat array instead (48 bytes, no object): `time` as two small integers, the
+// event and transport names as indexes into shared lists, the node once for
+// the log, the rest as it came. Slots come in chunks, made as the log fills.
+// `query` gives back records equal to the ones appended.
+import { EVENT_NAMES, matchesQuery, type BrokerEvent, type BrokerLog, type LogQuery } from './types.js';
 
-const ABSENT = -1;
-/** Distinct strings a small column (node, transport, reason) interns before it stores further records whole. */
-const MAX_INTERNED = 255;
-/** Distinct IP strings kept for sharing between records; the table starts over when full. */
-const MAX_SHARED_IPS = 10_000;
+/** Transports a record may name (SPEC §5); any other string is kept as it came. */
+const TRANSPORTS: readonly string[] = ['tcp', 'ws', 'tls', 'wss'];
 const EVENT_INDEX = new Map<string, number>(EVENT_NAMES.map((name, i) => [name, i]));
-/** The fields a column holds; a record with any other is kept whole. */
-const COLUMNS = new Set(['time', 'event', 'node', 'client_id', 'token_id', 'ip', 'transport', 'reason', 'code', 'by', 'fields']);
+/** `codes` of a record kept whole in `rest` (an unknown event, a time that is not whole milliseconds). */
+const WHOLE = -1;
+const MS_MASK = 1023; // 0..999 in the low 10 bits
+const EVENT_SHIFT = 10;
+const EVENT_MASK = 15;
+const TRANSPORT_SHIFT = 14;
 
-/** A column of a few distinct strings (node ids, transports, reasons), stored as their index + 1 (0: absent). */
-class SmallStrings {
-  private readonly values: string[] = [];
-  private readonly index = new Map<string, number>();
+type Rest = Partial<Omit<BrokerEvent, 'node' | 'client_id' | 'token_id' | 'ip'>>;
 
-  /** 0 for undefined, -1 when the table is full. */
-  code(value: string | undefined): number {
-    if (value === undefined) return 0;
-    const known = this.index.get(value);
-    if (known !== undefined) return known;
-    if (this.values.length >= MAX_INTERNED) return ABSENT;
-    this.values.push(value);
-    this.index.set(value, this.values.length);
-    return this.values.length;
-  }
+// A record's slots, at `base` in its chunk. Fields absent from the record are `undefined` here too.
+/** Whole UNIX seconds (a small integer until 2038); 0 when CODES is WHOLE. */
+const SECONDS = 0;
+/** Milliseconds, event index and transport index + 1 (0: none, or in REST), packed; or WHOLE. */
+const CODES = 1;
+const CLIENT_ID = 2;
+const TOKEN_ID = 3;
+const IP = 4;
+/**
+ * The rest of the record: a string is its `reason` (a shared constant) when that is all;
+ * else an object of the other fields in their order (the whole record when CODES is WHOLE).
+ */
+const REST = 5;
+const STRIDE = 6;
+/** Records per chunk of slots. */
+const CHUNK = 1024;
 
-  value(code: number): string | undefined {
-    return code === 0 ? undefined : this.values[code - 1];
-  }
+type Slots = (string | number | Rest | undefined)[];
+
+/** The fields with slots of their own (`node`: one per log), in the order `{ time, node, ...input }` gives them (BrokerEvents.emit). */
+const SLOTS = ['time', 'node', 'event', 'client_id', 'token_id', 'ip', 'transport'];
+
+function whole(record: BrokerEvent, at: Slots, base: number): void {
+  at[base + SECONDS] = 0;
+  at[base + CODES] = WHOLE;
+  at[base + CLIENT_ID] = record.client_id;
+  at[base + TOKEN_ID] = record.token_id;
+  at[base + IP] = record.ip;
+  at[base + REST] = copyOf(record);
 }
 
-export class MemoryLog implements BrokerLog {
-  private readonly time: Float64Array;
-  private readonly tokenId: Float64Array;
-  private readonly by: Float64Array;
-  private readonly code: Int16Array;
-  /** EVENT_NAMES index; 255: the record is kept whole in `whole`. */
-  private readonly event: Uint8Array;
-  private readonly node: Uint8Array;
-  private readonly transport: Uint8Array;
-  private readonly reason: Uint8Array;
-  private readonly clientId: (string | undefined)[];
-  private readonly ip: (string | undefined)[];
-  /** Slot → `fields` of a token_updated record (rare). */
-  private readonly fields = new Map<number, string[]>();
-  /** Slot → a record the columns cannot hold. */
-  private readonly whole = new Map<number, BrokerEvent>();
-  private readonly nodes = new SmallStrings();
-  private readonly transports = new SmallStrings();
-  private readonly reasons = new SmallStrings();
-  private sharedIps = new Map<string, string>();
-  /** Index of the next write. */
-  private next = 0;
-  private size = 0;
-  readonly dropped = 0;
-
-  constructor(private readonly retention: number) {
-    const n = Math.max(0, retention);
-    this.time = new Float64Array(n);
-    this.tokenId = new Float64Array(n);
-    this.by = new Float64Array(n);
-    this.code = new Int16Array(n);
-    this.event = new Uint8Array(n);
-    this.node = new Uint8Array(n);
-    this.transport = new Uint8Array(n);
-    this.reason = new Uint8Array(n);
-    this.clientId = new Array<string | undefined>(n).fill(undefined);
-    this.ip = new Array<string | undefined>(n).fill(undefined);
+/**
+ * Writes `record` into its slots. `node`: the node of the log's records (one process, so one
+ * node): a record of another is kept whole.
+ */
+function pack(record: BrokerEvent, node: string, at: Slots, base: number): void {
+  const { time, event } = record;
+  const ms = Math.round(time * 1000);
+  const eventIndex = EVENT_INDEX.get(event);
+  if (eventIndex === undefined || record.node !== node || !Number.isSafeInteger(ms) || ms < 0 || ms / 1000 !== time) {
+    return whole(record, at, base);
   }
-
-  append(record: BrokerEvent): void {
-    if (this.retention <= 0) return;
-    const i = this.next;
-    this.next = (i + 1) % this.retention;
-    if (this.size < this.retention) this.size++;
-    this.fields.delete(i);
-    this.whole.delete(i);
-    const event = EVENT_INDEX.get(record.event);
-    const node = this.nodes.code(record.node);
-    const transport = this.transports.code(record.transport);
-    const reason = this.reasons.code(record.reason);
-    if (event === undefined || node === ABSENT || transport === ABSENT || reason === ABSENT || !fitsColumns(record)) {
-      this.event[i] = 255;
-      this.whole.set(i, copyOf(record));
-      this.clientId[i] = undefined;
-      this.ip[i] = undefined;
-      return;
-    }
-    this.time[i] = record.time;
-    this.event[i] = event;
-    this.node[i] = node;
-    this.transport[i] = transport;
-    this.reason[i] = reason;
-    this.tokenId[i] = record.token_id ?? Number.NaN;
-    this.by[i] = record.by ?? Number.NaN;
-    this.code[i] = record.code ?? ABSENT;
-    this.clientId[i] = record.client_id;
-    this.ip[i] = record.ip === undefined ? undefined : this.shareIp(record.ip);
-    if (record.fields !== undefined) this.fields.set(i, [...record.fields]);
-  }
-
-  async query(q: LogQuery): Promise<BrokerEvent[]> {
-    const out: BrokerEvent[] = [];
-    for (let n = 1; n <= this.size && out.length < q.limit; n++) {
-      const i = (this.next - n + this.retention) % this.retention;
-      if (this.event[i] === 255) {
-        const record = this.record(i);
-        // Appended in time order: nothing older can match `since`.
-        if (q.since !== undefined && record.time < q.since) break;
-        if (matchesQuery(record, q)) out.push(record);
+  let transportCode = 0;
+  let rest: Record<string, unknown> | undefined;
+  // Fields in slots come first and in SLOTS order, so that unpack rebuilds the same object
+  // (key order included); a record in another order is kept whole.
+  let slot = 0;
+  for (const key in record) {
+    if (!Object.hasOwn(record, key)) continue;
+    const value = (record as unknown as Record<string, unknown>)[key];
+    const found = rest === undefined ? SLOTS.indexOf(key, slot) : -1;
+    if (found >= 0) {
+      slot = found + 1;
+      if (key !== 'transport') continue;
+      const i = TRANSPORTS.indexOf(value as string);
+      if (i >= 0) {
+        transportCode = i + 1;
         continue;
       }
-      if (q.since !== undefined && this.time[i]! < q.since) break;
-      // Filtered on the columns: a record is built only for the answer.
-      if (q.event !== undefined && EVENT_NAMES[this.event[i]!] !== q.event) continue;
-      if (q.clientId !== undefined && this.clientId[i] !== q.clientId) continue;
-      if (q.tokenIds !== undefined && !q.tokenIds.includes(this.tokenId[i]!)) continue;
-      out.push(this.record(i));
+    } else if (SLOTS.includes(key)) {
+      return whole(record, at, base);
     }
-    return out;
+    // Arrays (`fields`) copied: what the caller later does to its record never reaches the log.
+    (rest ??= {})[key] = Array.isArray(value) ? [...value] : value;
   }
-
-  async close(): Promise<void> {}
-
-  /** The record in slot `i`, rebuilt: time, node, then the event's fields as emitted. */
-  private record(i: number): BrokerEvent {
-    if (this.event[i] === 255) return copyOf(this.whole.get(i) as BrokerEvent);
-    const r: BrokerEvent = { time: this.time[i]!, node: this.nodes.value(this.node[i]!) as string, event: EVENT_NAMES[this.event[i]!] as EventName };
-    const clientId = this.clientId[i];
-    if (clientId !== undefined) r.client_id = clientId;
-    const tokenId = this.tokenId[i]!;
-    if (!Number.isNaN(tokenId)) r.token_id = tokenId;
-    const ip = this.ip[i];
-    if (ip !== undefined) r.ip = ip;
-    const transport = this.transports.value(this.transport[i]!);
-    if (transport !== undefined) r.transport = transport;
-    const reason = this.reasons.value(this.reason[i]!);
-    if (reason !== undefined) r.reason = reason;
-    if (this.code[i] !== ABSENT) r.code = this.code[i]!;
-    const by = this.by[i]!;
-    if (!Number.isNaN(by)) r.by = by;
-    const fields = this.fields.get(i);
-    if (fields !== undefined) r.fields = [...fields];
-    return r;
-  }
-
-  /** One string per distinct IP among recent records, rather than one per connection. */
-  private shareIp(ip: string): string {
-    const shared = this.sharedIps.get(ip);
-    if (shared !== undefined) return shared;
-    if (this.sharedIps.size >= MAX_SHARED_IPS) this.sharedIps = new Map();
-    this.sharedIps.set(ip, ip);
-    return ip;
-  }
+  at[base + SECONDS] = Math.floor(ms / 1000);
+  at[base + CODES] = (ms % 1000) | (eventIndex << EVENT_SHIFT) | (transportCode << TRANSPORT_SHIFT);
+  at[base + CLIENT_ID] = record.client_id;
+  at[base + TOKEN_ID] = record.token_id;
+  at[base + IP] = record.ip;
+  at[base + REST] = rest !== undefined && typeof rest.reason === 'string' && Object.keys(rest).length === 1 ? rest.reason : rest;
 }
 
-/** Whether every field of `record` has a column that holds its value exactly. */
-function fitsColumns(record: BrokerEvent): boolean {
-  for (const key in record) if (!COLUMNS.has(key)) return false;
-  const { code, fields } = record;
-  if (code !== undefined && (!Number.isInteger(code) || code < 0 || code > 32767)) return false;
-  if (record.token_id !== undefined && typeof record.token_id !== 'number') return false;
-  if (record.by !== undefined && typeof record.by !== 'number') return false;
-  if (fields !== undefined && !Array.isArray(fields)) return false;
-  return typeof record.time === 'number' && typeof record.node === 'string'
-    && (record.client_id === undefined || typeof record.client_id === 'string')
-    && (record.ip === undefined || typeof record.ip === 'string');
+function timeOf(at: Slots, base: number): number {
+  const codes = at[base + CODES] as number;
+  return codes === WHOLE ? (at[base + REST] as Rest).time! : ((at[base + SECONDS] as number) * 1000 + (codes & MS_MASK)) / 1000;
+}
+
+function unpack(at: Slots, base: number, node: string): BrokerEvent {
+  const codes = at[base + CODES] as number;
+  const rest = at[base + REST] as string | Rest | undefined;
+  if (codes === WHOLE) return copyOf(rest as BrokerEvent);
+  // The order of `{ time, node, ...input }` as the broker builds it (BrokerEvents.emit).
+  const out: BrokerEvent = { time: timeOf(at, base), node, event: EVENT_NAMES[(codes >>> EVENT_SHIFT) & EVENT_MASK]! };
+  const clientId = at[base + CLIENT_ID] as string | undefined;
+  const tokenId = at[base + TOKEN_ID] as number | undefined;
+  const ip = at[base + IP] as string | undefined;
+  if (clientId !== undefined) out.client_id = clientId;
+  if (tokenId !== undefined) out.token_id = tokenId;
+  if (ip !== undefined) out.ip = ip;
+  const transport = codes >>> TRANSPORT_SHIFT;
+  if (transport !== 0) out.transport = TRANSPORTS[transport - 1];
+  if (typeof rest === 'string') out.reason = rest;
+  else if (rest !== undefined) {
+    for (const key in rest) {
+      const value = (rest as Record<string, unknown>)[key];
+      (out as unknown as Record<string, unknown>)[key] = Array.isArray(value) ? [...value] : value;
+    }
+  }
+  return out;
 }
 
 /** A deep copy of a record kept whole (appending never throws: what cannot be cloned is copied shallowly). */
@@ -183,4 +132,49 @@ function copyOf(record: BrokerEvent): BrokerEvent {
   } catch {
     return { ...record };
   }
+}
+
+export class MemoryLog implements BrokerLog {
+  /** Record i's slots: chunk `i / CHUNK`, from `(i % CHUNK) * STRIDE`; a chunk is made when first written. */
+  private readonly chunks: Slots[] = [];
+  /** Index of the next write. */
+  private next = 0;
+  private size = 0;
+  /** The node of the first record: that of every record but a stray one. */
+  private node: string | null = null;
+  readonly dropped = 0;
+
+  constructor(private readonly retention: number) {}
+
+  append(record: BrokerEvent): void {
+    if (this.retention <= 0) return;
+    this.node ??= record.node;
+    const n = this.next;
+    const c = Math.floor(n / CHUNK);
+    // The last chunk only as long as the retention needs.
+    const chunk = (this.chunks[c] ??= new Array<Slots[number]>(Math.min(CHUNK, this.retention - c * CHUNK) * STRIDE));
+    pack(record, this.node, chunk, (n % CHUNK) * STRIDE);
+    this.next = (n + 1) % this.retention;
+    if (this.size < this.retention) this.size++;
+  }
+
+  async query(q: LogQuery): Promise<BrokerEvent[]> {
+    const out: BrokerEvent[] = [];
+    for (let i = 1; i <= this.size && out.length < q.limit; i++) {
+      const n = (this.next - i + this.retention) % this.retention;
+      const at = this.chunks[Math.floor(n / CHUNK)]!;
+      const base = (n % CHUNK) * STRIDE;
+      // Appended in time order: nothing older can match `since`.
+      if (q.since !== undefined && timeOf(at, base) < q.since) break;
+      // The fields kept as they came first, so that a filtered query builds no record per entry.
+      if (q.clientId !== undefined && at[base + CLIENT_ID] !== q.clientId) continue;
+      const tokenId = at[base + TOKEN_ID] as number | undefined;
+      if (q.tokenIds !== undefined && (tokenId === undefined || !q.tokenIds.includes(tokenId))) continue;
+      const record = unpack(at, base, this.node!);
+      if (matchesQuery(record, q)) out.push(record);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {}
 }

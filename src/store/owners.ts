@@ -123,17 +123,39 @@ export interface SessionSlot {
   node: string;
 }
 
-interface OwnerRecord {
-  tokenId: number;
-  nonce: string;
-  persistent: boolean;
+/**
+ * What one token holds of a client id: the nonce of its record of the client id
+ * (`owner`) and of its session slot (`slot`), either null. Most of the time both
+ * are one claim's: then the nonce string alone stands for the pair (no object).
+ */
+class Pair {
+  constructor(readonly owner: string | null, readonly slot: string | null) {}
+}
+type Held = string | Pair;
+
+const ownerOf = (held: Held | undefined): string | null => held === undefined ? null : typeof held === 'string' ? held : held.owner;
+const slotOf = (held: Held | undefined): string | null => held === undefined ? null : typeof held === 'string' ? held : held.slot;
+
+/** One token's client id records and session slots (one map for both), and its slot count. */
+class TokenHold {
+  readonly held = new Map<string, Held>();
+  slots = 0;
+  constructor(readonly tokenId: number) {}
 }
 
-/** One node, in memory: a clean claim dies with the process, so there is no stale node to think of. */
+/**
+ * One node, in memory: a clean claim dies with the process, so there is no stale node to think of
+ * (nor a `persistent` flag to keep: nothing here reads it).
+ *
+ * Issue 9, memory per idle session: per client id, one entry in `byClient` (its owner token's
+ * hold, shared) and one in that token's map (the nonce). No record object, no Set or Map per
+ * client id, nothing else per token but its one map.
+ */
 export class MemoryOwners implements ClientOwners {
-  private readonly byClient = new Map<string, OwnerRecord>();
-  private readonly byToken = new Map<number, Set<string>>();
-  private readonly slots = new Map<number, Map<string, string>>();
+  /** Client id → the hold of the token owning its record. Invariant: that hold has an `owner` nonce for it. */
+  private readonly byClient = new Map<string, TokenHold>();
+  /** A token's hold, while it holds anything. */
+  private readonly byToken = new Map<number, TokenHold>();
 
   /** `exists`: whether a token id is stored (a record of a deleted token is an orphan). */
   constructor(private readonly exists: (tokenId: number) => boolean) {}
@@ -141,42 +163,41 @@ export class MemoryOwners implements ClientOwners {
   async claim(c: OwnerClaim): Promise<ClaimResult> {
     const cur = this.byClient.get(c.clientId);
     let orphan = false;
-    const previous = cur !== undefined && cur.tokenId === c.tokenId ? JSON.stringify(cur) : null;
+    // Opaque to callers (undo hands it back): the nonce of the same token's record it replaces.
+    const previous = cur !== undefined && cur.tokenId === c.tokenId ? JSON.stringify({ nonce: ownerOf(cur.held.get(c.clientId)) }) : null;
     if (cur !== undefined && cur.tokenId !== c.tokenId) {
       const gone = !this.exists(cur.tokenId);
       if (!gone && !c.override) return { ok: false, owner: cur.tokenId };
       orphan = gone;
-      this.unindex(cur.tokenId, c.clientId);
+      this.setOwner(cur, c.clientId, null);
     }
-    this.byClient.set(c.clientId, { tokenId: c.tokenId, nonce: c.nonce, persistent: c.persistent });
-    let owned = this.byToken.get(c.tokenId);
-    if (owned === undefined) this.byToken.set(c.tokenId, (owned = new Set()));
-    owned.add(c.clientId);
+    const hold = this.hold(c.tokenId);
+    this.setOwner(hold, c.clientId, c.nonce);
+    this.byClient.set(c.clientId, hold);
     return { ok: true, orphan, previous };
   }
 
   async undo(clientId: string, nonce: string, previous: string | null): Promise<void> {
-    const cur = this.byClient.get(clientId);
-    if (cur === undefined || cur.nonce !== nonce) return;
+    const hold = this.byClient.get(clientId);
+    if (hold === undefined || ownerOf(hold.held.get(clientId)) !== nonce) return;
     if (previous === null) return this.release(clientId, nonce);
-    this.byClient.set(clientId, JSON.parse(previous) as OwnerRecord);
+    this.setOwner(hold, clientId, (JSON.parse(previous) as { nonce: string }).nonce);
   }
 
   async release(clientId: string, nonce: string): Promise<void> {
-    const cur = this.byClient.get(clientId);
-    if (cur === undefined || cur.nonce !== nonce) return;
+    const hold = this.byClient.get(clientId);
+    if (hold === undefined || ownerOf(hold.held.get(clientId)) !== nonce) return;
     this.byClient.delete(clientId);
-    this.unindex(cur.tokenId, clientId);
+    this.setOwner(hold, clientId, null);
   }
 
   async dropToken(tokenId: number): Promise<string[]> {
-    this.slots.delete(tokenId);
-    const owned = this.byToken.get(tokenId);
-    if (owned === undefined) return [];
-    this.byToken.delete(tokenId);
+    const hold = this.byToken.get(tokenId);
+    if (hold === undefined) return [];
+    this.byToken.delete(tokenId); // its slots with it
     const out: string[] = [];
-    for (const id of owned) {
-      if (this.byClient.get(id)?.tokenId !== tokenId) continue;
+    for (const [id, held] of hold.held) {
+      if (ownerOf(held) === null) continue;
       this.byClient.delete(id);
       out.push(id);
     }
@@ -212,41 +233,60 @@ export class MemoryOwners implements ClientOwners {
   }
 
   private slotFree(tokenId: number, clientId: string, limit: number): boolean {
-    const held = this.slots.get(tokenId);
-    return limit <= 0 || held === undefined || held.has(clientId) || held.size < limit;
+    const hold = this.byToken.get(tokenId);
+    return limit <= 0 || hold === undefined || slotOf(hold.held.get(clientId)) !== null || hold.slots < limit;
   }
 
   async claimSlot(slot: SessionSlot, limit: number): Promise<SlotClaim | null> {
-    let held = this.slots.get(slot.tokenId);
-    if (held === undefined) this.slots.set(slot.tokenId, (held = new Map()));
-    const previous = held.get(slot.clientId) ?? null;
-    if (previous === null && limit > 0 && held.size >= limit) return null;
-    held.set(slot.clientId, slot.nonce);
+    const hold = this.hold(slot.tokenId);
+    const previous = slotOf(hold.held.get(slot.clientId));
+    if (previous === null && limit > 0 && hold.slots >= limit) {
+      if (hold.held.size === 0) this.byToken.delete(slot.tokenId);
+      return null;
+    }
+    this.setSlot(hold, slot.clientId, slot.nonce);
+    if (previous === null) hold.slots++;
     return { previous };
   }
 
   async undoSlot(slot: SessionSlot, previous: string | null): Promise<void> {
-    const held = this.slots.get(slot.tokenId);
-    if (held === undefined || held.get(slot.clientId) !== slot.nonce) return;
+    const hold = this.byToken.get(slot.tokenId);
+    if (hold === undefined || slotOf(hold.held.get(slot.clientId)) !== slot.nonce) return;
     if (previous === null) return this.releaseSlot(slot);
-    held.set(slot.clientId, previous);
+    this.setSlot(hold, slot.clientId, previous);
   }
 
   async releaseSlot(slot: SessionSlot): Promise<void> {
-    const held = this.slots.get(slot.tokenId);
-    if (held === undefined || held.get(slot.clientId) !== slot.nonce) return;
-    held.delete(slot.clientId);
-    if (held.size === 0) this.slots.delete(slot.tokenId);
+    const hold = this.byToken.get(slot.tokenId);
+    if (hold === undefined || slotOf(hold.held.get(slot.clientId)) !== slot.nonce) return;
+    hold.slots--;
+    this.setSlot(hold, slot.clientId, null);
   }
 
   async slotCount(tokenId: number): Promise<number> {
-    return this.slots.get(tokenId)?.size ?? 0;
+    return this.byToken.get(tokenId)?.slots ?? 0;
   }
 
-  private unindex(tokenId: number, clientId: string): void {
-    const owned = this.byToken.get(tokenId);
-    if (owned === undefined) return;
-    owned.delete(clientId);
-    if (owned.size === 0) this.byToken.delete(tokenId);
+  private hold(tokenId: number): TokenHold {
+    let hold = this.byToken.get(tokenId);
+    if (hold === undefined) this.byToken.set(tokenId, (hold = new TokenHold(tokenId)));
+    return hold;
+  }
+
+  private setOwner(hold: TokenHold, clientId: string, owner: string | null): void {
+    this.put(hold, clientId, owner, slotOf(hold.held.get(clientId)));
+  }
+
+  private setSlot(hold: TokenHold, clientId: string, slot: string | null): void {
+    this.put(hold, clientId, ownerOf(hold.held.get(clientId)), slot);
+  }
+
+  private put(hold: TokenHold, clientId: string, owner: string | null, slot: string | null): void {
+    if (owner === null && slot === null) {
+      hold.held.delete(clientId);
+      if (hold.held.size === 0 && this.byToken.get(hold.tokenId) === hold) this.byToken.delete(hold.tokenId);
+    } else {
+      hold.held.set(clientId, owner !== null && owner === slot ? owner : new Pair(owner, slot));
+    }
   }
 }
