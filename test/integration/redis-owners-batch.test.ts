@@ -165,3 +165,36 @@ describe('owner commands in batches (Redis, issue 10)', () => {
     expect(await admin.pttl(live)).toBeGreaterThan(0);
   });
 });
+
+describe('a CONNECT whose token turns out unreadable after its claim (Redis, SPEC §2, §4)', () => {
+  test('the lookup answers only once the claim it made is given back: the client id is free on every node when the refusal comes', async () => {
+    const { prefix, stores: [a, b] } = await nodes(2);
+    const [t, other] = await a!.create([{ ttl: 60 }, { ttl: 60 }], nowSec());
+    // Lua admits it (enabled, no parent, access and limits decode); the node cannot read it (SPEC §2 unreadable).
+    await admin.hset(`${prefix}token:${t!.id}`, 'metadata', '["not", "an object"]');
+    // Hold the give-back, to see whether the answer waits for it.
+    let letGo: () => void = () => {};
+    const gate = new Promise<void>((resolve) => { letGo = resolve; });
+    let undoAsked!: () => void;
+    const undoReached = new Promise<void>((resolve) => { undoAsked = resolve; });
+    const undo = a!.owners.undo.bind(a!.owners);
+    a!.owners.undo = async (...args: Parameters<typeof undo>) => {
+      undoAsked();
+      await gate;
+      return undo(...args);
+    };
+    let settled = false;
+    const answer = a!.findByKeyAndAdmit!(t!.key, { clientId: 'dev', nonce: 'u1', node: 'A', persistent: false })
+      .then(() => null, (err: unknown) => err)
+      .finally(() => { settled = true; });
+    await withTimeout(undoReached, 5000, 'the give-back to be asked');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(settled).toBe(false);
+    letGo();
+    expect(await answer).toBeInstanceOf(Error);
+    // Node B, at once: no trace of the refused CONNECT's claim.
+    expect(await b!.owners.owner('dev')).toBeNull();
+    expect(await b!.owners.slotCount(t!.id)).toBe(0);
+    expect(await b!.owners.admit(claim('dev', other!.id, 'o1', 'B'), limits([other!.id, 0]))).toMatchObject({ ok: true });
+  });
+});
