@@ -21,6 +21,8 @@ const NODE_TTL_MS = 15_000;
 const NODE_RENEW_MS = 5_000;
 /** Longest a batch of owner commands waits for the batch before it to answer (TurnBatch). */
 const HOLD_MAX_MS = 20;
+/** Session releases per END_SESSIONS call: a node closing thousands at once must not hold Redis in one long script. */
+const ENDS_PER_CALL = 256;
 
 // KEYS: owner, owned(new token). ARGV: token, nonce, node, pers, override, prefix, clientId, nodeTtl.
 const CLAIM = `
@@ -267,6 +269,7 @@ class TurnBatch {
   private scheduled = false;
   private inFlight = 0;
   private holdTimer: NodeJS.Timeout | null = null;
+  private readonly sent = new Set<Promise<void>>();
 
   constructor(private readonly client: Redis, private readonly prefix: string) {}
 
@@ -281,7 +284,7 @@ class TurnBatch {
     return new Promise<void>((resolve, reject) => {
       const settle: Settle = ([err]) => (err ? reject(err) : resolve());
       const last = this.entries[this.entries.length - 1];
-      if (last?.kind === 'ends') {
+      if (last?.kind === 'ends' && last.settles.length < ENDS_PER_CALL) {
         last.keys.push(...keys);
         last.argv.push(...argv);
         last.settles.push(settle);
@@ -333,7 +336,7 @@ class TurnBatch {
       else for (const s of e.settles) s(reply);
     };
     this.inFlight++;
-    p.exec().then((replies) => {
+    const sent = p.exec().then((replies) => {
       for (let i = 0; i < entries.length; i++) settle(i, replies?.[i] ?? [new Error('redis pipeline answered nothing'), null]);
     }, (err: unknown) => {
       const error = err instanceof Error ? err : new Error(String(err));
@@ -346,6 +349,16 @@ class TurnBatch {
       }
       this.schedule();
     });
+    this.sent.add(sent);
+    void sent.finally(() => this.sent.delete(sent));
+  }
+
+  /** Sends what is queued at once and resolves when every batch sent has answered (the store closing). */
+  async drain(): Promise<void> {
+    // Calls asked before the close reach the queue once their connection check resolves (a turn at most).
+    await new Promise((resolve) => setImmediate(resolve));
+    this.flush();
+    while (this.sent.size > 0) await Promise.allSettled([...this.sent]);
   }
 }
 
@@ -483,6 +496,15 @@ export class RedisOwners implements ClientOwners {
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+  }
+
+  /**
+   * Sends the owner commands still queued (releases of sessions that just ended)
+   * and waits for their answers: the store calls it before it quits Redis, so a
+   * clean shutdown leaves no claim behind (SPEC §1).
+   */
+  drain(): Promise<void> {
+    return this.batch.drain();
   }
 
   private ownerKey(clientId: string): string {

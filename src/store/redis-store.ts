@@ -321,6 +321,8 @@ export class RedisStore implements TokenStore {
     this.owners.close();
     this.feed.clear();
     for (const resolve of this.feedWaiters.splice(0)) resolve();
+    // Releases of sessions that ended just before the close are still to be sent (TurnBatch).
+    await this.owners.drain();
     await Promise.all([quit(this.client), quit(this.subscriber)]);
   }
 

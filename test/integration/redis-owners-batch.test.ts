@@ -198,3 +198,16 @@ describe('a CONNECT whose token turns out unreadable after its claim (Redis, SPE
     expect(await b!.owners.admit(claim('dev', other!.id, 'o1', 'B'), limits([other!.id, 0]))).toMatchObject({ ok: true });
   });
 });
+
+describe('store close (Redis, SPEC §1 clean shutdown)', () => {
+  test('releases asked just before the store closes are applied before it quits: no client id or slot left behind', async () => {
+    const { stores: [a, b] } = await nodes(2);
+    const [t] = await a!.create([{ ttl: 60, limits: { sessions: 1, publish_rate: 0 } }], nowSec());
+    expect(await a!.owners.admit(claim('bye', t!.id, 'b1', 'A'), limits([t!.id, 1]))).toMatchObject({ ok: true });
+    const released = a!.owners.endSession(slotsOf([t!.id], 'bye', 'b1', 'A'), true).then(() => 'released', (err: unknown) => err);
+    await a!.close();
+    expect(await released).toBe('released');
+    expect(await b!.owners.owner('bye')).toBeNull();
+    expect(await b!.owners.slotCount(t!.id)).toBe(0);
+  });
+});
