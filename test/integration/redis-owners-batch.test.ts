@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import type { RedisStore } from '../../src/store/redis-store.js';
 import type { OwnerClaim, SessionSlot, SlotLimit } from '../../src/store/owners.js';
 import { StoreUnavailableError } from '../../src/store/types.js';
+import { ACCESS_ACL, ACCESS_MASTER } from '../../src/tokens/types.js';
 import { StoreTracker, nowSec, openRedisStore, redisUrl, withTimeout } from './store-helpers.js';
 
 const tracker = new StoreTracker();
@@ -209,5 +210,24 @@ describe('store close (Redis, SPEC §1 clean shutdown)', () => {
     expect(await released).toBe('released');
     expect(await b!.owners.owner('bye')).toBeNull();
     expect(await b!.owners.slotCount(t!.id)).toBe(0);
+  });
+});
+
+describe('the master override at CONNECT follows the token\'s access (Redis, SPEC §4)', () => {
+  test('a master takes over a client id another token holds; once its access is no longer master, it is refused', async () => {
+    const { stores: [a] } = await nodes(1);
+    const acl = { type: ACCESS_ACL as typeof ACCESS_ACL, acl: [{ uri: 'mqtt', topic: 'x/#', actions: ['publish' as const] }] };
+    const [holder, boss] = await a!.create([{ ttl: 60 }, { ttl: 60, access: { type: ACCESS_MASTER } }], nowSec());
+    for (const cid of ['held-1', 'held-2']) {
+      expect(await a!.owners.admit(claim(cid, holder!.id, `h-${cid}`, 'A'), limits([holder!.id, 0]))).toMatchObject({ ok: true });
+    }
+    const first = await a!.findByKeyAndAdmit!(boss!.key, { clientId: 'held-1', nonce: 'b1', node: 'A', persistent: false });
+    expect(first.admission).toMatchObject({ ok: true });
+    expect(await a!.owners.owner('held-1')).toBe(boss!.id);
+    await a!.update([boss!.id], { access: acl }, nowSec());
+    const second = await a!.findByKeyAndAdmit!(boss!.key, { clientId: 'held-2', nonce: 'b2', node: 'A', persistent: false });
+    expect(second.token?.access).toEqual(acl);
+    expect(second.admission).toEqual({ ok: false, refused: 'owner', owner: holder!.id });
+    expect(await a!.owners.owner('held-2')).toBe(holder!.id);
   });
 });
