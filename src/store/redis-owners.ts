@@ -13,7 +13,8 @@
 // when it is a clean session's record from a node that stopped renewing its
 // liveness key (SPEC §6: a node that died must not keep client ids forever).
 // A persistent session's record stays whatever its node: the session is stored.
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { Writable } from 'node:stream';
+import type { Redis } from 'ioredis';
 import { FIND_LOOKUP, PRELUDE } from './redis-scripts.js';
 import type { AdmitRequest, AdmitResult, ClaimResult, ClientOwners, OwnerClaim, SessionSlot, SlotClaim, SlotLimit } from './owners.js';
 
@@ -248,18 +249,18 @@ interface OwnerCommands {
   tokenmqSlotRelease(slots: string, clientId: string, holder: string): Promise<number>;
 }
 
-/** A pipeline with the owner scripts (each call queues; the reply comes with exec). */
-type OwnerPipeline = ChainableCommander & { [K in keyof OwnerCommands]: (...args: Parameters<OwnerCommands[K]>) => unknown };
+/** The store connection with the owner scripts. */
+type OwnerClient = Redis & OwnerCommands;
 
 type Settle = (reply: [Error | null, unknown]) => void;
 
 /** One queued command, or a run of session releases that go out as one END_SESSIONS call. */
 type Entry =
-  | { kind: 'command'; add: (p: OwnerPipeline) => void; settle: Settle }
+  | { kind: 'command'; add: (r: OwnerClient) => Promise<unknown>; settle: Settle }
   | { kind: 'ends'; keys: string[]; argv: string[]; settles: Settle[] };
 
 /**
- * The owner commands of the store connection in pipelines, one write each
+ * The owner commands of the store connection in batches, one socket write each
  * (issue 10: with a command each, a CONNECT's lookup-and-claim and a
  * DISCONNECT's release cost a socket write apiece, on this 2-core class of
  * machine the largest item in the broker's profile). Commands asked while a
@@ -281,7 +282,7 @@ class TurnBatch {
 
   constructor(private readonly client: Redis, private readonly prefix: string) {}
 
-  run<T>(add: (p: OwnerPipeline) => void): Promise<T> {
+  run<T>(add: (r: OwnerClient) => Promise<unknown>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue({ kind: 'command', add, settle: ([err, reply]) => (err ? reject(err) : resolve(reply as T)) });
     });
@@ -332,24 +333,31 @@ class TurnBatch {
     const entries = this.entries;
     if (entries.length === 0) return;
     this.entries = [];
-    const p = this.client.pipeline() as OwnerPipeline;
-    for (const e of entries) {
-      if (e.kind === 'command') e.add(p);
-      else p.tokenmqOwnerEnd(e.keys.length, ...e.keys, ...e.argv);
+    const client = this.client as OwnerClient;
+    // One write for the batch: the socket is corked while its commands are written (a pipeline
+    // object would do the same at several µs more per batch: it copies every script definition).
+    const stream = client.status === 'ready' ? (client as unknown as { stream?: Writable }).stream : undefined;
+    stream?.cork();
+    const replies: Promise<void>[] = [];
+    try {
+      for (const e of entries) {
+        const settle = (reply: [Error | null, unknown]): void => {
+          if (e.kind === 'command') e.settle(reply);
+          else for (const s of e.settles) s(reply);
+        };
+        let reply: Promise<unknown>;
+        try {
+          reply = e.kind === 'command' ? e.add(client) : client.tokenmqOwnerEnd(e.keys.length, ...e.keys, ...e.argv);
+        } catch (err) {
+          reply = Promise.reject(err);
+        }
+        replies.push(reply.then((value) => settle([null, value]), (err: unknown) => settle([err instanceof Error ? err : new Error(String(err)), null])));
+      }
+    } finally {
+      stream?.uncork();
     }
-    const settle = (i: number, reply: [Error | null, unknown]): void => {
-      const e = entries[i];
-      if (e === undefined) return;
-      if (e.kind === 'command') e.settle(reply);
-      else for (const s of e.settles) s(reply);
-    };
     this.inFlight++;
-    const sent = p.exec().then((replies) => {
-      for (let i = 0; i < entries.length; i++) settle(i, replies?.[i] ?? [new Error('redis pipeline answered nothing'), null]);
-    }, (err: unknown) => {
-      const error = err instanceof Error ? err : new Error(String(err));
-      for (let i = 0; i < entries.length; i++) settle(i, [error, null]);
-    }).finally(() => {
+    const sent = Promise.all(replies).then(() => {}).finally(() => {
       this.inFlight--;
       if (this.inFlight === 0 && this.holdTimer) {
         clearTimeout(this.holdTimer);
@@ -402,7 +410,7 @@ export class RedisOwners implements ClientOwners {
   }
 
   /** Every owner command goes through the turn's batch, so all keep the order they were asked in. */
-  private send<T>(add: (p: OwnerPipeline) => void): Promise<T> {
+  private send<T>(add: (r: OwnerClient) => Promise<unknown>): Promise<T> {
     return this.call(() => this.batch.run<T>(add));
   }
 
