@@ -182,7 +182,7 @@ export function createClusterParts(opts: ClusterOptions): ClusterParts {
   };
   mq.state.on('error', (err) => log.debug({ err: err.message }, 'mqemitter-redis error'));
   // Persistence keys live under our prefix so that several deployments can share one Redis.
-  const persistenceConn = connection(redisUrl, log, 'persistence', { keyPrefix: `${prefix}aedes:` });
+  const persistenceConn = connection(redisUrl, log, 'persistence', { keyPrefix: `${prefix}aedes:`, enableAutoPipelining: true });
   literalRetainedScan(persistenceConn);
   const persistence = new AsyncRedisPersistence({ conn: persistenceConn });
   // aedes-persistence-redis 11 returns an async generator here, but Aedes 1.2 calls

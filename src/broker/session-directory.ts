@@ -197,8 +197,10 @@ export class RedisSessionDirectory implements SessionDirectory {
 
   /** A session's listing entry; remembers the traffic it shows (see heartbeat). */
   private entry(session: Session): string {
-    session.listedActivity = activity(session);
-    return JSON.stringify(this.opts.registry.view(session));
+    const view = this.opts.registry.view(session);
+    // activity(session) from the view's counters: the socket's byte getters copy its write queue on each call.
+    session.listedActivity = view.bytes_in + view.bytes_out;
+    return JSON.stringify(view);
   }
 
   /**

@@ -244,11 +244,14 @@ export class RedisStore implements TokenStore {
       if (decoded.hash !== hash) throw new StoreDataError(`token ${id}: the key index names a token with another key`, id);
       return { token: decoded.token, admission: found.admission };
     } catch (err) {
-      // Claimed, then unreadable: give the claim back before refusing (best effort, like any undo).
+      // Claimed, then unreadable: the claim is given back before the refusal is answered (SPEC §4: a
+      // refused CONNECT holds no client id, on any node), best effort like any undo.
       const a = found.admission;
       if (a?.ok) {
-        void this.owners.undo(req.clientId, req.nonce, a.ownerPrevious).catch(() => {});
-        void this.owners.undoSlot({ tokenId: id, clientId: req.clientId, nonce: req.nonce, node: req.node }, a.slotPrevious[0] ?? null).catch(() => {});
+        await Promise.all([
+          this.owners.undo(req.clientId, req.nonce, a.ownerPrevious).catch(() => {}),
+          this.owners.undoSlot({ tokenId: id, clientId: req.clientId, nonce: req.nonce, node: req.node }, a.slotPrevious[0] ?? null).catch(() => {}),
+        ]);
       }
       throw err;
     }
@@ -328,6 +331,8 @@ export class RedisStore implements TokenStore {
     this.owners.close();
     this.feed.clear();
     for (const resolve of this.feedWaiters.splice(0)) resolve();
+    // Releases of sessions that ended just before the close are still to be sent (TurnBatch).
+    await this.owners.drain();
     await Promise.all([quit(this.client), quit(this.subscriber)]);
   }
 
