@@ -87,25 +87,55 @@ export interface DecodedToken {
   hash: string;
 }
 
+/**
+ * How each token field is read from its hash, and (listings, SPEC §2) what it
+ * shows when it cannot be: a value that grants nothing (disabled, no clocks, no
+ * rights, no addresses). Module-level functions: a CONNECT decodes without a
+ * closure per field.
+ */
+const TOKEN_FIELDS: readonly { name: Exclude<keyof Token, 'id' | 'unreadable'>; read(r: FieldReader): unknown; fallback(): unknown }[] = [
+  { name: 'info', read: (r) => r.string('info'), fallback: () => '' },
+  { name: 'enabled', read: (r) => r.flag('enabled'), fallback: () => false },
+  { name: 'expire', read: (r) => r.integer('expire'), fallback: () => 0 },
+  { name: 'ttl', read: (r) => r.integer('ttl'), fallback: () => 0 },
+  { name: 'created', read: (r) => r.integer('created'), fallback: () => 0 },
+  { name: 'accessed', read: (r) => r.integer('accessed'), fallback: () => 0 },
+  { name: 'access', read: (r) => r.json('access', decodeAccess), fallback: () => ({ type: 2, acl: [] }) },
+  { name: 'ips', read: (r) => r.string('ips'), fallback: () => '' },
+  { name: 'metadata', read: (r) => r.json('metadata', decodeMetadata), fallback: () => ({}) },
+  // Absent in tokens stored before these fields existed: their defaults.
+  { name: 'parent', read: (r) => (r.optional('parent') === undefined ? 0 : r.integer('parent')), fallback: () => 0 },
+  { name: 'clientids', read: (r) => r.optional('clientids') ?? '', fallback: () => '' },
+  {
+    name: 'limits',
+    read: (r) => (r.optional('limits') === undefined ? { sessions: 0, publish_rate: 0 } : r.json('limits', decodeLimits)),
+    fallback: () => ({ sessions: 0, publish_rate: 0 }),
+  },
+];
+
+/** The token's fields in TOKEN_FIELDS order; `unreadable` given: a field that does not decode takes its fallback and is named there. */
+function readFields(id: number, read: FieldReader, unreadable?: string[]): Token {
+  const token: Record<string, unknown> = { id };
+  for (const field of TOKEN_FIELDS) {
+    if (unreadable === undefined) {
+      token[field.name] = field.read(read);
+      continue;
+    }
+    try {
+      token[field.name] = field.read(read);
+    } catch (err) {
+      if (!(err instanceof StoreDataError)) throw err;
+      unreadable.push(field.name);
+      token[field.name] = field.fallback();
+    }
+  }
+  return token as unknown as Token;
+}
+
 /** A token from its hash fields; StoreDataError naming the id and field when they do not decode. */
 export function decodeToken(id: number, fields: FieldSource): DecodedToken {
   const read = new FieldReader(id, fields);
-  const token: Token = {
-    id,
-    info: read.string('info'),
-    enabled: read.flag('enabled'),
-    expire: read.integer('expire'),
-    ttl: read.integer('ttl'),
-    created: read.integer('created'),
-    accessed: read.integer('accessed'),
-    access: read.json('access', decodeAccess),
-    ips: read.string('ips'),
-    metadata: read.json('metadata', decodeMetadata),
-    // Absent in tokens stored before these fields existed: their defaults.
-    parent: fields('parent') === undefined ? 0 : read.integer('parent'),
-    clientids: read.optional('clientids') ?? '',
-    limits: read.optional('limits') === undefined ? { sessions: 0, publish_rate: 0 } : read.json('limits', decodeLimits),
-  };
+  const token = readFields(id, read);
   const hash = read.string('hash');
   if (!KEY_HASH.test(hash)) throw read.error('hash', 'is not a SHA-256 in hex');
   return { token, hash };
@@ -113,10 +143,10 @@ export function decodeToken(id: number, fields: FieldSource): DecodedToken {
 
 /**
  * SPEC §2 "GET /platform/tokens still lists it with what could be read": a
- * token for a listing, each field read on its own. A field that does not decode
- * takes a value that grants nothing (disabled, no clocks, no rights, no
- * addresses) and is named in `unreadable`; a token that decodes has none. For
- * listings only: every other reader uses decodeToken and refuses the token.
+ * token for a listing, each field read on its own; what does not decode is
+ * named in `unreadable` (TOKEN_FIELDS fallbacks). A token that decodes has no
+ * `unreadable`. For listings only: every other reader uses decodeToken and
+ * refuses the token.
  */
 export function decodeForListing(id: number, fields: FieldSource): Token {
   try {
@@ -124,32 +154,8 @@ export function decodeForListing(id: number, fields: FieldSource): Token {
   } catch (err) {
     if (!(err instanceof StoreDataError)) throw err;
   }
-  const read = new FieldReader(id, fields);
   const unreadable: string[] = [];
-  const field = <T>(name: string, get: () => T, fallback: T): T => {
-    try {
-      return get();
-    } catch (err) {
-      if (!(err instanceof StoreDataError)) throw err;
-      unreadable.push(name);
-      return fallback;
-    }
-  };
-  const token: Token = {
-    id,
-    info: field('info', () => read.string('info'), ''),
-    enabled: field('enabled', () => read.flag('enabled'), false),
-    expire: field('expire', () => read.integer('expire'), 0),
-    ttl: field('ttl', () => read.integer('ttl'), 0),
-    created: field('created', () => read.integer('created'), 0),
-    accessed: field('accessed', () => read.integer('accessed'), 0),
-    access: field('access', () => read.json('access', decodeAccess), { type: 2, acl: [] }),
-    ips: field('ips', () => read.string('ips'), ''),
-    metadata: field('metadata', () => read.json('metadata', decodeMetadata), {}),
-    parent: field('parent', () => (fields('parent') === undefined ? 0 : read.integer('parent')), 0),
-    clientids: field('clientids', () => read.optional('clientids') ?? '', ''),
-    limits: field('limits', () => (read.optional('limits') === undefined ? { sessions: 0, publish_rate: 0 } : read.json('limits', decodeLimits)), { sessions: 0, publish_rate: 0 }),
-  };
+  const token = readFields(id, new FieldReader(id, fields), unreadable);
   // The key hash is never listed; a bad one alone still makes the token unreadable.
   if (unreadable.length === 0) unreadable.push('key');
   token.unreadable = unreadable;
