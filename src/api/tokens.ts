@@ -101,7 +101,7 @@ export const tokensRoutes: FastifyPluginAsync<TokensRoutesOptions> = async (app,
     const now = nowSec();
     // SPEC §2: a listing shows a stored token that cannot be read with what could be (`unreadable`);
     // changes and deletions select readable tokens only.
-    const read = listing && store.list ? (ids: number[] | 'all') => (store.list as NonNullable<TokenStore['list']>)(ids) : (ids: number[] | 'all') => store.get(ids);
+    const read = listing && store.list ? store.list.bind(store) : store.get.bind(store);
     // SPEC §5 `field=value` (`parent=N`: the children of token N); listings ordered by id.
     const byField = fieldSelector(sel);
     const tokens = byField === null ? await read(parseIdSelector(sel)) : (await read('all')).filter(byField);
