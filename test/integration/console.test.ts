@@ -17,6 +17,14 @@ jest.setTimeout(60_000);
 type Viewport = { width: number; height: number };
 type WatchedPage = Page & { problems: string[] };
 
+/** Ends a block's devices, browser contexts, browser and node, in that order. */
+async function tearDown(devices: MqttClient[], contexts: BrowserContext[], browser: Browser | undefined, srv: TestServer | undefined): Promise<void> {
+  await Promise.all(devices.map((d) => d.endAsync(true)));
+  await Promise.all(contexts.map((c) => c.close()));
+  await browser?.close();
+  await srv?.close();
+}
+
 /** A page in a context of its own; any CSP violation or script error is collected for the test that caused it. */
 async function openPage(browser: Browser, contexts: BrowserContext[], viewport: Viewport = { width: 1280, height: 800 }): Promise<Page> {
   const context = await browser.newContext({ viewport });
@@ -48,12 +56,7 @@ describe.each(['memory', 'redis'] as const)('console with the %s store (SPEC §9
     master = (await srv.token({ access: { type: 1 }, info: 'ops' })).key;
     browser = await launchBrowser();
   });
-  afterAll(async () => {
-    await Promise.all(devices.map((d) => d.endAsync(true)));
-    await Promise.all(contexts.map((c) => c.close()));
-    await browser?.close();
-    await srv?.close();
-  });
+  afterAll(() => tearDown(devices, contexts, browser, srv));
 
   test('GET / serves the console with a strict CSP naming the WebSocket URL; no path escapes the console folder', async () => {
     const page = await rest(srv.httpUrl, 'GET', '/');
@@ -320,12 +323,7 @@ describe('console: limits, ACL ids and submodules, one-client-id selectors (memo
     master = (await srv.token({ access: { type: 1 }, info: 'ops' })).key;
     browser = await launchBrowser();
   });
-  afterAll(async () => {
-    await Promise.all(devices.map((d) => d.endAsync(true)));
-    await Promise.all(contexts.map((c) => c.close()));
-    await browser?.close();
-    await srv?.close();
-  });
+  afterAll(() => tearDown(devices, contexts, browser, srv));
 
   test('limits set in the form are what REST returns and show in the list; a refused value shows the API reason next to its field; emptied, they are unlimited (SPEC §2 limits)', async () => {
     const page = await tokensPage();
