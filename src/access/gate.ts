@@ -64,9 +64,12 @@ export type Decision = Grant | Refusal;
  */
 export type AccessCheck = (grant: Grant, ctx: AuthorizeContext) => RefusalCause | null | Promise<RefusalCause | null>;
 
+/** An answer given at once when it can be (memory store), else later: no promise per CONNECT when none is needed (issue 9). */
+export type Maybe<T> = T | Promise<T>;
+
 export interface AuthorizeContext {
   /** Reads the token of a well-formed key (MQTT: the store with its re-reads; REST: the key cache). */
-  lookup(key: string): Promise<Token | null>;
+  lookup(key: string): Maybe<Token | null>;
   /** The compiled access to judge with (MQTT: the ones its sessions hold); default `gate.compile`. */
   compile?(token: Token): CompiledAccess;
   /** Run in order after the common checks (see the header). */
@@ -109,38 +112,58 @@ export class AccessGate {
   }
 
   /**
-   * Key (undefined: none presented) from `ip` → grant or refusal. Resolves
-   * `null` only when `ctx.stillWanted()` said no after the lookup. Store errors
-   * other than unavailable/unreadable reject (REST: 500; MQTT: CONNACK 3).
+   * Key (undefined: none presented) from `ip` → grant or refusal; `null` only
+   * when `ctx.stillWanted()` said no after the lookup. Store errors other than
+   * unavailable/unreadable reject, or throw when answered at once (REST: 500;
+   * MQTT: CONNACK 3). Answered at once when the lookup and every check are
+   * (memory store), else as a promise.
    */
-  async authorize(key: string | undefined, ip: string, ctx: AuthorizeContext): Promise<Decision | null> {
+  authorize(key: string | undefined, ip: string, ctx: AuthorizeContext): Maybe<Decision | null> {
     // SPEC §4 brute-force guard: an address over the limit is refused without asking the store.
     if (this.limiter.blocked(ip, Date.now())) return refusal('rate_limited');
     // No credentials at all (REST: no Authorization header) is not a guess; an empty MQTT username and password is.
     if (key === undefined) return this.badKey(ip, 'missing');
     if (!isKeyShaped(key)) return this.badKey(ip, 'malformed');
-    let token: Token | null;
+    let token: Maybe<Token | null>;
     try {
-      token = await ctx.lookup(key);
+      token = ctx.lookup(key);
     } catch (err) {
-      if (ctx.stillWanted && !ctx.stillWanted()) return null;
-      this.onStoreError();
-      // SPEC §2: a stored token this node cannot read is refused, logged by its id.
-      if (err instanceof StoreDataError) return { ok: false, cause: 'token_unreadable', tokenId: err.tokenId, error: err };
-      if (err instanceof StoreUnavailableError) return { ok: false, cause: 'store_unavailable', error: err };
-      throw err;
+      return this.lookupFailed(err, ctx);
     }
+    if (token instanceof Promise) return token.then((t) => this.found(t, ip, ctx), (err: unknown) => this.lookupFailed(err, ctx));
+    return this.found(token, ip, ctx);
+  }
+
+  private lookupFailed(err: unknown, ctx: AuthorizeContext): Decision | null {
     if (ctx.stillWanted && !ctx.stillWanted()) return null;
-    let decision = this.judge(token, ip, ctx);
-    if (decision.ok && decision.token.parent !== 0 && this.ancestors !== undefined) {
-      const chain: Token[] = [];
-      decision = await this.check(decision, [(grant) => this.ancestorCause(grant.token, ip, ctx.clientId, chain)]);
-      if (decision.ok) decision = { ...decision, ancestors: chain };
-    }
+    this.onStoreError();
+    // SPEC §2: a stored token this node cannot read is refused, logged by its id.
+    if (err instanceof StoreDataError) return { ok: false, cause: 'token_unreadable', tokenId: err.tokenId, error: err };
+    if (err instanceof StoreUnavailableError) return { ok: false, cause: 'store_unavailable', error: err };
+    throw err;
+  }
+
+  /** Steps 4–8 once the token is read. */
+  private found(token: Token | null, ip: string, ctx: AuthorizeContext): Maybe<Decision | null> {
+    if (ctx.stillWanted && !ctx.stillWanted()) return null;
+    const decision = this.judge(token, ip, ctx);
+    if (decision.ok && decision.token.parent !== 0 && this.ancestors !== undefined) return this.withAncestors(decision, ip, ctx);
+    return this.checked(decision, ctx);
+  }
+
+  private async withAncestors(grant: Grant, ip: string, ctx: AuthorizeContext): Promise<Decision | null> {
+    const chain: Token[] = [];
+    let decision = await this.check(grant, [(g) => this.ancestorCause(g.token, ip, ctx.clientId, chain)]);
+    if (decision.ok) decision = { ...decision, ancestors: chain };
+    return this.checked(decision, ctx);
+  }
+
+  /** Step 8, then whether the caller still wants the answer. */
+  private checked(decision: Decision, ctx: AuthorizeContext): Maybe<Decision | null> {
     if (!decision.ok || !ctx.checks?.length) return decision;
-    const checked = await this.check(decision, ctx.checks, ctx);
-    if (ctx.stillWanted && !ctx.stillWanted()) return null;
-    return checked;
+    const checked = this.check(decision, ctx.checks, ctx);
+    if (checked instanceof Promise) return checked.then((d) => (ctx.stillWanted && !ctx.stillWanted() ? null : d));
+    return ctx.stillWanted && !ctx.stillWanted() ? null : checked;
   }
 
   /** Steps 4–6 on a token already read (or null: unknown). */
@@ -174,25 +197,36 @@ export class AccessGate {
   /**
    * Step 8: the caller's checks in order; the first cause wins. A check may be
    * async (a store read: ancestors, live session counts); a store error it
-   * throws refuses like the lookup's (unavailable / unreadable).
+   * throws refuses like the lookup's (unavailable / unreadable). Answered at
+   * once while every check is.
    */
-  async check(grant: Grant, checks: readonly AccessCheck[] | undefined, ctx: AuthorizeContext = NO_CONTEXT): Promise<Decision> {
-    for (const check of checks ?? []) {
-      let cause: RefusalCause | null;
+  check(grant: Grant, checks: readonly AccessCheck[] | undefined, ctx: AuthorizeContext = NO_CONTEXT, from = 0): Maybe<Decision> {
+    if (checks === undefined) return grant;
+    for (let i = from; i < checks.length; i++) {
+      let answer: Maybe<RefusalCause | null>;
       try {
-        const answer = check(grant, ctx);
-        cause = answer instanceof Promise ? await answer : answer;
+        answer = (checks[i] as AccessCheck)(grant, ctx);
       } catch (err) {
-        if (err instanceof StoreUnavailableError) {
-          this.onStoreError();
-          return { ok: false, cause: 'store_unavailable', tokenId: grant.token.id, error: err };
-        }
-        // A check reads the token's data (its ACL for the session, its ancestors): data it cannot use is unreadable.
-        return { ok: false, cause: 'token_unreadable', tokenId: grant.token.id, error: err };
+        return this.checkFailed(grant, err);
       }
-      if (cause !== null) return refusal(cause, grant.token.id);
+      if (answer instanceof Promise) {
+        return answer.then(
+          (cause) => (cause !== null ? refusal(cause, grant.token.id) : this.check(grant, checks, ctx, i + 1)),
+          (err: unknown) => this.checkFailed(grant, err),
+        );
+      }
+      if (answer !== null) return refusal(answer, grant.token.id);
     }
     return grant;
+  }
+
+  private checkFailed(grant: Grant, err: unknown): Refusal {
+    if (err instanceof StoreUnavailableError) {
+      this.onStoreError();
+      return { ok: false, cause: 'store_unavailable', tokenId: grant.token.id, error: err };
+    }
+    // A check reads the token's data (its ACL for the session, its ancestors): data it cannot use is unreadable.
+    return { ok: false, cause: 'token_unreadable', tokenId: grant.token.id, error: err };
   }
 
   /**

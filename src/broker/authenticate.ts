@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { topicError, type Rights, type Token } from '../tokens/index.js';
 import { ACCESS_MASTER } from '../tokens/types.js';
 import { StoreDataError, type AdmitRequest, type AdmitResult, type TokenStore } from '../store/types.js';
-import type { AccessCheck, AccessGate, AuthorizeContext, Decision, Grant } from '../access/gate.js';
+import type { AccessCheck, AccessGate, AuthorizeContext, Decision, Grant, Maybe } from '../access/gate.js';
 import type { RefusalCause } from '../access/causes.js';
 import { CONNACK, CONNACK_BY_CAUSE, LOG_REASON } from '../access/causes.js';
 import type { CompiledToken, Enforcement, LookupWatch } from './enforcement.js';
@@ -15,6 +15,7 @@ import { Session, type ConnectionInfo, type SessionRegistry } from './sessions.j
 import type { BrokerStats, ConnectResult } from './stats.js';
 import type { BrokerEvents } from './events.js';
 import type { Admission, Claim, ClientOwnership } from './client-ownership.js';
+import type { SlotLimit } from '../store/owners.js';
 
 const PREFIX = 'FlespiToken ';
 /** Reads of one CONNECT's token while it keeps changing under it; then the session is refreshed once registered. */
@@ -146,17 +147,41 @@ class ConnectAttempt implements AuthorizeContext {
     // exists, and read again when this token changed meanwhile.
     this.watch = this.deps.enforcement.watchLookup();
     this.will = connectWill(this.client) ?? undefined;
-    this.deps.gate.authorize(key, this.ip, this)
-      .then((decision) => this.admit(decision))
-      // `.catch` last: a throw while admitting is handled here, never an unhandled rejection (PITFALLS).
-      .catch((err: unknown) => this.failed(err))
-      .catch((err: unknown) => this.deps.log.error({ err, clientId: this.client.id }, 'connect handling failed'))
-      .finally(() => this.watch?.end());
+    let decision: Maybe<Decision | null>;
+    try {
+      decision = this.deps.gate.authorize(key, this.ip, this);
+    } catch (err) {
+      decision = Promise.reject(err);
+    }
+    if (decision instanceof Promise) {
+      decision
+        .then((d) => this.admit(d))
+        // `.catch` last: a throw while admitting is handled here, never an unhandled rejection (PITFALLS).
+        .catch((err: unknown) => this.failed(err))
+        .catch((err: unknown) => this.deps.log.error({ err, clientId: this.client.id }, 'connect handling failed'))
+        .finally(() => this.watch?.end());
+      return;
+    }
+    // Answered at once (memory store): the same steps without a promise (issue 9).
+    try {
+      this.admit(decision);
+    } catch (err) {
+      try {
+        this.failed(err);
+      } catch (err2) {
+        this.deps.log.error({ err: err2, clientId: this.client.id }, 'connect handling failed');
+      }
+    } finally {
+      this.watch?.end();
+    }
   }
 
   // ---- the gate's context (AuthorizeContext) ----
 
-  lookup(key: string): Promise<Token | null> {
+  lookup(key: string): Maybe<Token | null> {
+    const { store } = this.deps;
+    // Read at once: no change can land during the read itself (one landing later is the watch's: admit).
+    if (store.findByKeyNow !== undefined && store.findByKeyAndAdmit === undefined) return store.findByKeyNow(key);
     return readToken(this.deps.store, key, this.watch as LookupWatch, this.client, this.deps.store.findByKeyAndAdmit ? this : undefined);
   }
 
@@ -184,20 +209,26 @@ class ConnectAttempt implements AuthorizeContext {
     return !will || this.rightsOf(grant).canPublish(will.topic, { clientId: this.client.id, tokenIdText: grant.compiled.tokenIdText });
   }
 
-  async claimClientId(grant: Grant): Promise<RefusalCause | null> {
+  /** Synchronous when the store answers at once (memory store): no promise per CONNECT. */
+  claimClientId(grant: Grant): RefusalCause | null | Promise<RefusalCause | null> {
     const { token } = grant;
     const { ownership } = this.deps;
-    let admission: Admission;
+    let admission: Admission | Promise<Admission>;
     const found = this.found;
     if (found !== undefined && found.tokenId === token.id) {
       // Claimed in the lookup's own round trip (Redis mode): its answer, as judged there.
       this.found = undefined;
-      admission = await ownership.admitted(found.req, [token.id], found.result);
+      admission = ownership.admitted(found.req, [token.id], found.result);
     } else {
       // SPEC §2 parent: a child's session counts toward its own limits.sessions and each ancestor's.
-      const counts = [token, ...(grant.ancestors ?? [])].map((t) => ({ tokenId: t.id, limit: t.limits.sessions }));
-      admission = await ownership.admit(this.client.id, token.id, this.client.clean, token.access.type === ACCESS_MASTER, counts);
+      const counts: SlotLimit[] = [{ tokenId: token.id, limit: token.limits.sessions }];
+      for (const t of grant.ancestors ?? []) counts.push({ tokenId: t.id, limit: t.limits.sessions });
+      admission = ownership.admit(this.client.id, token.id, this.client.clean, token.access.type === ACCESS_MASTER, counts);
     }
+    return admission instanceof Promise ? admission.then((a) => this.claimed(a)) : this.claimed(admission);
+  }
+
+  private claimed(admission: Admission): RefusalCause | null {
     if (!admission.ok) return admission.reason;
     this.claim = admission.claim;
     return null;

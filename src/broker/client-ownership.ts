@@ -80,11 +80,24 @@ export class ClientOwnership {
    * a token that no longer exists is taken over, and its stored session wiped
    * first, so a new owner never inherits a deleted token's queue.
    */
-  async admit(clientId: string, tokenId: number, clean: boolean, master: boolean, counts: readonly SlotLimit[]): Promise<Admission> {
+  admit(clientId: string, tokenId: number, clean: boolean, master: boolean, counts: readonly SlotLimit[]): Admission | Promise<Admission> {
     const req = this.request(clientId, clean);
+    const claim = { clientId, nonce: req.nonce, node: req.node, persistent: req.persistent, tokenId, override: master };
+    const owners = this.deps.store.owners;
     // One store call (Redis: one script) checks and claims all; a refusal wrote nothing.
-    const admitted = await this.deps.store.owners.admit({ ...req, tokenId, override: master }, counts);
-    return this.admitted(req, counts.map((c) => c.tokenId), admitted);
+    // An in-process store answers at once: no promise unless a wipe is due (issue 9).
+    if (owners.admitNow !== undefined) {
+      const now = owners.admitNow(claim, counts);
+      if (!now.ok || !now.orphan) return this.admittedNow(req, counts, now);
+      return this.admitted(req, counts.map((c) => c.tokenId), now);
+    }
+    return owners.admit(claim, counts).then((admitted) => this.admitted(req, counts.map((c) => c.tokenId), admitted));
+  }
+
+  /** `admitted` for an answer that needs no wipe (no orphan record taken over). */
+  private admittedNow(req: AdmitRequest, counts: readonly SlotLimit[], admitted: AdmitResult): Admission {
+    if (!admitted.ok) return admitted.refused === 'owner' ? HELD_BY_OTHER : LIMIT_REACHED;
+    return { ok: true, claim: this.claimOf(req, counts.map((c) => c.tokenId), admitted) };
   }
 
   /** A CONNECT's claim request, for `admit` or the store's find-and-admit (one round trip with the lookup). */
@@ -148,7 +161,16 @@ export class ClientOwnership {
     const node = this.deps.nodeId;
     const slots: SessionSlot[] = [{ tokenId: session.tokenId, clientId, nonce, node }];
     for (const tokenId of session.claimAncestors ?? []) slots.push({ tokenId, clientId, nonce, node });
-    this.deps.store.owners.endSession(slots, session.clean).catch((err: unknown) => this.failed('release', clientId, err));
+    const owners = this.deps.store.owners;
+    if (owners.endSessionNow === undefined) {
+      owners.endSession(slots, session.clean).catch((err: unknown) => this.failed('release', clientId, err));
+      return;
+    }
+    try {
+      owners.endSessionNow(slots, session.clean);
+    } catch (err) {
+      this.failed('release', clientId, err);
+    }
   }
 
   private undoSlot(slot: SessionSlot, previous: string | null): Promise<void> {

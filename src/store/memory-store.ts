@@ -113,6 +113,10 @@ export class MemoryStore implements TokenStore {
   }
 
   async findByKey(key: string): Promise<Token | null> {
+    return this.findByKeyNow(key);
+  }
+
+  findByKeyNow(key: string): Token | null {
     this.assertOpen();
     const id = this.idByHash.get(hashKey(key));
     const entry = id === undefined ? undefined : this.byId.get(id);

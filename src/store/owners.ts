@@ -85,6 +85,12 @@ export interface ClientOwners {
    * record, each only if it still names this claim (compare-and-delete).
    */
   endSession(slots: readonly SessionSlot[], releaseOwner: boolean): Promise<void>;
+  /**
+   * In-process stores: `admit` and `endSession` answered at once (no promise per
+   * CONNECT and DISCONNECT: issue 9, the CONNECT path's cost). Same contract.
+   */
+  admitNow?(claim: OwnerClaim, slots: readonly SlotLimit[]): AdmitResult;
+  endSessionNow?(slots: readonly SessionSlot[], releaseOwner: boolean): void;
 }
 
 /** A token's session count that a CONNECT takes a slot of, and its `limits.sessions` (0 = unlimited). */
@@ -161,6 +167,10 @@ export class MemoryOwners implements ClientOwners {
   constructor(private readonly exists: (tokenId: number) => boolean) {}
 
   async claim(c: OwnerClaim): Promise<ClaimResult> {
+    return this.claimNow(c);
+  }
+
+  private claimNow(c: OwnerClaim): ClaimResult {
     const cur = this.byClient.get(c.clientId);
     let orphan = false;
     // Opaque to callers (undo hands it back): the nonce of the same token's record it replaces.
@@ -180,11 +190,15 @@ export class MemoryOwners implements ClientOwners {
   async undo(clientId: string, nonce: string, previous: string | null): Promise<void> {
     const hold = this.byClient.get(clientId);
     if (hold === undefined || ownerOf(hold.held.get(clientId)) !== nonce) return;
-    if (previous === null) return this.release(clientId, nonce);
+    if (previous === null) return this.releaseNow(clientId, nonce);
     this.setOwner(hold, clientId, (JSON.parse(previous) as { nonce: string }).nonce);
   }
 
   async release(clientId: string, nonce: string): Promise<void> {
+    this.releaseNow(clientId, nonce);
+  }
+
+  private releaseNow(clientId: string, nonce: string): void {
     const hold = this.byClient.get(clientId);
     if (hold === undefined || ownerOf(hold.held.get(clientId)) !== nonce) return;
     this.byClient.delete(clientId);
@@ -209,27 +223,38 @@ export class MemoryOwners implements ClientOwners {
   }
 
   async admit(c: OwnerClaim, slots: readonly SlotLimit[]): Promise<AdmitResult> {
-    // Every check before any write, in one synchronous run: nothing to undo on refusal.
+    return this.admitNow(c, slots);
+  }
+
+  admitNow(c: OwnerClaim, slots: readonly SlotLimit[]): AdmitResult {
+    // Every check before any write: nothing to undo on refusal. All of it runs before any other caller.
     const cur = this.byClient.get(c.clientId);
     if (cur !== undefined && cur.tokenId !== c.tokenId && !c.override && this.exists(cur.tokenId)) {
       return { ok: false, refused: 'owner', owner: cur.tokenId };
     }
-    for (const s of slots) {
+    for (let i = 0; i < slots.length; i++) {
+      const s = slots[i] as SlotLimit;
       if (!this.slotFree(s.tokenId, c.clientId, s.limit)) return { ok: false, refused: 'limit', tokenId: s.tokenId };
     }
-    // None of these awaits: they all run to completion here, before any other caller.
-    const owned = this.claim(c);
-    const taken = slots.map((s) => this.claimSlot({ tokenId: s.tokenId, clientId: c.clientId, nonce: c.nonce, node: c.node }, 0));
-    const o = await owned;
-    const prev = await Promise.all(taken);
-    if (!o.ok || prev.includes(null)) throw new Error('owners: claim refused after its checks passed');
-    return { ok: true, orphan: o.orphan, ownerPrevious: o.previous, slotPrevious: prev.map((p) => p?.previous ?? null) };
+    const o = this.claimNow(c);
+    if (!o.ok) throw new Error('owners: claim refused after its checks passed');
+    const slotPrevious: (string | null)[] = [];
+    for (let i = 0; i < slots.length; i++) {
+      const taken = this.claimSlotNow((slots[i] as SlotLimit).tokenId, c.clientId, c.nonce, 0);
+      if (taken === null) throw new Error('owners: claim refused after its checks passed');
+      slotPrevious.push(taken.previous);
+    }
+    return { ok: true, orphan: o.orphan, ownerPrevious: o.previous, slotPrevious };
   }
 
   async endSession(slots: readonly SessionSlot[], releaseOwner: boolean): Promise<void> {
-    for (const slot of slots) await this.releaseSlot(slot);
+    this.endSessionNow(slots, releaseOwner);
+  }
+
+  endSessionNow(slots: readonly SessionSlot[], releaseOwner: boolean): void {
+    for (let i = 0; i < slots.length; i++) this.releaseSlotNow(slots[i] as SessionSlot);
     const first = slots[0];
-    if (releaseOwner && first !== undefined) await this.release(first.clientId, first.nonce);
+    if (releaseOwner && first !== undefined) this.releaseNow(first.clientId, first.nonce);
   }
 
   private slotFree(tokenId: number, clientId: string, limit: number): boolean {
@@ -238,13 +263,17 @@ export class MemoryOwners implements ClientOwners {
   }
 
   async claimSlot(slot: SessionSlot, limit: number): Promise<SlotClaim | null> {
-    const hold = this.hold(slot.tokenId);
-    const previous = slotOf(hold.held.get(slot.clientId));
+    return this.claimSlotNow(slot.tokenId, slot.clientId, slot.nonce, limit);
+  }
+
+  private claimSlotNow(tokenId: number, clientId: string, nonce: string, limit: number): SlotClaim | null {
+    const hold = this.hold(tokenId);
+    const previous = slotOf(hold.held.get(clientId));
     if (previous === null && limit > 0 && hold.slots >= limit) {
-      if (hold.held.size === 0) this.byToken.delete(slot.tokenId);
+      if (hold.held.size === 0) this.byToken.delete(tokenId);
       return null;
     }
-    this.setSlot(hold, slot.clientId, slot.nonce);
+    this.setSlot(hold, clientId, nonce);
     if (previous === null) hold.slots++;
     return { previous };
   }
@@ -252,11 +281,15 @@ export class MemoryOwners implements ClientOwners {
   async undoSlot(slot: SessionSlot, previous: string | null): Promise<void> {
     const hold = this.byToken.get(slot.tokenId);
     if (hold === undefined || slotOf(hold.held.get(slot.clientId)) !== slot.nonce) return;
-    if (previous === null) return this.releaseSlot(slot);
+    if (previous === null) return this.releaseSlotNow(slot);
     this.setSlot(hold, slot.clientId, previous);
   }
 
   async releaseSlot(slot: SessionSlot): Promise<void> {
+    this.releaseSlotNow(slot);
+  }
+
+  private releaseSlotNow(slot: SessionSlot): void {
     const hold = this.byToken.get(slot.tokenId);
     if (hold === undefined || slotOf(hold.held.get(slot.clientId)) !== slot.nonce) return;
     hold.slots--;

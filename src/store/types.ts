@@ -89,6 +89,11 @@ export interface TokenStore {
    */
   findByKey(key: string): Promise<Token | null>;
   /**
+   * In-process stores: findByKey answered at once (no promise per CONNECT: issue 9,
+   * the CONNECT path's cost). A store that must wait for its answer leaves it out.
+   */
+  findByKeyNow?(key: string): Token | null;
+  /**
    * findByKey and, for an enabled token with no parent, `owners.admit` of this
    * CONNECT's client id and session slot (its limit and master override read
    * from the stored token) in one round trip: Redis mode's CONNECT path.

@@ -65,6 +65,8 @@ export function holdable(inner: TokenStore): HeldStore {
     get(target, prop) {
       if (prop === 'findByKey') return findByKey;
       if (prop === 'findByKeyAndAdmit') return findByKeyAndAdmit;
+      // The memory store's synchronous read would bypass the hold: every read goes through findByKey.
+      if (prop === 'findByKeyNow') return undefined;
       const value = Reflect.get(target, prop, target) as unknown;
       return typeof value === 'function' ? value.bind(target) : value;
     },

@@ -166,6 +166,7 @@ describe('brute-force guard shared with MQTT (SPEC §4)', () => {
             return target.findByKey(key);
           };
         }
+        if (prop === 'findByKeyNow') return undefined; // every read counted, through findByKey
         const value = Reflect.get(target, prop, receiver) as unknown;
         return typeof value === 'function' ? value.bind(target) : value;
       },

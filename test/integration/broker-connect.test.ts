@@ -198,12 +198,12 @@ describe('odd input never crashes the broker (SPEC §4)', () => {
 });
 
 describe('brute-force guard (SPEC §4)', () => {
-  /** A real MemoryStore that counts findByKey calls: the guard must stop asking it. */
+  /** A real MemoryStore that counts key look-ups (findByKey reads through findByKeyNow): the guard must stop asking it. */
   class CountingStore extends MemoryStore {
     lookups = 0;
-    override findByKey(key: string) {
+    override findByKeyNow(key: string) {
       this.lookups++;
-      return super.findByKey(key);
+      return super.findByKeyNow(key);
     }
   }
 
