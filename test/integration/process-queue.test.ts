@@ -1,0 +1,84 @@
+// The empty-queue shortcut (broker/empty-queue.ts) where it is live: in a real
+// Node process (Jest's module registry gives Aedes a copy of `pipeline` made
+// before the shortcut is installed, so the in-Jest tests take Node's own path).
+// Offline queues still arrive whole, in order, after each reconnect.
+import { describe, expect, test } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { collect, connect, within } from '../helpers/mqtt.js';
+import { startProcess } from '../helpers/process.js';
+
+const EMPTY_QUEUE = resolve(process.cwd(), 'dist/src/broker/empty-queue.js');
+
+/** A persistent session's reconnect, listening before CONNACK: its queue may come in the same read. */
+function reconnect(url: string, key: string, clientId: string, n: number): Promise<{ client: MqttClient; payloads: string[] }> {
+  const client = mqtt.connect(url, { username: key, clientId, clean: false, reconnectPeriod: 0 });
+  const payloads: string[] = [];
+  return within(new Promise((res, rej) => {
+    client.on('message', (_topic, payload) => {
+      payloads.push(payload.toString());
+      if (payloads.length === n) res({ client, payloads });
+    });
+    client.once('error', rej);
+  }), 5000, `${n} queued messages for ${clientId}`);
+}
+
+describe('empty-queue shortcut in a real process', () => {
+  test('an ES module importing pipeline from stream sees the shortcut once it is installed', () => {
+    const script = `
+      import { pipeline as live } from 'stream';
+      const before = live; // the binding's value now; the binding itself is what Aedes calls
+      const { skipEmptyQueues } = await import(${JSON.stringify(EMPTY_QUEUE)});
+      const { createMemoryPersistence } = await import(${JSON.stringify(resolve(process.cwd(), 'dist/src/broker/dollar-guard.js'))});
+      const p = skipEmptyQueues(createMemoryPersistence());
+      const after = live;
+      const { PassThrough } = await import('stream');
+      const t = new PassThrough();
+      const started = Date.now();
+      after(p.outgoingStream({ id: 'fresh' }), t, (err) => {
+        console.log(JSON.stringify({ changed: before !== after, err: err ?? null, tick: Date.now() - started < 1000 }));
+      });
+    `;
+    const res = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 10_000 });
+    expect(res.stderr).toBe('');
+    expect(JSON.parse(res.stdout.trim())).toEqual({ changed: true, err: null, tick: true });
+  });
+
+  test('persistent sessions get their whole queue after each reconnect; clean sessions start empty', async () => {
+    const srv = await startProcess();
+    try {
+      const key = /^\s+([A-Za-z0-9]{64})$/m.exec(srv.stderr())?.[1] as string;
+      const url = `mqtt://127.0.0.1:${srv.ports.mqtt}`;
+      const pub = await connect(url, key, { clientId: 'pub' });
+      // Nothing ever queued for this id: subscribe and publish right after CONNECT.
+      const fresh = await connect(url, key, { clientId: 'fresh-1' });
+      const freshGot = collect(fresh);
+      await fresh.subscribeAsync('q/fresh', { qos: 1 });
+      await pub.publishAsync('q/fresh', 'f1', { qos: 1 });
+      expect((await freshGot.next()).payload).toBe('f1');
+      await fresh.endAsync();
+
+      const dev = await connect(url, key, { clientId: 'dev-1', clean: false });
+      await dev.subscribeAsync('q/dev', { qos: 1 });
+      await dev.endAsync();
+      for (let round = 0; round < 3; round++) {
+        const sent = [1, 2, 3].map((i) => `r${round}-m${i}`);
+        for (const m of sent) await pub.publishAsync('q/dev', m, { qos: 1 });
+        const back = await reconnect(url, key, 'dev-1', 3);
+        expect(back.payloads).toEqual(sent);
+        await back.client.endAsync();
+      }
+      // A clean CONNECT with that id drops the stored session: nothing arrives.
+      await pub.publishAsync('q/dev', 'dropped', { qos: 1 });
+      const clean = await connect(url, key, { clientId: 'dev-1', clean: true });
+      const cleanGot = collect(clean);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(cleanGot.messages).toEqual([]);
+      await clean.endAsync();
+      await pub.endAsync();
+    } finally {
+      await srv.stop('SIGKILL');
+    }
+  });
+});
