@@ -15,8 +15,9 @@
 //
 // `stream.pipeline` is wrapped once per process: every other call goes to Node's
 // own function untouched. Aedes imports it as an ES module binding, which
-// `syncBuiltinESMExports` updates; where that binding is not live (Jest's module
-// registry), the EmptyQueue simply goes through Node's pipeline.
+// `syncBuiltinESMExports` updates; where a loader keeps its own copy of the
+// binding (Jest's module registry may), the EmptyQueue goes through Node's
+// pipeline like any empty stream: slower, never wrong.
 import stream, { Readable } from 'node:stream';
 import { syncBuiltinESMExports } from 'node:module';
 

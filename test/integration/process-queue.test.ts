@@ -1,7 +1,6 @@
-// The empty-queue shortcut (broker/empty-queue.ts) where it is live: in a real
-// Node process (Jest's module registry gives Aedes a copy of `pipeline` made
-// before the shortcut is installed, so the in-Jest tests take Node's own path).
-// Offline queues still arrive whole, in order, after each reconnect.
+// The empty-queue shortcut (broker/empty-queue.ts) where it is surely live: in
+// a real Node process (Jest's module registry may hand Aedes its own copy of
+// `pipeline`). Offline queues still arrive whole, in order, after each reconnect.
 import { describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
