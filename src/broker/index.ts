@@ -25,7 +25,7 @@ import { clientTableOf } from './aedes-internals.js';
 import type { BrokerLog } from '../events/types.js';
 import { BrokerEvents, eventReason } from './events.js';
 import { EventListeners } from './event-listeners.js';
-import { skipEmptyQueues } from './empty-queue.js';
+import { lightQueues, skipEmptyQueues } from './offline-queue.js';
 
 export { BrokerStats, CONNECT_RESULTS } from './stats.js';
 export type { Session, SessionRegistry, SessionView, Transport } from './sessions.js';
@@ -104,7 +104,10 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     mq: deps.mq,
     // [MQTT-4.7.2-1] on the retained and offline-queue paths too, whichever persistence (dollar-guard.ts);
     // then one offline copy per client, SUBSCRIBE stored once as granted (aedes-fixes.ts).
-    persistence: fixPersistence(guardDollarTopics(deps.persistence ?? skipEmptyQueues(fixMemoryPersistence(createMemoryPersistence()))), deliveries, decisions),
+    // Offline queues reach Aedes in a form its CONNECT drains cheaply (offline-queue.ts).
+    persistence: fixPersistence(guardDollarTopics(deps.persistence
+      ? lightQueues(deps.persistence)
+      : skipEmptyQueues(fixMemoryPersistence(createMemoryPersistence()))), deliveries, decisions),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
     preConnect: createPreConnect({ log, events }),
     authenticate: createAuthenticate({ store: deps.store, registry, gate: deps.gate, enforcement, stats, log, events, ownership }),

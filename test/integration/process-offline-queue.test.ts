@@ -1,6 +1,7 @@
-// The empty-queue shortcut (broker/empty-queue.ts) where it is surely live: in
-// a real Node process (Jest's module registry may hand Aedes its own copy of
-// `pipeline`). Offline queues still arrive whole, in order, after each reconnect.
+// Offline queues (broker/offline-queue.ts) where the pipeline shortcut is surely
+// live: in a real Node process (Jest's module registry may hand Aedes its own
+// copy of `pipeline`). Queues still arrive whole, in order, after each
+// reconnect, with the memory store and in Redis mode.
 import { describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
@@ -8,7 +9,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { collect, connect, within } from '../helpers/mqtt.js';
 import { startProcess } from '../helpers/process.js';
 
-const EMPTY_QUEUE = resolve(process.cwd(), 'dist/src/broker/empty-queue.js');
+const OFFLINE_QUEUE = resolve(process.cwd(), 'dist/src/broker/offline-queue.js');
 
 /** A persistent session's reconnect, listening before CONNACK: its queue may come in the same read. */
 function reconnect(url: string, key: string, clientId: string, n: number): Promise<{ client: MqttClient; payloads: string[] }> {
@@ -23,12 +24,12 @@ function reconnect(url: string, key: string, clientId: string, n: number): Promi
   }), 5000, `${n} queued messages for ${clientId}`);
 }
 
-describe('empty-queue shortcut in a real process', () => {
+describe('offline queues in a real process', () => {
   test('an ES module importing pipeline from stream sees the shortcut once it is installed', () => {
     const script = `
       import { pipeline as live } from 'stream';
       const before = live; // the binding's value now; the binding itself is what Aedes calls
-      const { skipEmptyQueues } = await import(${JSON.stringify(EMPTY_QUEUE)});
+      const { skipEmptyQueues } = await import(${JSON.stringify(OFFLINE_QUEUE)});
       const { createMemoryPersistence } = await import(${JSON.stringify(resolve(process.cwd(), 'dist/src/broker/dollar-guard.js'))});
       const p = skipEmptyQueues(createMemoryPersistence());
       const after = live;
@@ -44,10 +45,14 @@ describe('empty-queue shortcut in a real process', () => {
     expect(JSON.parse(res.stdout.trim())).toEqual({ changed: true, err: null, tick: true });
   });
 
-  test('persistent sessions get their whole queue after each reconnect; clean sessions start empty', async () => {
-    const srv = await startProcess();
+  test.each([
+    ['memory store', {}],
+    ['Redis mode', { REDIS_URL: process.env.REDIS_URL ?? '', REDIS_PREFIX: `oq${process.pid}:` }],
+  ])('%s: persistent sessions get their whole queue after each reconnect; clean sessions start empty', async (_mode, env) => {
+    // MASTER_TOKEN rather than the banner: stderr may come after the listening line on stdout.
+    const key = `OfflineQueue${process.pid}Master0123456789`;
+    const srv = await startProcess({ ...env, MASTER_TOKEN: key });
     try {
-      const key = /^\s+([A-Za-z0-9]{64})$/m.exec(srv.stderr())?.[1] as string;
       const url = `mqtt://127.0.0.1:${srv.ports.mqtt}`;
       const pub = await connect(url, key, { clientId: 'pub' });
       // Nothing ever queued for this id: subscribe and publish right after CONNECT.

@@ -1,21 +1,21 @@
-// The empty-queue shortcut (broker/empty-queue.ts): which client ids get the
-// EmptyQueue, that a queued message is never hidden by it (also when it is
-// enqueued while a read of the queue is under way), and that the wrapped
-// `stream.pipeline` finishes an EmptyQueue at once and leaves every other call
-// to Node's own function.
+// Offline queues as Aedes gets them (broker/offline-queue.ts): which client ids
+// are known empty, that a queued message is never hidden (also when it is
+// enqueued while a read of the queue is under way), that the wrapped
+// `stream.pipeline` drains a queue as Node's would (order, backpressure, errors)
+// and leaves every other call to Node's own function.
 import { describe, expect, test } from '@jest/globals';
 import stream, { PassThrough, Readable, Transform, Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { createMemoryPersistence } from '../../src/broker/dollar-guard.js';
-import { isEmptyQueue, skipEmptyQueues } from '../../src/broker/empty-queue.js';
+import { isKnownEmpty, lightQueues, skipEmptyQueues } from '../../src/broker/offline-queue.js';
 
 interface Persistence {
   outgoingEnqueueCombi(subs: { clientId: string; topic: string; qos: number }[], packet: object): Promise<void>;
   outgoingEnqueue(sub: { clientId: string; topic: string; qos: number }, packet: object): Promise<void>;
   outgoingUpdate(client: { id: string }, packet: object): Promise<void>;
   outgoingClearMessageId(client: { id: string }, packet: object): Promise<unknown>;
-  outgoingStream(client: { id: string }): Readable;
+  outgoingStream(client: { id: string }): AsyncIterable<unknown>;
 }
 
 function persistence(): Persistence {
@@ -27,36 +27,36 @@ function packet(topic = 't'): { cmd: 'publish'; topic: string; payload: Buffer; 
   return { cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, retain: false, brokerId: 'b', brokerCounter: ++counter };
 }
 
-async function readAll(s: Readable): Promise<{ messageId?: number; brokerCounter: number }[]> {
+async function readAll(s: AsyncIterable<unknown>): Promise<{ messageId?: number; brokerCounter: number }[]> {
   const out: { messageId?: number; brokerCounter: number }[] = [];
   for await (const p of s) out.push(p as { messageId?: number; brokerCounter: number });
   return out;
 }
 
 describe('skipEmptyQueues', () => {
-  test('a client id nothing was ever queued for reads the EmptyQueue, which iterates as empty', async () => {
+  test('a client id nothing was ever queued for is known empty, and iterates as empty', async () => {
     const p = persistence();
     const s = p.outgoingStream({ id: 'never' });
-    expect(isEmptyQueue(s)).toBe(true);
+    expect(isKnownEmpty(s)).toBe(true);
     expect(await readAll(s)).toEqual([]);
   });
 
-  test('a queued message is read through the store, by either enqueue, until its queue was read empty', async () => {
+  test('a queued message is read from the store, by either enqueue, until its queue was read empty', async () => {
     const p = persistence();
     await p.outgoingEnqueue({ clientId: 'a', topic: 't', qos: 1 }, packet());
     await p.outgoingEnqueueCombi([{ clientId: 'b', topic: 't', qos: 1 }], packet());
     for (const id of ['a', 'b']) {
       const s = p.outgoingStream({ id });
-      expect(isEmptyQueue(s)).toBe(false);
+      expect(isKnownEmpty(s)).toBe(false);
       const [queued] = await readAll(s);
       expect(queued).toBeDefined();
       // Delivered and acknowledged, as Aedes does: the queue is empty now, but only a read shows it.
       const sent = { ...queued, messageId: 7 };
       await p.outgoingUpdate({ id }, sent);
       await p.outgoingClearMessageId({ id }, sent);
-      expect(isEmptyQueue(p.outgoingStream({ id }))).toBe(false);
+      expect(isKnownEmpty(p.outgoingStream({ id }))).toBe(false);
       expect(await readAll(p.outgoingStream({ id }))).toEqual([]);
-      expect(isEmptyQueue(p.outgoingStream({ id }))).toBe(true);
+      expect(isKnownEmpty(p.outgoingStream({ id }))).toBe(true);
     }
   });
 
@@ -72,7 +72,7 @@ describe('skipEmptyQueues', () => {
     await p.outgoingEnqueue({ clientId: 'a', topic: 't', qos: 1 }, packet());
     expect(await readAll(reading)).toEqual([]);
     const next = p.outgoingStream({ id: 'a' });
-    expect(isEmptyQueue(next)).toBe(false);
+    expect(isKnownEmpty(next)).toBe(false);
     expect(await readAll(next)).toHaveLength(1);
   });
 
@@ -112,18 +112,99 @@ describe('skipEmptyQueues', () => {
   });
 });
 
+/** Aedes' transform (connect.js emptyQueue): objectMode, passes nothing on. */
+function through(fn: (packet: unknown) => Promise<void> | void, highWaterMark = 16): Transform {
+  return new Transform({
+    objectMode: true,
+    highWaterMark,
+    transform(packet, _enc, next) {
+      Promise.resolve(fn(packet)).then(() => next(), next);
+    },
+  });
+}
+
+function run(queue: unknown, into: Transform): Promise<Error | null | undefined> {
+  return new Promise((resolve) => {
+    expect(stream.pipeline(queue as Readable, into, (err) => resolve(err))).toBe(into);
+  });
+}
+
+/** A store's queue as an async generator (aedes-persistence-redis' shape), recording whether it was closed early. */
+function storeQueue(packets: number, fail?: number): { persistence: Persistence; closed: () => boolean } {
+  let closed = false;
+  const persistence = lightQueues({
+    outgoingStream: () => (async function* gen() {
+      try {
+        for (let i = 0; i < packets; i++) {
+          if (i === fail) throw new Error('store read failed');
+          await Promise.resolve();
+          yield { n: i };
+        }
+      } finally {
+        closed = true;
+      }
+    })(),
+  }) as unknown as Persistence;
+  return { persistence, closed: () => closed };
+}
+
 describe('stream.pipeline with the shortcut installed', () => {
-  test('pipeline(EmptyQueue, transform, done) calls done with no error on a later tick, and returns the transform', async () => {
+  test('a queue known empty: done with no error on a later tick, the transform returned', async () => {
     const p = persistence();
-    const through = new Transform({ objectMode: true, transform: (_chunk, _enc, next) => next() });
     let sync = true;
-    const done = new Promise<unknown>((resolve) => {
-      const ret = stream.pipeline(p.outgoingStream({ id: 'fresh' }), through, (err) => resolve(err));
-      expect(ret).toBe(through);
-    });
+    const done = run(p.outgoingStream({ id: 'fresh' }), through(() => {}));
     sync = false;
     expect(await done).toBeUndefined();
     expect(sync).toBe(false);
+  });
+
+  test('a queue read from the store: every packet, in order, through a full transform; done after the last', async () => {
+    const { persistence: p, closed } = storeQueue(200);
+    const seen: number[] = [];
+    // highWaterMark 1 and a slow transform: the drain waits for 'drain' again and again.
+    const err = await run(p.outgoingStream({ id: 'q' }), through(async (packet) => {
+      await new Promise((r) => setImmediate(r));
+      seen.push((packet as { n: number }).n);
+    }, 1));
+    expect(err).toBeUndefined();
+    expect(seen).toEqual(Array.from({ length: 200 }, (_, i) => i));
+    expect(closed()).toBe(true);
+  });
+
+  test('the transform fails: done with its error once, the store read closed, nothing written after', async () => {
+    const { persistence: p, closed } = storeQueue(100);
+    const seen: number[] = [];
+    const into = through((packet) => {
+      const n = (packet as { n: number }).n;
+      seen.push(n);
+      if (n === 5) throw new Error('client gone');
+    }, 1);
+    let calls = 0;
+    const err = await new Promise<Error | null | undefined>((resolve) => {
+      stream.pipeline(p.outgoingStream({ id: 'q' }) as unknown as Readable, into, (e) => {
+        calls++;
+        resolve(e);
+      });
+    });
+    expect(err?.message).toBe('client gone');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(calls).toBe(1);
+    expect(Math.max(...seen)).toBe(5);
+    expect(closed()).toBe(true);
+    expect(into.destroyed).toBe(true);
+  });
+
+  test('the store read fails: done with its error, the transform destroyed', async () => {
+    const { persistence: p } = storeQueue(10, 3);
+    const into = through(() => {});
+    const err = await run(p.outgoingStream({ id: 'q' }), into);
+    expect(err?.message).toBe('store read failed');
+    expect(into.destroyed).toBe(true);
+  });
+
+  test('for await reads a queue as before (the wipe of a deleted token\'s sessions)', async () => {
+    const { persistence: p } = storeQueue(3);
+    expect(await readAll(p.outgoingStream({ id: 'q' }))).toEqual([{ n: 0 }, { n: 1 }, { n: 2 }]);
   });
 
   test('every other pipeline is Node\'s own: data flows, errors reach the callback, promisify works', async () => {
@@ -134,11 +215,10 @@ describe('stream.pipeline with the shortcut installed', () => {
     const failing = new Readable({ read() { this.destroy(new Error('boom')); } });
     const err = await new Promise<Error | null | undefined>((resolve) => stream.pipeline(failing, new PassThrough(), (e) => resolve(e)));
     expect(err?.message).toBe('boom');
-    // A store stream (not the EmptyQueue) goes through Node's pipeline too.
-    const p = persistence();
-    await p.outgoingEnqueue({ clientId: 'q', topic: 't', qos: 1 }, packet());
+    // A queue in a call of another shape (two streams) goes through Node's pipeline too.
+    const { persistence: p } = storeQueue(2);
     const seen: unknown[] = [];
-    await promisify(stream.pipeline)(p.outgoingStream({ id: 'q' }), new Writable({ objectMode: true, write(c, _e, next) { seen.push(c); next(); } }));
-    expect(seen).toHaveLength(1);
+    await promisify(stream.pipeline)(p.outgoingStream({ id: 'q' }) as unknown as Readable, new Writable({ objectMode: true, write(c, _e, next) { seen.push(c); next(); } }));
+    expect(seen).toHaveLength(2);
   });
 });
