@@ -100,6 +100,8 @@ export class AccessGate {
   readonly limiter: AuthLimiter;
   readonly touch: TouchBatcher;
   private readonly rightsByAccess = new Interned<Rights>();
+  /** Weakly, as rightsByAccess: compiled rights live only while sessions hold them. */
+  private readonly rightsByObject = new WeakMap<object, WeakRef<Rights>>();
   private readonly ipMatchers = new Interned<IpMatcher>();
   private readonly onStoreError: () => void;
   private readonly ancestors: Pick<TokenStore, 'get'> | undefined;
@@ -239,7 +241,14 @@ export class AccessGate {
   }
 
   sharedRights(token: Token): Rights {
-    return this.rightsByAccess.get(JSON.stringify(token.access), () => compileSharedRights(token.access));
+    const { access } = token;
+    // A frozen access (the stores' key lookups share one per stored text) is looked up by identity: no JSON per CONNECT.
+    const frozen = Object.isFrozen(access);
+    const known = frozen ? this.rightsByObject.get(access)?.deref() : undefined;
+    if (known !== undefined) return known;
+    const rights = this.rightsByAccess.get(JSON.stringify(access), () => compileSharedRights(access));
+    if (frozen) this.rightsByObject.set(access, new WeakRef(rights));
+    return rights;
   }
 
   ipMatcher(ips: string): IpMatcher {

@@ -132,9 +132,42 @@ function readFields(id: number, read: FieldReader, unreadable?: string[]): Token
   return token as unknown as Token;
 }
 
-/** A token from its hash fields; StoreDataError naming the id and field when they do not decode. */
-export function decodeToken(id: number, fields: FieldSource): DecodedToken {
-  const read = new FieldReader(id, fields);
+/**
+ * Decoded `access` and `metadata` shared between readings of the same stored
+ * text, deep-frozen (issue 9: a CONNECT in Redis mode parsed and checked its
+ * token's ACL every time; and a shared object lets the gate and enforcement
+ * compare and compile by identity). For read-only readers: findByKey's, which
+ * TokenStore allows to hand out shared, frozen objects. Bounded; the oldest text
+ * goes first.
+ */
+export class SharedDecodes {
+  private readonly byText = new Map<string, unknown>();
+  constructor(private readonly max = 4096) {}
+
+  get<T>(field: HashField, text: string, decode: () => T): T {
+    const key = `${field}\n${text}`;
+    if (this.byText.has(key)) return this.byText.get(key) as T;
+    const value = deepFreeze(decode());
+    if (this.byText.size >= this.max) this.byText.delete(this.byText.keys().next().value as string);
+    this.byText.set(key, value);
+    return value;
+  }
+}
+
+const SHARED_FIELDS: ReadonlySet<HashField> = new Set(['access', 'metadata']);
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value;
+  for (const v of Object.values(value)) deepFreeze(v);
+  return Object.freeze(value);
+}
+
+/**
+ * A token from its hash fields; StoreDataError naming the id and field when they do not decode.
+ * `shared`: its `access` and `metadata` may be shared, frozen objects (SharedDecodes).
+ */
+export function decodeToken(id: number, fields: FieldSource, shared?: SharedDecodes): DecodedToken {
+  const read = new FieldReader(id, fields, shared);
   const token = readFields(id, read);
   const hash = read.string('hash');
   if (!KEY_HASH.test(hash)) throw read.error('hash', 'is not a SHA-256 in hex');
@@ -169,6 +202,7 @@ class FieldReader {
   constructor(
     private readonly id: number,
     private readonly fields: FieldSource,
+    private readonly shared?: SharedDecodes,
   ) {}
 
   error(field: HashField, problem: string): StoreDataError {
@@ -200,6 +234,11 @@ class FieldReader {
 
   json<T>(field: HashField, decode: (value: unknown) => T): T {
     const text = this.string(field);
+    if (this.shared !== undefined && SHARED_FIELDS.has(field)) return this.shared.get(field, text, () => this.parse(field, text, decode));
+    return this.parse(field, text, decode);
+  }
+
+  private parse<T>(field: HashField, text: string, decode: (value: unknown) => T): T {
     let value: unknown;
     try {
       value = JSON.parse(text);

@@ -24,7 +24,7 @@ import type { ChangeKind, CreatedToken, Token, TokenInput, TokenPatch } from '..
 import { ACCESS_MASTER, MAX_CHILDREN } from '../tokens/types.js';
 import { ChangeFeed, SILENT_LOGGER } from './change-feed.js';
 import { generateKey, hashKey } from './key.js';
-import { decodeForListing, decodeToken, encodePatch, encodeToken, fromRecord, fromValues, type FieldSource } from './redis-codec.js';
+import { decodeForListing, decodeToken, encodePatch, encodeToken, fromRecord, fromValues, SharedDecodes, type FieldSource } from './redis-codec.js';
 import { isReplyError, mapRedisError } from './redis-errors.js';
 import { StoreScripts, type ChildGuard, type CreateMode } from './redis-scripts.js';
 import { RedisOwners } from './redis-owners.js';
@@ -71,6 +71,8 @@ export class RedisStore implements TokenStore {
   private readonly readyTimeoutMs: number;
   private readonly keys: { ids: string; masters: string; nextId: string; channel: string };
   private readonly sweepTimer: NodeJS.Timeout;
+  /** Decoded `access` and `metadata` shared by key lookups (the CONNECT path): frozen, read-only. */
+  private readonly shared = new SharedDecodes();
   private sweeping = false;
   private closed = false;
   /** One shared wait for the command connection, so many waiting calls add one listener. */
@@ -228,7 +230,7 @@ export class RedisStore implements TokenStore {
     const reply = await this.call(() => this.scripts.find(this.indexKey(hash), this.prefix));
     if (reply === null) return null;
     const id = Number(reply[0]);
-    const decoded = decodeToken(id, fromValues(reply[1]));
+    const decoded = decodeToken(id, fromValues(reply[1]), this.shared);
     // The index and the token must agree, or a stale index entry could authenticate the wrong token.
     if (decoded.hash !== hash) throw new StoreDataError(`token ${id}: the key index names a token with another key`, id);
     return decoded.token;
@@ -240,7 +242,7 @@ export class RedisStore implements TokenStore {
     if (found === null) return { token: null, admission: null };
     const id = Number(found.id);
     try {
-      const decoded = decodeToken(id, fromValues(found.fields));
+      const decoded = decodeToken(id, fromValues(found.fields), this.shared);
       if (decoded.hash !== hash) throw new StoreDataError(`token ${id}: the key index names a token with another key`, id);
       return { token: decoded.token, admission: found.admission };
     } catch (err) {
