@@ -39,7 +39,17 @@ export interface RedisDirectoryOptions {
   heartbeatMs?: number;
   /** A node whose hash was not renewed for this long drops out (ms); SPEC §6 asks ≤ 30 s. */
   expireMs?: number;
+  /** How long connects and disconnects gather before they are written (ms, default FLUSH_DELAY_MS). */
+  flushDelayMs?: number;
 }
+
+/**
+ * Connects and disconnects gather this long before they are written (issue 9,
+ * Redis mode's connect rate): a session that comes and goes within it is never
+ * written, and one write carries the rest. Other nodes list a new session this
+ * much later; a listing on this node writes what is pending first.
+ */
+export const FLUSH_DELAY_MS = 25;
 
 interface KickMessage { clientIds: string[]; reason: string; from: string; by?: number }
 
@@ -57,7 +67,7 @@ export class RedisSessionDirectory implements SessionDirectory {
   private readonly log: Logger;
   /** Client ids whose entry is to be rewritten from the registry at the next flush. */
   private dirty = new Set<string>();
-  private flushQueued = false;
+  private flushQueued: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   /** The next heartbeat rewrites the whole snapshot (at start, after Redis came back or a write failed). */
   private fullSnapshot = true;
@@ -91,8 +101,8 @@ export class RedisSessionDirectory implements SessionDirectory {
 
   /**
    * Connects and disconnects are written in batches (issue 9: Redis commands per
-   * CONNECT): every change of a tick, and all those that come while a write is in
-   * flight, go in one MULTI. Each entry is written from what the registry holds
+   * CONNECT): every change within FLUSH_DELAY_MS, and all those that come while a
+   * write is in flight, go in one pipeline. Each entry is written from what the registry holds
    * at flush time, not from the event, so the order of events within a batch
    * cannot matter: a session that came and went lists nothing, and a takeover
    * on this node (the new session added, then the old one removed, same client
@@ -100,12 +110,15 @@ export class RedisSessionDirectory implements SessionDirectory {
    */
   private changed(clientId: string): void {
     this.dirty.add(clientId);
-    if (this.flushQueued || this.flushing) return;
-    this.flushQueued = true;
-    setImmediate(() => {
-      this.flushQueued = false;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.flushQueued !== null || this.flushing) return;
+    this.flushQueued = setTimeout(() => {
+      this.flushQueued = null;
       void this.flush();
-    });
+    }, this.opts.flushDelayMs ?? FLUSH_DELAY_MS);
   }
 
   /** Writes the pending entries; resolves once they are written (or failed: the heartbeat repairs). */
@@ -129,8 +142,8 @@ export class RedisSessionDirectory implements SessionDirectory {
     if (gone.length) batch.hdel(this.nodeKey, ...gone);
     this.flushing = batch.exec().then(() => {}, () => { this.fullSnapshot = true; }).finally(() => {
       this.flushing = null;
-      // Changes that came meanwhile: one more batch.
-      if (this.dirty.size > 0) void this.flush();
+      // Changes that came meanwhile: the next batch, after the same wait.
+      if (this.dirty.size > 0) this.schedule();
     });
     return this.flushing;
   }
@@ -234,6 +247,8 @@ export class RedisSessionDirectory implements SessionDirectory {
   }
 
   async list(): Promise<SessionView[]> {
+    // This node's pending connects and disconnects first: its own listing is never behind.
+    await this.flush();
     const since = Date.now() - this.expireMs;
     // Forget nodes gone for good, then read the live ones' snapshots in one round trip.
     const [, nodes] = (await this.cmd.multi()
@@ -265,6 +280,8 @@ export class RedisSessionDirectory implements SessionDirectory {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
+    if (this.flushQueued !== null) clearTimeout(this.flushQueued);
+    this.flushQueued = null;
     this.dirty.clear();
     await this.flushing;
     // Leave the listing at once on a clean stop.

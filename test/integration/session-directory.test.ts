@@ -29,11 +29,13 @@ async function written(dir: RedisSessionDirectory): Promise<void> {
 describe('session directory batching (SPEC §5 listings, issue 9)', () => {
   let registry: SessionRegistry;
   let dir: RedisSessionDirectory;
+  let prefix: string;
 
   beforeEach(async () => {
     registry = new SessionRegistry('node-a');
+    prefix = uniquePrefix();
     dir = new RedisSessionDirectory({
-      redisUrl: process.env.REDIS_URL!, prefix: uniquePrefix(), nodeId: 'node-a', registry,
+      redisUrl: process.env.REDIS_URL!, prefix, nodeId: 'node-a', registry,
       localKick: () => 0, log: pino({ level: 'silent' }), heartbeatMs: 600_000, expireMs: 600_000,
     });
     // Until its connection is up and its first heartbeat has named the node, the directory lists nothing.
@@ -50,6 +52,21 @@ describe('session directory batching (SPEC §5 listings, issue 9)', () => {
 
   const listed = async (): Promise<Array<[string, number]>> =>
     (await dir.list()).map((v): [string, number] => [v.client_id, v.token_id]).sort((a, b) => a[0].localeCompare(b[0]));
+
+  test('writes wait FLUSH_DELAY_MS: this node lists a new session at once, another node soon after, without a flush', async () => {
+    const other = new RedisSessionDirectory({
+      redisUrl: process.env.REDIS_URL!, prefix, nodeId: 'node-b', registry: new SessionRegistry('node-b'),
+      localKick: () => 0, log: pino({ level: 'silent' }), heartbeatMs: 600_000, expireMs: 600_000,
+    });
+    try {
+      registry.add(standIn('soon', 3));
+      expect(await listed()).toEqual([['soon', 3]]);
+      registry.add(standIn('later', 4));
+      await eventually(async () => (await other.list().catch(() => [])).some((v) => v.client_id === 'later'), 5000, 'listed on node-b', 5);
+    } finally {
+      await other.close();
+    }
+  });
 
   test('a session that connects and disconnects within one tick is never listed', async () => {
     await written(dir);
@@ -113,6 +130,7 @@ describe('session directory heartbeat (SPEC §6, issue 9 scale)', () => {
       registry.add(busy);
       const key = `${prefix}node:node-h`;
       await eventually(async () => (await redis.hlen(key)) === 2, 5000, 'both listed');
+      await written(dir); // the connects' own batch too (it may land after a heartbeat listed them)
       // Mark the idle entry: a heartbeat that rewrote it would wipe the mark.
       const marked = JSON.stringify({ ...JSON.parse((await redis.hget(key, 'idle'))!), keepalive: 4242 });
       await redis.hset(key, 'idle', marked);
