@@ -133,6 +133,7 @@ export async function startTokenmq(opts: StartOptions): Promise<TokenmqNode> {
     heartbeatInterval: opts.heartbeatInterval,
     mq: cluster?.mq,
     persistence: cluster?.persistence,
+    queueKeys: cluster?.queueKeys,
     directory: cluster
       ? (registry, localKick) => new RedisSessionDirectory({
         redisUrl, prefix: config.redisPrefix, nodeId: config.nodeId, registry, localKick, log: brokerLog,

@@ -27,6 +27,8 @@ export interface SessionView {
 export interface SessionDirectory {
   /** Live sessions on every node. */
   list(): Promise<SessionView[]>;
+  /** How long a node may take to list another node's new session (ms; absent or 0: at once). */
+  readonly listingDelayMs?: number;
   /** Closes sessions with these client ids wherever they are; resolves once the request is out. `by`: the kicking token (SPEC §8). */
   kick(clientIds: string[], reason: string, by?: number): Promise<void>;
   /** Removes subscription `filter` from these sessions on whichever node holds them (SubscriptionsPort); unset: this node only. */

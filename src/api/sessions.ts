@@ -86,7 +86,13 @@ export const sessionsRoutes: FastifyPluginAsync<SessionsRoutesOptions> = async (
     const token = q.token_id === undefined ? undefined : Number(q.token_id);
     const clientMask = q.client_id === undefined ? null : compileMask(q.client_id);
     const ipMask = q.ip === undefined ? null : compileMask(q.ip);
-    const all = await directory(request.log, 'listing', () => directoryPort.list());
+    let all = await directory(request.log, 'listing', () => directoryPort.list());
+    // A client id named but not listed may have connected to another node an instant ago: one
+    // more look once every node has written what it had (a kick right after a connect still lands).
+    if (id !== null && directoryPort.listingDelayMs && !all.some((s) => s.client_id === id)) {
+      await new Promise((resolve) => setTimeout(resolve, directoryPort.listingDelayMs));
+      all = await directory(request.log, 'listing', () => directoryPort.list());
+    }
     return all.filter((s) => (id === null || s.client_id === id)
       && (token === undefined || s.token_id === token)
       && (clientMask === null || clientMask(s.client_id))

@@ -33,6 +33,12 @@ export interface AuthDeps {
   /** SPEC §8 `refused` events. */
   events?: BrokerEvents;
   ownership: ClientOwnership;
+  /**
+   * Cluster mode: a clean CONNECT's find-and-admit also asks whether its client id
+   * has an offline queue or stored subscriptions (`keys`); with neither, the client
+   * goes in `empty` and Aedes is told its queue is empty (offline-queue.ts).
+   */
+  queues?: { keys(clientId: string): string[]; empty: WeakSet<object> };
 }
 
 /** SPEC §4: the username carries the key (optional `FlespiToken ` prefix); an empty username means the password does. */
@@ -237,8 +243,11 @@ class ConnectAttempt implements AuthorizeContext {
   /** Redis mode's first read: the token and, in the same round trip, the client id's claim (readToken). */
   async findAndAdmit(key: string): Promise<Token | null> {
     const req = this.deps.ownership.request(this.client.id, this.client.clean);
+    const { queues } = this.deps;
+    if (queues !== undefined && this.client.clean) req.probeKeys = queues.keys(this.client.id);
     const store = this.deps.store as Required<Pick<TokenStore, 'findByKeyAndAdmit'>>;
-    const { token, admission } = await store.findByKeyAndAdmit(key, req);
+    const { token, admission, anyExist } = await store.findByKeyAndAdmit(key, req);
+    if (anyExist === false) queues?.empty.add(this.client);
     if (token !== null && admission !== null) this.found = { req, tokenId: token.id, result: admission };
     return token;
   }

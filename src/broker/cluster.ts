@@ -75,6 +75,12 @@ interface ClusterEmitter extends NamespacedEmitter {
 export interface ClusterParts {
   mq: ClusterEmitter;
   persistence: unknown;
+  /**
+   * The persistence's keys of a client id's offline queue and stored subscriptions
+   * (aedes-persistence-redis' layout, under our prefix): with neither, a clean
+   * CONNECT has nothing queued to read (offline-queue.ts).
+   */
+  queueKeys(clientId: string): string[];
   /** Closes what the broker does not close itself (the persistence connection). */
   close(): Promise<void>;
 }
@@ -182,7 +188,7 @@ export function createClusterParts(opts: ClusterOptions): ClusterParts {
   };
   mq.state.on('error', (err) => log.debug({ err: err.message }, 'mqemitter-redis error'));
   // Persistence keys live under our prefix so that several deployments can share one Redis.
-  const persistenceConn = connection(redisUrl, log, 'persistence', { keyPrefix: `${prefix}aedes:`, enableAutoPipelining: true });
+  const persistenceConn = connection(redisUrl, log, 'persistence', { keyPrefix: `${prefix}aedes:`, enableAutoPipelining: true }); // queueKeys below: the same prefix
   literalRetainedScan(persistenceConn);
   const persistence = new AsyncRedisPersistence({ conn: persistenceConn });
   // aedes-persistence-redis 11 returns an async generator here, but Aedes 1.2 calls
@@ -195,9 +201,14 @@ export function createClusterParts(opts: ClusterOptions): ClusterParts {
   // Aedes' will sweeper stops at the first will it cannot publish, every time (will-sweep.ts).
   persistence.streamWill = (brokers) => sweepableWills(persistenceConn, brokers, log);
   dropRefusedCopies(persistence, persistenceConn);
+  const aedesPrefix = `${prefix}aedes:`;
   return {
     mq,
     persistence,
+    queueKeys: (clientId) => {
+      const id = encodeURIComponent(clientId);
+      return [`${aedesPrefix}outgoing:${id}`, `${aedesPrefix}client:${id}`];
+    },
     async close() {
       persistenceConn.disconnect();
     },

@@ -45,6 +45,8 @@ export interface BrokerDeps {
   /** Cluster mode: mqemitter-redis and aedes-persistence-redis instances. */
   mq?: AedesOptions['mq'];
   persistence?: AedesOptions['persistence'];
+  /** Cluster mode: `persistence`'s keys of a client id's queue and subscriptions (ClusterParts.queueKeys). */
+  queueKeys?: (clientId: string) => string[];
   /** Aedes' heartbeat (ms, default 60 s); its will sweeper for dead nodes runs every 4 heartbeats. */
   heartbeatInterval?: number;
   /** Cluster mode: a directory over every node's sessions (default: this node's registry). */
@@ -98,6 +100,8 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   // Aedes 1.2 defects that tokenmq works around (aedes-fixes.ts).
   const deliveries = new DeliveryFixes();
   const decisions: SubscribeDecisions = new WeakMap();
+  /** Clients whose CONNECT found no queue and no stored subscriptions for their client id (offline-queue.ts). */
+  const knownEmpty = new WeakSet<object>();
 
   const aedes = await Aedes.createBroker({
     id: deps.nodeId,
@@ -106,11 +110,14 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     // then one offline copy per client, SUBSCRIBE stored once as granted (aedes-fixes.ts).
     // Offline queues reach Aedes in a form its CONNECT drains cheaply (offline-queue.ts).
     persistence: fixPersistence(guardDollarTopics(deps.persistence
-      ? lightQueues(deps.persistence)
+      ? lightQueues(deps.persistence, knownEmpty)
       : skipEmptyQueues(fixMemoryPersistence(createMemoryPersistence()))), deliveries, decisions),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
     preConnect: createPreConnect({ log, events }),
-    authenticate: createAuthenticate({ store: deps.store, registry, gate: deps.gate, enforcement, stats, log, events, ownership }),
+    authenticate: createAuthenticate({
+      store: deps.store, registry, gate: deps.gate, enforcement, stats, log, events, ownership,
+      queues: deps.queueKeys ? { keys: deps.queueKeys, empty: knownEmpty } : undefined,
+    }),
     authorizePublish: createAuthorizePublish(authDeps),
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),
     authorizeForward: createAuthorizeForward(authDeps),

@@ -97,12 +97,22 @@ interface QueuePersistence {
   outgoingStream(client: { id: string }): AsyncIterable<unknown>;
 }
 
-/** Any persistence (Redis mode): its queues reach Aedes as QueuedPackets, read from the store each time. */
-export function lightQueues<P extends object>(persistence: P): P {
+/**
+ * Any persistence (Redis mode): its queues reach Aedes as QueuedPackets, read
+ * from the store, except for a clean client in `knownEmpty`: its CONNECT's
+ * find-and-admit found neither a queue nor stored subscriptions for its client
+ * id (authenticate.ts), so nothing could be queued for it since but by a
+ * publish that read those subscriptions before they were removed, which Aedes'
+ * own read can miss too. Each client object is answered so once.
+ */
+export function lightQueues<P extends object>(persistence: P, knownEmpty?: WeakSet<object>): P {
   installPipelineShortcut();
   const p = persistence as unknown as QueuePersistence;
   const outgoingStream = p.outgoingStream.bind(persistence);
-  p.outgoingStream = (client) => new QueuedPackets(outgoingStream(client));
+  p.outgoingStream = (client) => {
+    if (knownEmpty?.delete(client) === true && (client as { clean?: unknown }).clean === true) return new QueuedPackets(null);
+    return new QueuedPackets(outgoingStream(client));
+  };
   return persistence;
 }
 

@@ -46,8 +46,10 @@ export interface RedisDirectoryOptions {
 /**
  * Connects and disconnects gather this long before they are written (issue 9,
  * Redis mode's connect rate): a session that comes and goes within it is never
- * written, and one write carries the rest. Other nodes list a new session this
- * much later; a listing on this node writes what is pending first.
+ * written, and one write carries the rest. Other nodes list a new session up to
+ * about twice this later (listingDelayMs: the REST API waits that long before it
+ * answers that a named client id is not connected); a listing on this node
+ * writes what is pending first.
  */
 export const FLUSH_DELAY_MS = 25;
 
@@ -68,6 +70,8 @@ export class RedisSessionDirectory implements SessionDirectory {
   /** Client ids whose entry is to be rewritten from the registry at the next flush. */
   private dirty = new Set<string>();
   private flushQueued: NodeJS.Timeout | null = null;
+  /** A batch waits FLUSH_DELAY_MS, and the one after a batch in flight as long again after it. */
+  readonly listingDelayMs: number;
   private flushing: Promise<void> | null = null;
   /** The next heartbeat rewrites the whole snapshot (at start, after Redis came back or a write failed). */
   private fullSnapshot = true;
@@ -76,6 +80,7 @@ export class RedisSessionDirectory implements SessionDirectory {
   constructor(private readonly opts: RedisDirectoryOptions) {
     this.log = opts.log;
     this.heartbeatMs = opts.heartbeatMs ?? 5000;
+    this.listingDelayMs = 2 * (opts.flushDelayMs ?? FLUSH_DELAY_MS) + 10;
     this.expireMs = opts.expireMs ?? 15_000;
     this.nodesKey = `${opts.prefix}nodes`;
     this.nodeKey = `${opts.prefix}node:${opts.nodeId}`;

@@ -105,6 +105,13 @@ export interface AdmitRequest {
   nonce: string;
   node: string;
   persistent: boolean;
+  /**
+   * Keys (of the caller's own data in the same Redis) whose existence to report
+   * in the same round trip: find-and-admit answers `anyExist` (the broker asks
+   * whether a clean CONNECT's client id has an offline queue or stored
+   * subscriptions). Opaque to the store.
+   */
+  probeKeys?: readonly string[];
 }
 
 export type AdmitResult =

@@ -182,6 +182,14 @@ return admit(KEYS, ARGV)`;
  * child (its ancestors' slots) or data that does not decode go the two-step way.
  */
 const FIND_ADMIT = `${PRELUDE}${ADMIT_FN}${FIND_LOOKUP}
+-- ARGV[7..]: the caller's keys to probe (AdmitRequest.probeKeys): reported as 1 when any exists, after the claim's answer.
+local probed = ''
+if #ARGV > 6 then
+  probed = '0'
+  for i = 7, #ARGV do
+    if redis.call('EXISTS', ARGV[i]) == 1 then probed = '1' break end
+  end
+end
 if fields[2] ~= '1' or (fields[11] and fields[11] ~= '0') then return {id, fields} end
 -- No JSON decode of the ACL here (issue 10: cjson costs Redis ~5 µs per CONNECT for ten entries,
 -- far more for 256): master or not comes from the masters set, which every script that writes
@@ -204,7 +212,7 @@ local override = '0'
 if redis.call('SISMEMBER', p .. 'masters', id) == 1 then override = '1' end
 local out = admit({p .. 'owner:' .. cid, p .. 'owned:' .. id, p .. 'slots:' .. id},
   {id, ARGV[2], ARGV[3], ARGV[4], override, p, cid, ARGV[6], string.format('%.0f', limit)})
-local reply = {id, fields}
+local reply = {id, fields, probed}
 for i = 1, #out do reply[#reply + 1] = tostring(out[i]) end
 return reply`;
 
@@ -433,21 +441,22 @@ export class RedisOwners implements ClientOwners {
    * FIND_ADMIT: the raw lookup (id and field values, as StoreScripts.find) and
    * the admission when one was attempted.
    */
-  async findAndAdmit(indexKey: string, req: AdmitRequest): Promise<{ id: string; fields: (string | null)[]; admission: AdmitResult | null } | null> {
+  async findAndAdmit(indexKey: string, req: AdmitRequest): Promise<{ id: string; fields: (string | null)[]; admission: AdmitResult | null; anyExist?: boolean } | null> {
     this.keepAlive(req.node);
     const ttl = this.livenessTtl(req.node);
     const sentAt = Date.now();
     const reply = await this.send<[string, (string | null)[], ...string[]] | null>((p) => p.tokenmqFindAdmit(
-      indexKey, this.prefix, req.nonce, req.node, req.persistent ? '1' : '0', req.clientId, ttl,
+      indexKey, this.prefix, req.nonce, req.node, req.persistent ? '1' : '0', req.clientId, ttl, ...(req.probeKeys ?? []),
     ));
     if (reply === null) return null;
-    const [id, fields, code, a, b, ...prev] = reply;
-    if (code === undefined) return { id, fields, admission: null };
+    const [id, fields, probed, code, a, b, ...prev] = reply;
+    if (probed === undefined || code === undefined) return { id, fields, admission: null };
     // The admission ran, and with it the liveness write when one was asked for.
     if (ttl !== '') this.renewed.set(req.node, sentAt);
-    if (code === '1') return { id, fields, admission: { ok: false, refused: 'owner', owner: Number(a) } };
-    if (code === '2') return { id, fields, admission: { ok: false, refused: 'limit', tokenId: Number(id) } };
-    return { id, fields, admission: { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: prev.map((p) => (p ? p : null)) } };
+    const anyExist = probed === '' ? undefined : probed === '1';
+    if (code === '1') return { id, fields, anyExist, admission: { ok: false, refused: 'owner', owner: Number(a) } };
+    if (code === '2') return { id, fields, anyExist, admission: { ok: false, refused: 'limit', tokenId: Number(id) } };
+    return { id, fields, anyExist, admission: { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: prev.map((p) => (p ? p : null)) } };
   }
 
   async endSession(slots: readonly SessionSlot[], releaseOwner: boolean): Promise<void> {

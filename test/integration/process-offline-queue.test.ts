@@ -80,6 +80,25 @@ describe('offline queues in a real process', () => {
       await new Promise((r) => setTimeout(r, 300));
       expect(cleanGot.messages).toEqual([]);
       await clean.endAsync();
+      // ... and its queue with it: a persistent CONNECT after it finds nothing, then queues anew.
+      const after = await connect(url, key, { clientId: 'dev-1', clean: false });
+      const afterGot = collect(after);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(afterGot.messages).toEqual([]);
+      await after.subscribeAsync('q/dev', { qos: 1 });
+      await after.endAsync();
+      await pub.publishAsync('q/dev', 'anew', { qos: 1 });
+      const anew = await reconnect(url, key, 'dev-1', 1);
+      expect(anew.payloads).toEqual(['anew']);
+      await anew.client.endAsync();
+      // A client id a clean session used (its queue known empty) queues for a later persistent session.
+      const was = await connect(url, key, { clientId: 'fresh-1', clean: false });
+      await was.subscribeAsync('q/was', { qos: 1 });
+      await was.endAsync();
+      await pub.publishAsync('q/was', 'queued', { qos: 1 });
+      const back = await reconnect(url, key, 'fresh-1', 1);
+      expect(back.payloads).toEqual(['queued']);
+      await back.client.endAsync();
       await pub.endAsync();
     } finally {
       await srv.stop('SIGKILL');

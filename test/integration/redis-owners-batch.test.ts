@@ -231,3 +231,23 @@ describe('the master override at CONNECT follows the token\'s access (Redis, SPE
     expect(await a!.owners.owner('held-2')).toBe(holder!.id);
   });
 });
+
+describe('find-and-admit probes the broker\'s keys in the same round trip (offline-queue.ts)', () => {
+  test('anyExist: false with none of the keys, true once one exists; absent when nothing was probed or no claim ran', async () => {
+    const { prefix, stores: [a] } = await nodes(1);
+    const [t] = await a!.create([{ ttl: 3600, access: { type: ACCESS_ACL, acl: [{ uri: 'mqtt', topic: '#' }] } }], nowSec());
+    const req = (nonce: string, probeKeys?: string[]) => ({ clientId: `probe-${nonce}`, nonce, node: 'A', persistent: false, probeKeys });
+    const keys = [`${prefix}aedes:outgoing:x`, `${prefix}aedes:client:x`];
+    expect(await a!.findByKeyAndAdmit!(t!.key, req('n1', keys))).toMatchObject({ admission: { ok: true }, anyExist: false });
+    await admin.hset(keys[1]!, 'a/b', '1');
+    expect(await a!.findByKeyAndAdmit!(t!.key, req('n2', keys))).toMatchObject({ admission: { ok: true }, anyExist: true });
+    await admin.del(keys[1]!);
+    await admin.rpush(keys[0]!, 'p');
+    expect(await a!.findByKeyAndAdmit!(t!.key, req('n3', keys))).toMatchObject({ anyExist: true });
+    expect((await a!.findByKeyAndAdmit!(t!.key, req('n4'))).anyExist).toBeUndefined();
+    // A disabled token: no claim attempted, nothing probed.
+    await a!.update([t!.id], { enabled: false }, nowSec());
+    expect((await a!.findByKeyAndAdmit!(t!.key, req('n5', keys))).anyExist).toBeUndefined();
+    await admin.del(keys[0]!);
+  });
+});

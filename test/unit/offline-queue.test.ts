@@ -148,6 +148,31 @@ function storeQueue(packets: number, fail?: number): { persistence: Persistence;
   return { persistence, closed: () => closed };
 }
 
+describe('lightQueues with the CONNECT\'s probe (Redis mode)', () => {
+  test('a clean client its CONNECT found without queue or subscriptions is answered empty once; any other reads the store', async () => {
+    let reads = 0;
+    const empty = new WeakSet<object>();
+    const p = lightQueues({
+      outgoingStream: () => {
+        reads++;
+        return (async function* gen() { yield { n: 1 }; })();
+      },
+    }, empty) as unknown as Persistence;
+    const clean = { id: 'c', clean: true };
+    const persistent = { id: 'c', clean: false };
+    empty.add(clean);
+    empty.add(persistent);
+    expect(isKnownEmpty(p.outgoingStream(clean))).toBe(true);
+    expect(reads).toBe(0);
+    // Once only: a later read for the same client object asks the store.
+    expect(await readAll(p.outgoingStream(clean))).toEqual([{ n: 1 }]);
+    // Only clean sessions: a persistent one always reads its queue.
+    expect(await readAll(p.outgoingStream(persistent))).toEqual([{ n: 1 }]);
+    expect(await readAll(p.outgoingStream({ id: 'other', clean: true } as { id: string }))).toEqual([{ n: 1 }]);
+    expect(reads).toBe(3);
+  });
+});
+
 describe('stream.pipeline with the shortcut installed', () => {
   test('a queue known empty: done with no error on a later tick, the transform returned', async () => {
     const p = persistence();
