@@ -85,20 +85,18 @@ describe('offline queues in a real process', () => {
       const afterGot = collect(after);
       await new Promise((r) => setTimeout(r, 300));
       expect(afterGot.messages).toEqual([]);
-      await after.subscribeAsync('q/dev', { qos: 1 });
-      await after.endAsync();
-      await pub.publishAsync('q/dev', 'anew', { qos: 1 });
-      const anew = await reconnect(url, key, 'dev-1', 1);
-      expect(anew.payloads).toEqual(['anew']);
-      await anew.client.endAsync();
+      /** Subscribes `session` (persistent) to `topic`, goes offline, gets one message queued, and reconnects for it. */
+      const queuesOne = async (session: MqttClient, topic: string, payload: string): Promise<void> => {
+        await session.subscribeAsync(topic, { qos: 1 });
+        await session.endAsync();
+        await pub.publishAsync(topic, payload, { qos: 1 });
+        const back = await reconnect(url, key, session.options.clientId as string, 1);
+        expect(back.payloads).toEqual([payload]);
+        await back.client.endAsync();
+      };
+      await queuesOne(after, 'q/dev', 'anew');
       // A client id a clean session used (its queue known empty) queues for a later persistent session.
-      const was = await connect(url, key, { clientId: 'fresh-1', clean: false });
-      await was.subscribeAsync('q/was', { qos: 1 });
-      await was.endAsync();
-      await pub.publishAsync('q/was', 'queued', { qos: 1 });
-      const back = await reconnect(url, key, 'fresh-1', 1);
-      expect(back.payloads).toEqual(['queued']);
-      await back.client.endAsync();
+      await queuesOne(await connect(url, key, { clientId: 'fresh-1', clean: false }), 'q/was', 'queued');
       await pub.endAsync();
     } finally {
       await srv.stop('SIGKILL');
