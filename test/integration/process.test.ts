@@ -4,6 +4,7 @@ import { describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { connect, refusedCode, within } from '../helpers/mqtt.js';
 import { MAIN, startProcess } from '../helpers/process.js';
+import { eventually } from '../helpers/wait.js';
 
 describe('tokenmq process', () => {
   test.each([
@@ -43,8 +44,8 @@ describe('tokenmq process', () => {
   test('first start prints a master key once, which works; SIGTERM exits 0', async () => {
     const srv = await startProcess();
     try {
-      const banner = srv.stderr();
-      expect(banner).toMatch(/will not\s+be shown again/);
+      // The banner is on stderr, the listening line on stdout: either pipe may be read first.
+      const banner = await eventually(() => (/will not\s+be shown again/.test(srv.stderr()) ? srv.stderr() : null), 5000, 'master key banner');
       const key = /^\s+([A-Za-z0-9]{64})$/m.exec(banner)?.[1];
       expect(key).toBeDefined();
       const c = await connect(`mqtt://127.0.0.1:${srv.ports.mqtt}`, key!);
