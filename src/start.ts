@@ -133,7 +133,7 @@ export async function startTokenmq(opts: StartOptions): Promise<TokenmqNode> {
     heartbeatInterval: opts.heartbeatInterval,
     mq: cluster?.mq,
     persistence: cluster?.persistence,
-    queueKeys: cluster?.queueKeys,
+    probeKeys: cluster?.probeKeys,
     directory: cluster
       ? (registry, localKick) => new RedisSessionDirectory({
         redisUrl, prefix: config.redisPrefix, nodeId: config.nodeId, registry, localKick, log: brokerLog,

@@ -16,6 +16,7 @@ import type { BrokerStats, ConnectResult } from './stats.js';
 import type { BrokerEvents } from './events.js';
 import type { Admission, Claim, ClientOwnership } from './client-ownership.js';
 import type { SlotLimit } from '../store/owners.js';
+import type { Probed } from './offline-queue.js';
 
 const PREFIX = 'FlespiToken ';
 /** Reads of one CONNECT's token while it keeps changing under it; then the session is refreshed once registered. */
@@ -35,10 +36,10 @@ export interface AuthDeps {
   ownership: ClientOwnership;
   /**
    * Cluster mode: a clean CONNECT's find-and-admit also asks whether its client id
-   * has an offline queue or stored subscriptions (`keys`); with neither, the client
-   * goes in `empty` and Aedes is told its queue is empty (offline-queue.ts).
+   * has an offline queue, stored subscriptions and a will of this node (`keys`, in
+   * that order); what it found goes in `results` for Aedes' reads (offline-queue.ts).
    */
-  queues?: { keys(clientId: string): string[]; empty: WeakSet<object> };
+  probes?: { keys(clientId: string): string[]; results: WeakMap<object, Probed> };
 }
 
 /** SPEC §4: the username carries the key (optional `FlespiToken ` prefix); an empty username means the password does. */
@@ -243,11 +244,14 @@ class ConnectAttempt implements AuthorizeContext {
   /** Redis mode's first read: the token and, in the same round trip, the client id's claim (readToken). */
   async findAndAdmit(key: string): Promise<Token | null> {
     const req = this.deps.ownership.request(this.client.id, this.client.clean);
-    const { queues } = this.deps;
-    if (queues !== undefined && this.client.clean) req.probeKeys = queues.keys(this.client.id);
+    const { probes } = this.deps;
+    if (probes !== undefined && this.client.clean) req.probeKeys = probes.keys(this.client.id);
     const store = this.deps.store as Required<Pick<TokenStore, 'findByKeyAndAdmit'>>;
-    const { token, admission, anyExist } = await store.findByKeyAndAdmit(key, req);
-    if (anyExist === false) queues?.empty.add(this.client);
+    const { token, admission, probed } = await store.findByKeyAndAdmit(key, req);
+    // Anything not answered counts as stored: Aedes reads it as always.
+    if (probed !== undefined && probes !== undefined) {
+      probes.results.set(this.client, { queue: probed[0] !== false, subscriptions: probed[1] !== false, will: probed[2] !== false });
+    }
     if (token !== null && admission !== null) this.found = { req, tokenId: token.id, result: admission };
     return token;
   }

@@ -76,11 +76,11 @@ export interface ClusterParts {
   mq: ClusterEmitter;
   persistence: unknown;
   /**
-   * The persistence's keys of a client id's offline queue and stored subscriptions
-   * (aedes-persistence-redis' layout, under our prefix): with neither, a clean
-   * CONNECT has nothing queued to read (offline-queue.ts).
+   * The persistence's keys of a client id's offline queue, stored subscriptions
+   * and will stored by node `brokerId` (aedes-persistence-redis' layout, under our
+   * prefix), in that order: what a clean CONNECT probes (offline-queue.ts).
    */
-  queueKeys(clientId: string): string[];
+  probeKeys(clientId: string, brokerId: string): string[];
   /** Closes what the broker does not close itself (the persistence connection). */
   close(): Promise<void>;
 }
@@ -188,7 +188,7 @@ export function createClusterParts(opts: ClusterOptions): ClusterParts {
   };
   mq.state.on('error', (err) => log.debug({ err: err.message }, 'mqemitter-redis error'));
   // Persistence keys live under our prefix so that several deployments can share one Redis.
-  const persistenceConn = connection(redisUrl, log, 'persistence', { keyPrefix: `${prefix}aedes:`, enableAutoPipelining: true }); // queueKeys below: the same prefix
+  const persistenceConn = connection(redisUrl, log, 'persistence', { keyPrefix: `${prefix}aedes:`, enableAutoPipelining: true }); // probeKeys below: the same prefix
   literalRetainedScan(persistenceConn);
   const persistence = new AsyncRedisPersistence({ conn: persistenceConn });
   // aedes-persistence-redis 11 returns an async generator here, but Aedes 1.2 calls
@@ -205,9 +205,9 @@ export function createClusterParts(opts: ClusterOptions): ClusterParts {
   return {
     mq,
     persistence,
-    queueKeys: (clientId) => {
+    probeKeys: (clientId, brokerId) => {
       const id = encodeURIComponent(clientId);
-      return [`${aedesPrefix}outgoing:${id}`, `${aedesPrefix}client:${id}`];
+      return [`${aedesPrefix}outgoing:${id}`, `${aedesPrefix}client:${id}`, `${aedesPrefix}will:${brokerId}:${id}`];
     },
     async close() {
       persistenceConn.disconnect();

@@ -25,7 +25,7 @@ import { clientTableOf } from './aedes-internals.js';
 import type { BrokerLog } from '../events/types.js';
 import { BrokerEvents, eventReason } from './events.js';
 import { EventListeners } from './event-listeners.js';
-import { lightQueues, skipEmptyQueues } from './offline-queue.js';
+import { lightQueues, skipEmptyQueues, type Probes } from './offline-queue.js';
 
 export { BrokerStats, CONNECT_RESULTS } from './stats.js';
 export type { Session, SessionRegistry, SessionView, Transport } from './sessions.js';
@@ -45,8 +45,8 @@ export interface BrokerDeps {
   /** Cluster mode: mqemitter-redis and aedes-persistence-redis instances. */
   mq?: AedesOptions['mq'];
   persistence?: AedesOptions['persistence'];
-  /** Cluster mode: `persistence`'s keys of a client id's queue and subscriptions (ClusterParts.queueKeys). */
-  queueKeys?: (clientId: string) => string[];
+  /** Cluster mode: `persistence`'s keys of a client id's queue, subscriptions and will (ClusterParts.probeKeys). */
+  probeKeys?: (clientId: string, brokerId: string) => string[];
   /** Aedes' heartbeat (ms, default 60 s); its will sweeper for dead nodes runs every 4 heartbeats. */
   heartbeatInterval?: number;
   /** Cluster mode: a directory over every node's sessions (default: this node's registry). */
@@ -100,8 +100,11 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
   // Aedes 1.2 defects that tokenmq works around (aedes-fixes.ts).
   const deliveries = new DeliveryFixes();
   const decisions: SubscribeDecisions = new WeakMap();
-  /** Clients whose CONNECT found no queue and no stored subscriptions for their client id (offline-queue.ts). */
-  const knownEmpty = new WeakSet<object>();
+  /** What clean CONNECTs found stored for their client id (offline-queue.ts). */
+  const probes: Probes = {
+    results: new WeakMap(),
+    othersOnNode: (clientId) => registry.byClientId(clientId).length > 1,
+  };
 
   const aedes = await Aedes.createBroker({
     id: deps.nodeId,
@@ -110,13 +113,13 @@ export async function createTokenBroker(deps: BrokerDeps): Promise<TokenBroker> 
     // then one offline copy per client, SUBSCRIBE stored once as granted (aedes-fixes.ts).
     // Offline queues reach Aedes in a form its CONNECT drains cheaply (offline-queue.ts).
     persistence: fixPersistence(guardDollarTopics(deps.persistence
-      ? lightQueues(deps.persistence, knownEmpty)
+      ? lightQueues(deps.persistence, probes)
       : skipEmptyQueues(fixMemoryPersistence(createMemoryPersistence()))), deliveries, decisions),
     ...(deps.heartbeatInterval ? { heartbeatInterval: deps.heartbeatInterval } : {}),
     preConnect: createPreConnect({ log, events }),
     authenticate: createAuthenticate({
       store: deps.store, registry, gate: deps.gate, enforcement, stats, log, events, ownership,
-      queues: deps.queueKeys ? { keys: deps.queueKeys, empty: knownEmpty } : undefined,
+      probes: deps.probeKeys ? { keys: (clientId) => deps.probeKeys!(clientId, deps.nodeId), results: probes.results } : undefined,
     }),
     authorizePublish: createAuthorizePublish(authDeps),
     authorizeSubscribe: createAuthorizeSubscribe(authDeps),

@@ -95,24 +95,70 @@ interface QueuePersistence {
   outgoingEnqueue(sub: { clientId: string }, ...rest: unknown[]): unknown;
   outgoingEnqueueCombi(subs: readonly { clientId: string }[], ...rest: unknown[]): unknown;
   outgoingStream(client: { id: string }): AsyncIterable<unknown>;
+  cleanSubscriptions(client: { id: string }): Promise<unknown>;
+  delWill(client: { id: string }): Promise<unknown>;
+}
+
+/**
+ * What a clean CONNECT's find-and-admit found stored for its client id in
+ * aedes-persistence-redis (authenticate.ts; the keys: ClusterParts.probeKeys),
+ * in the same round trip as its token and claim.
+ */
+export interface Probed {
+  queue: boolean;
+  subscriptions: boolean;
+  /** This node's stored will for the client id. */
+  will: boolean;
+}
+
+/** Per client object (Aedes' Client), until its CONNECT has used it. */
+export interface Probes {
+  results: WeakMap<object, Probed>;
+  /** Whether this node holds another session of the client id than the connecting one (registry). */
+  othersOnNode(clientId: string): boolean;
 }
 
 /**
  * Any persistence (Redis mode): its queues reach Aedes as QueuedPackets, read
- * from the store, except for a clean client in `knownEmpty`: its CONNECT's
- * find-and-admit found neither a queue nor stored subscriptions for its client
- * id (authenticate.ts), so nothing could be queued for it since but by a
- * publish that read those subscriptions before they were removed, which Aedes'
- * own read can miss too. Each client object is answered so once.
+ * from the store. A clean CONNECT that `probes` found without stored data skips
+ * the reads Aedes makes of it, in the order Aedes makes them:
+ * - no subscriptions: `cleanSubscriptions` (a read of none) is done at once;
+ * - no will of this node, and no other session of the client id on this node
+ *   (only one could store a will here meanwhile): `delWill` is done at once;
+ *   a will of this CONNECT is written after it as always;
+ * - no subscriptions and no queue: the queue is empty (and the result used up).
+ * Data stored between the probe and these steps could only come from another
+ * session of the same client id (ownership: the same token) or from a publish
+ * that read the subscriptions before they went; Aedes' own reads race those too.
  */
-export function lightQueues<P extends object>(persistence: P, knownEmpty?: WeakSet<object>): P {
+export function lightQueues<P extends object>(persistence: P, probes?: Probes): P {
   installPipelineShortcut();
   const p = persistence as unknown as QueuePersistence;
   const outgoingStream = p.outgoingStream.bind(persistence);
+  const results = probes?.results;
+  const clean = (client: object): boolean => (client as { clean?: unknown }).clean === true;
   p.outgoingStream = (client) => {
-    if (knownEmpty?.delete(client) === true && (client as { clean?: unknown }).clean === true) return new QueuedPackets(null);
+    const found = results?.get(client);
+    if (found !== undefined) {
+      (results as WeakMap<object, Probed>).delete(client);
+      if (!found.queue && !found.subscriptions && clean(client)) return new QueuedPackets(null);
+    }
     return new QueuedPackets(outgoingStream(client));
   };
+  if (probes !== undefined) {
+    const cleanSubscriptions = p.cleanSubscriptions.bind(persistence);
+    const delWill = p.delWill.bind(persistence);
+    p.cleanSubscriptions = (client) => {
+      const found = probes.results.get(client);
+      if (found !== undefined && !found.subscriptions && clean(client)) return Promise.resolve();
+      return cleanSubscriptions(client);
+    };
+    p.delWill = (client) => {
+      const found = probes.results.get(client);
+      if (found !== undefined && !found.will && !probes.othersOnNode(client.id)) return Promise.resolve(null);
+      return delWill(client);
+    };
+  }
   return persistence;
 }
 

@@ -107,9 +107,9 @@ export interface AdmitRequest {
   persistent: boolean;
   /**
    * Keys (of the caller's own data in the same Redis) whose existence to report
-   * in the same round trip: find-and-admit answers `anyExist` (the broker asks
-   * whether a clean CONNECT's client id has an offline queue or stored
-   * subscriptions). Opaque to the store.
+   * in the same round trip: find-and-admit answers `probed`, one flag per key
+   * (the broker asks whether a clean CONNECT's client id has an offline queue,
+   * stored subscriptions, a stored will). Opaque to the store.
    */
   probeKeys?: readonly string[];
 }

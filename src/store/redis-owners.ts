@@ -182,14 +182,9 @@ return admit(KEYS, ARGV)`;
  * child (its ancestors' slots) or data that does not decode go the two-step way.
  */
 const FIND_ADMIT = `${PRELUDE}${ADMIT_FN}${FIND_LOOKUP}
--- ARGV[7..]: the caller's keys to probe (AdmitRequest.probeKeys): reported as 1 when any exists, after the claim's answer.
+-- ARGV[7..]: the caller's keys to probe (AdmitRequest.probeKeys): one '0'/'1' per key, before the claim's answer.
 local probed = ''
-if #ARGV > 6 then
-  probed = '0'
-  for i = 7, #ARGV do
-    if redis.call('EXISTS', ARGV[i]) == 1 then probed = '1' break end
-  end
-end
+for i = 7, #ARGV do probed = probed .. tostring(redis.call('EXISTS', ARGV[i])) end
 if fields[2] ~= '1' or (fields[11] and fields[11] ~= '0') then return {id, fields} end
 -- No JSON decode of the ACL here (issue 10: cjson costs Redis ~5 µs per CONNECT for ten entries,
 -- far more for 256): master or not comes from the masters set, which every script that writes
@@ -441,7 +436,7 @@ export class RedisOwners implements ClientOwners {
    * FIND_ADMIT: the raw lookup (id and field values, as StoreScripts.find) and
    * the admission when one was attempted.
    */
-  async findAndAdmit(indexKey: string, req: AdmitRequest): Promise<{ id: string; fields: (string | null)[]; admission: AdmitResult | null; anyExist?: boolean } | null> {
+  async findAndAdmit(indexKey: string, req: AdmitRequest): Promise<{ id: string; fields: (string | null)[]; admission: AdmitResult | null; probed?: boolean[] } | null> {
     this.keepAlive(req.node);
     const ttl = this.livenessTtl(req.node);
     const sentAt = Date.now();
@@ -453,10 +448,10 @@ export class RedisOwners implements ClientOwners {
     if (probed === undefined || code === undefined) return { id, fields, admission: null };
     // The admission ran, and with it the liveness write when one was asked for.
     if (ttl !== '') this.renewed.set(req.node, sentAt);
-    const anyExist = probed === '' ? undefined : probed === '1';
-    if (code === '1') return { id, fields, anyExist, admission: { ok: false, refused: 'owner', owner: Number(a) } };
-    if (code === '2') return { id, fields, anyExist, admission: { ok: false, refused: 'limit', tokenId: Number(id) } };
-    return { id, fields, anyExist, admission: { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: prev.map((p) => (p ? p : null)) } };
+    const flags = req.probeKeys?.length ? Array.from(probed, (c) => c === '1') : undefined;
+    if (code === '1') return { id, fields, probed: flags, admission: { ok: false, refused: 'owner', owner: Number(a) } };
+    if (code === '2') return { id, fields, probed: flags, admission: { ok: false, refused: 'limit', tokenId: Number(id) } };
+    return { id, fields, probed: flags, admission: { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: prev.map((p) => (p ? p : null)) } };
   }
 
   async endSession(slots: readonly SessionSlot[], releaseOwner: boolean): Promise<void> {

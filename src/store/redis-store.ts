@@ -236,7 +236,7 @@ export class RedisStore implements TokenStore {
     return decoded.token;
   }
 
-  async findByKeyAndAdmit(key: string, req: AdmitRequest): Promise<{ token: Token | null; admission: AdmitResult | null; anyExist?: boolean }> {
+  async findByKeyAndAdmit(key: string, req: AdmitRequest): Promise<{ token: Token | null; admission: AdmitResult | null; probed?: boolean[] }> {
     const hash = hashKey(key);
     const found = await this.owners.findAndAdmit(this.indexKey(hash), req);
     if (found === null) return { token: null, admission: null };
@@ -244,7 +244,7 @@ export class RedisStore implements TokenStore {
     try {
       const decoded = decodeToken(id, fromValues(found.fields), this.shared);
       if (decoded.hash !== hash) throw new StoreDataError(`token ${id}: the key index names a token with another key`, id);
-      return { token: decoded.token, admission: found.admission, anyExist: found.anyExist };
+      return { token: decoded.token, admission: found.admission, probed: found.probed };
     } catch (err) {
       // Claimed, then unreadable: the claim is given back before the refusal is answered (SPEC §4: a
       // refused CONNECT holds no client id, on any node), best effort like any undo.

@@ -100,7 +100,7 @@ export interface TokenStore {
    * `admission` null: not attempted (a child, or no such store method): admit
    * the two-step way. A claim made here is the caller's to bind or undo.
    */
-  findByKeyAndAdmit?(key: string, req: AdmitRequest): Promise<{ token: Token | null; admission: AdmitResult | null; anyExist?: boolean }>;
+  findByKeyAndAdmit?(key: string, req: AdmitRequest): Promise<{ token: Token | null; admission: AdmitResult | null; probed?: boolean[] }>;
   /**
    * Partial, atomic update: only the fields in `patch` change (each replaced
    * whole), all tokens or none. Returns the updated tokens (missing ids

@@ -97,6 +97,14 @@ describe('offline queues in a real process', () => {
       await queuesOne(after, 'q/dev', 'anew');
       // A client id a clean session used (its queue known empty) queues for a later persistent session.
       await queuesOne(await connect(url, key, { clientId: 'fresh-1', clean: false }), 'q/was', 'queued');
+      // A clean CONNECT with a will (nothing stored before it): the will goes out when the connection drops.
+      const watcher = await connect(url, key, { clientId: 'will-watch' });
+      const wills = collect(watcher);
+      await watcher.subscribeAsync('q/will', { qos: 1 });
+      const mortal = await connect(url, key, { clientId: 'will-1', will: { topic: 'q/will', payload: Buffer.from('gone'), qos: 1, retain: false } });
+      mortal.stream.destroy();
+      expect((await wills.next()).payload).toBe('gone');
+      await watcher.endAsync();
       await pub.endAsync();
     } finally {
       await srv.stop('SIGKILL');

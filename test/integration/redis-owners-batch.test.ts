@@ -233,21 +233,22 @@ describe('the master override at CONNECT follows the token\'s access (Redis, SPE
 });
 
 describe('find-and-admit probes the broker\'s keys in the same round trip (offline-queue.ts)', () => {
-  test('anyExist: false with none of the keys, true once one exists; absent when nothing was probed or no claim ran', async () => {
+  test('probed: one flag per key, in order; absent when nothing was probed or no claim ran', async () => {
     const { prefix, stores: [a] } = await nodes(1);
     const [t] = await a!.create([{ ttl: 3600, access: { type: ACCESS_ACL, acl: [{ uri: 'mqtt', topic: '#' }] } }], nowSec());
     const req = (nonce: string, probeKeys?: string[]) => ({ clientId: `probe-${nonce}`, nonce, node: 'A', persistent: false, probeKeys });
     const keys = [`${prefix}aedes:outgoing:x`, `${prefix}aedes:client:x`];
-    expect(await a!.findByKeyAndAdmit!(t!.key, req('n1', keys))).toMatchObject({ admission: { ok: true }, anyExist: false });
+    expect(await a!.findByKeyAndAdmit!(t!.key, req('n1', keys))).toMatchObject({ admission: { ok: true }, probed: [false, false] });
     await admin.hset(keys[1]!, 'a/b', '1');
-    expect(await a!.findByKeyAndAdmit!(t!.key, req('n2', keys))).toMatchObject({ admission: { ok: true }, anyExist: true });
-    await admin.del(keys[1]!);
+    expect(await a!.findByKeyAndAdmit!(t!.key, req('n2', keys))).toMatchObject({ admission: { ok: true }, probed: [false, true] });
     await admin.rpush(keys[0]!, 'p');
-    expect(await a!.findByKeyAndAdmit!(t!.key, req('n3', keys))).toMatchObject({ anyExist: true });
-    expect((await a!.findByKeyAndAdmit!(t!.key, req('n4'))).anyExist).toBeUndefined();
+    expect(await a!.findByKeyAndAdmit!(t!.key, req('n3', keys))).toMatchObject({ probed: [true, true] });
+    await admin.del(keys[1]!);
+    expect(await a!.findByKeyAndAdmit!(t!.key, req('n4', keys))).toMatchObject({ probed: [true, false] });
+    expect((await a!.findByKeyAndAdmit!(t!.key, req('n5'))).probed).toBeUndefined();
     // A disabled token: no claim attempted, nothing probed.
     await a!.update([t!.id], { enabled: false }, nowSec());
-    expect((await a!.findByKeyAndAdmit!(t!.key, req('n5', keys))).anyExist).toBeUndefined();
+    expect((await a!.findByKeyAndAdmit!(t!.key, req('n6', keys))).probed).toBeUndefined();
     await admin.del(keys[0]!);
   });
 });

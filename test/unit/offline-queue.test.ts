@@ -8,7 +8,7 @@ import stream, { PassThrough, Readable, Transform, Writable } from 'node:stream'
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import { createMemoryPersistence } from '../../src/broker/dollar-guard.js';
-import { isKnownEmpty, lightQueues, skipEmptyQueues } from '../../src/broker/offline-queue.js';
+import { isKnownEmpty, lightQueues, skipEmptyQueues, type Probed } from '../../src/broker/offline-queue.js';
 
 interface Persistence {
   outgoingEnqueueCombi(subs: { clientId: string; topic: string; qos: number }[], packet: object): Promise<void>;
@@ -149,27 +149,63 @@ function storeQueue(packets: number, fail?: number): { persistence: Persistence;
 }
 
 describe('lightQueues with the CONNECT\'s probe (Redis mode)', () => {
-  test('a clean client its CONNECT found without queue or subscriptions is answered empty once; any other reads the store', async () => {
-    let reads = 0;
-    const empty = new WeakSet<object>();
+  /** A store whose reads are counted by name; each answers something stored. */
+  function probedStore(others = false) {
+    const reads: string[] = [];
+    const results = new WeakMap<object, Probed>();
     const p = lightQueues({
       outgoingStream: () => {
-        reads++;
+        reads.push('queue');
         return (async function* gen() { yield { n: 1 }; })();
       },
-    }, empty) as unknown as Persistence;
-    const clean = { id: 'c', clean: true };
-    const persistent = { id: 'c', clean: false };
-    empty.add(clean);
-    empty.add(persistent);
-    expect(isKnownEmpty(p.outgoingStream(clean))).toBe(true);
-    expect(reads).toBe(0);
-    // Once only: a later read for the same client object asks the store.
-    expect(await readAll(p.outgoingStream(clean))).toEqual([{ n: 1 }]);
-    // Only clean sessions: a persistent one always reads its queue.
-    expect(await readAll(p.outgoingStream(persistent))).toEqual([{ n: 1 }]);
-    expect(await readAll(p.outgoingStream({ id: 'other', clean: true } as { id: string }))).toEqual([{ n: 1 }]);
-    expect(reads).toBe(3);
+      cleanSubscriptions: async () => { reads.push('subscriptions'); },
+      delWill: async () => { reads.push('will'); return null; },
+    }, { results, othersOnNode: () => others }) as unknown as Persistence & { cleanSubscriptions(c: object): Promise<unknown>; delWill(c: object): Promise<unknown> };
+    /** Aedes' CONNECT steps in its order: fetchSubs, storeWill, emptyQueue. */
+    const connect = async (client: object): Promise<unknown[]> => {
+      await p.cleanSubscriptions(client);
+      await p.delWill(client);
+      return readAll(p.outgoingStream(client as { id: string }));
+    };
+    return { reads, results, connect };
+  }
+
+  test('a clean client found with nothing stored: no reads at all, its queue empty; once only', async () => {
+    const { reads, results, connect } = probedStore();
+    const client = { id: 'c', clean: true };
+    results.set(client, { queue: false, subscriptions: false, will: false });
+    expect(await connect(client)).toEqual([]);
+    expect(reads).toEqual([]);
+    // Used up: the same client object's next reads ask the store.
+    expect(await connect(client)).toEqual([{ n: 1 }]);
+    expect(reads).toEqual(['subscriptions', 'will', 'queue']);
+  });
+
+  test('each stored thing is read as always: queue, subscriptions (and then the queue too), will', async () => {
+    for (const [found, want] of [
+      [{ queue: true, subscriptions: false, will: false }, ['queue']],
+      [{ queue: false, subscriptions: true, will: false }, ['subscriptions', 'queue']],
+      [{ queue: false, subscriptions: false, will: true }, ['will']],
+    ] as const) {
+      const { reads, results, connect } = probedStore();
+      const client = { id: 'c', clean: true };
+      results.set(client, found);
+      await connect(client);
+      expect(reads).toEqual(want);
+    }
+  });
+
+  test('another session of the client id on this node: its will is deleted as always; a persistent client reads its subscriptions and queue', async () => {
+    const others = probedStore(true);
+    const client = { id: 'c', clean: true };
+    others.results.set(client, { queue: false, subscriptions: false, will: false });
+    await others.connect(client);
+    expect(others.reads).toEqual(['will']);
+    const persistent = probedStore();
+    const p = { id: 'p', clean: false };
+    persistent.results.set(p, { queue: false, subscriptions: false, will: false });
+    await persistent.connect(p);
+    expect(persistent.reads).toEqual(['subscriptions', 'queue']);
   });
 });
 
