@@ -158,28 +158,34 @@ class ConnectAttempt implements AuthorizeContext {
     try {
       decision = this.deps.gate.authorize(key, this.ip, this);
     } catch (err) {
-      decision = Promise.reject(err);
+      this.failSafely(err);
+      this.watch.end();
+      return;
     }
     if (decision instanceof Promise) {
-      decision
-        .then((d) => this.admit(d))
-        // `.catch` last: a throw while admitting is handled here, never an unhandled rejection (PITFALLS).
-        .catch((err: unknown) => this.failed(err))
-        .catch((err: unknown) => this.deps.log.error({ err, clientId: this.client.id }, 'connect handling failed'))
-        .finally(() => this.watch?.end());
+      // Neither handler throws: never an unhandled rejection (PITFALLS).
+      decision.then((d) => this.admitSafely(d), (err: unknown) => this.failSafely(err)).finally(() => this.watch?.end());
       return;
     }
     // Answered at once (memory store): the same steps without a promise (issue 9).
+    this.admitSafely(decision);
+    this.watch.end();
+  }
+
+  /** `admit`, then `failed` if that throws; never throws. */
+  private admitSafely(decision: Decision | null): void {
     try {
       this.admit(decision);
     } catch (err) {
-      try {
-        this.failed(err);
-      } catch (err2) {
-        this.deps.log.error({ err: err2, clientId: this.client.id }, 'connect handling failed');
-      }
-    } finally {
-      this.watch?.end();
+      this.failSafely(err);
+    }
+  }
+
+  private failSafely(err: unknown): void {
+    try {
+      this.failed(err);
+    } catch (err2) {
+      this.deps.log.error({ err: err2, clientId: this.client.id }, 'connect handling failed');
     }
   }
 
@@ -189,7 +195,7 @@ class ConnectAttempt implements AuthorizeContext {
     const { store } = this.deps;
     // Read at once: no change can land during the read itself (one landing later is the watch's: admit).
     if (store.findByKeyNow !== undefined && store.findByKeyAndAdmit === undefined) return store.findByKeyNow(key);
-    return readToken(this.deps.store, key, this.watch as LookupWatch, this.client, this.deps.store.findByKeyAndAdmit ? this : undefined);
+    return readToken(store, key, this.watch as LookupWatch, this.client, store.findByKeyAndAdmit ? this : undefined);
   }
 
   /** The rights and matcher this token's live sessions hold, when unchanged (enforcement.ts). */
