@@ -84,20 +84,11 @@ export class ClientOwnership {
     const req = this.request(clientId, clean);
     const claim = { clientId, nonce: req.nonce, node: req.node, persistent: req.persistent, tokenId, override: master };
     const owners = this.deps.store.owners;
+    const slotTokens = counts.map((c) => c.tokenId);
     // One store call (Redis: one script) checks and claims all; a refusal wrote nothing.
     // An in-process store answers at once: no promise unless a wipe is due (issue 9).
-    if (owners.admitNow !== undefined) {
-      const now = owners.admitNow(claim, counts);
-      if (!now.ok || !now.orphan) return this.admittedNow(req, counts, now);
-      return this.admitted(req, counts.map((c) => c.tokenId), now);
-    }
-    return owners.admit(claim, counts).then((admitted) => this.admitted(req, counts.map((c) => c.tokenId), admitted));
-  }
-
-  /** `admitted` for an answer that needs no wipe (no orphan record taken over). */
-  private admittedNow(req: AdmitRequest, counts: readonly SlotLimit[], admitted: AdmitResult): Admission {
-    if (!admitted.ok) return admitted.refused === 'owner' ? HELD_BY_OTHER : LIMIT_REACHED;
-    return { ok: true, claim: this.claimOf(req, counts.map((c) => c.tokenId), admitted) };
+    if (owners.admitNow !== undefined) return this.admitted(req, slotTokens, owners.admitNow(claim, counts));
+    return owners.admit(claim, counts).then((admitted) => this.admitted(req, slotTokens, admitted));
   }
 
   /** A CONNECT's claim request, for `admit` or the store's find-and-admit (one round trip with the lookup). */
@@ -108,20 +99,16 @@ export class ClientOwnership {
   /**
    * What the store answered for `req` as an Admission: its claim, in the slots of
    * `slotTokens` (the token's own, then its ancestors'), after wiping the stored
-   * session of a deleted token whose record it took over.
+   * session of a deleted token whose record it took over. Answered at once unless a wipe is due.
    */
-  async admitted(req: AdmitRequest, slotTokens: readonly number[], admitted: AdmitResult): Promise<Admission> {
+  admitted(req: AdmitRequest, slotTokens: readonly number[], admitted: AdmitResult): Admission | Promise<Admission> {
     if (!admitted.ok) return admitted.refused === 'owner' ? HELD_BY_OTHER : LIMIT_REACHED;
     const claim = this.claimOf(req, slotTokens, admitted);
-    if (admitted.orphan) {
-      try {
-        await this.wipe(req.clientId);
-      } catch (err) {
-        void this.abandon(claim);
-        throw err;
-      }
-    }
-    return { ok: true, claim };
+    if (!admitted.orphan) return { ok: true, claim };
+    return this.wipe(req.clientId).then(() => ({ ok: true, claim }), (err: unknown) => {
+      void this.abandon(claim);
+      throw err;
+    });
   }
 
   /** The claim a granted admission made (to bind to its session, or to give back). */
