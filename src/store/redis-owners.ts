@@ -252,6 +252,13 @@ interface OwnerCommands {
   tokenmqSlotRelease(slots: string, clientId: string, holder: string): Promise<number>;
 }
 
+/** ADMIT's answer (`code` '0' granted, '1' owner, '2' limit; then its values) as an AdmitResult; `limitTokenId`: whose limit refused. */
+function admitResult(code: string, a: string | undefined, b: string | undefined, prev: string[], limitTokenId: number): AdmitResult {
+  if (code === '1') return { ok: false, refused: 'owner', owner: Number(a) };
+  if (code === '2') return { ok: false, refused: 'limit', tokenId: limitTokenId };
+  return { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: prev.map((p) => (p ? p : null)) };
+}
+
 /** The store connection with the owner scripts. */
 type OwnerClient = Redis & OwnerCommands;
 
@@ -427,9 +434,7 @@ export class RedisOwners implements ClientOwners {
     const sentAt = Date.now();
     const [code, a, b, ...prev] = await this.send<[number, ...string[]]>((p) => p.tokenmqOwnerAdmit(keys.length, ...keys, ...argv));
     if (argv[7] !== '') this.renewed.set(c.node, sentAt);
-    if (code === 1) return { ok: false, refused: 'owner', owner: Number(a) };
-    if (code === 2) return { ok: false, refused: 'limit', tokenId: slots[Number(a)]?.tokenId ?? c.tokenId };
-    return { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: prev.map((p) => (p ? p : null)) };
+    return admitResult(String(code), a, b, prev, slots[Number(a)]?.tokenId ?? c.tokenId);
   }
 
   /**
@@ -449,9 +454,7 @@ export class RedisOwners implements ClientOwners {
     // The admission ran, and with it the liveness write when one was asked for.
     if (ttl !== '') this.renewed.set(req.node, sentAt);
     const flags = req.probeKeys?.length ? Array.from(probed, (c) => c === '1') : undefined;
-    if (code === '1') return { id, fields, probed: flags, admission: { ok: false, refused: 'owner', owner: Number(a) } };
-    if (code === '2') return { id, fields, probed: flags, admission: { ok: false, refused: 'limit', tokenId: Number(id) } };
-    return { id, fields, probed: flags, admission: { ok: true, orphan: a === '1', ownerPrevious: b ? b : null, slotPrevious: prev.map((p) => (p ? p : null)) } };
+    return { id, fields, probed: flags, admission: admitResult(code, a, b, prev, Number(id)) };
   }
 
   async endSession(slots: readonly SessionSlot[], releaseOwner: boolean): Promise<void> {
