@@ -146,7 +146,8 @@ export class SharedDecodes {
 
   get<T>(field: HashField, text: string, decode: () => T): T {
     const key = `${field}\n${text}`;
-    if (this.byText.has(key)) return this.byText.get(key) as T;
+    const known = this.byText.get(key); // decoded values are objects: never undefined
+    if (known !== undefined) return known as T;
     const value = deepFreeze(decode());
     if (this.byText.size >= this.max) this.byText.delete(this.byText.keys().next().value as string);
     this.byText.set(key, value);
