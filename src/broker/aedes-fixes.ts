@@ -136,10 +136,10 @@ export class DeliveryFixes {
   /** Call right after aedes.handle(), before the client's CONNECT is read. */
   attach(client: Client): void {
     const c = client as unknown as DeliveringClient;
-    // Per client, only these variables (one closure context) and the two functions below
-    // (issue 9: no state object beside them). Aedes reads the functions when a subscription
-    // is made (restored ones included), for the retained messages of a SUBSCRIBE, and in
-    // client.publish, and calls them as plain functions: each needs its own closure.
+    // Per client, only these variables (one closure context) and the functions below
+    // (issue 9: no state object beside them). Aedes reads deliver0/deliverQoS when a
+    // subscription is made (restored ones included), for the retained messages of a SUBSCRIBE,
+    // and in client.publish, and calls them as plain functions: each needs its own closure.
     const aedes0 = c.deliver0;
     const aedesQoS = c.deliverQoS;
     // The message last handed on (broker id, counter): Aedes hands the copies of one message
@@ -175,11 +175,11 @@ export class DeliveryFixes {
       },
     };
     holding.set(client, hold);
-    // Each copy of a message Aedes hands on comes through one of these first. A later copy of
-    // the message just handed on is dropped here: Aedes would drop it too, but for a persistent
-    // session it then "clears" the copy from the offline queue by a packet id that a live copy
-    // has none of (fix 6). The two differ only in the subscription QoS they tell send().
-    c.deliver0 = (packet, cb) => {
+    // Each copy of a message Aedes hands on comes through here first. A later copy of the
+    // message just handed on is dropped: Aedes would drop it too, but for a persistent session
+    // it then "clears" the copy from the offline queue by a packet id that a live copy has none
+    // of (fix 6). `fromQoS`: which of Aedes' two functions it came through (send() caps by it).
+    const deliver = (fromQoS: boolean, packet: DeliveredPacket, cb: () => void): void => {
       if (parked === null) {
         const broker = packet.brokerId;
         if (broker != null) {
@@ -188,25 +188,13 @@ export class DeliveryFixes {
           lastBroker = broker;
           lastCounter = counter;
         }
-        return send(c, aedes0, aedesQoS, false, packet, cb);
+        return send(c, aedes0, aedesQoS, fromQoS, packet, cb);
       }
-      parked.items.push(false, packet);
+      parked.items.push(fromQoS, packet);
       setImmediate(cb);
     };
-    c.deliverQoS = (packet, cb) => {
-      if (parked === null) {
-        const broker = packet.brokerId;
-        if (broker != null) {
-          const counter = Number(packet.brokerCounter);
-          if (broker === lastBroker && counter === lastCounter) return void setImmediate(cb); // fix 6
-          lastBroker = broker;
-          lastCounter = counter;
-        }
-        return send(c, aedes0, aedesQoS, true, packet, cb);
-      }
-      parked.items.push(true, packet);
-      setImmediate(cb);
-    };
+    c.deliver0 = (packet, cb) => deliver(false, packet, cb);
+    c.deliverQoS = (packet, cb) => deliver(true, packet, cb);
     // Before Aedes' own listener, which handles the packets the client sent meanwhile.
     // A shared listener (`this` is the client): 'connected' comes once.
     c.prependListener('connected', releaseOnConnected);
