@@ -70,7 +70,8 @@ export class RedisSessionDirectory implements SessionDirectory {
   /** Client ids whose entry is to be rewritten from the registry at the next flush. */
   private dirty = new Set<string>();
   private flushQueued: NodeJS.Timeout | null = null;
-  /** A batch waits FLUSH_DELAY_MS, and the one after a batch in flight as long again after it. */
+  private readonly flushDelayMs: number;
+  /** A batch waits flushDelayMs, and the one after a batch in flight as long again after it. */
   readonly listingDelayMs: number;
   private flushing: Promise<void> | null = null;
   /** The next heartbeat rewrites the whole snapshot (at start, after Redis came back or a write failed). */
@@ -80,7 +81,8 @@ export class RedisSessionDirectory implements SessionDirectory {
   constructor(private readonly opts: RedisDirectoryOptions) {
     this.log = opts.log;
     this.heartbeatMs = opts.heartbeatMs ?? 5000;
-    this.listingDelayMs = 2 * (opts.flushDelayMs ?? FLUSH_DELAY_MS) + 10;
+    this.flushDelayMs = opts.flushDelayMs ?? FLUSH_DELAY_MS;
+    this.listingDelayMs = 2 * this.flushDelayMs + 10;
     this.expireMs = opts.expireMs ?? 15_000;
     this.nodesKey = `${opts.prefix}nodes`;
     this.nodeKey = `${opts.prefix}node:${opts.nodeId}`;
@@ -123,7 +125,7 @@ export class RedisSessionDirectory implements SessionDirectory {
     this.flushQueued = setTimeout(() => {
       this.flushQueued = null;
       void this.flush();
-    }, this.opts.flushDelayMs ?? FLUSH_DELAY_MS);
+    }, this.flushDelayMs);
   }
 
   /** Writes the pending entries; resolves once they are written (or failed: the heartbeat repairs). */
